@@ -1,0 +1,419 @@
+"""The `supportgraph` command line.
+
+Exit status: 0 on success, 1 when a command ran but could not do what was asked (for example a
+review that was already decided), 2 on bad input with a one-line reason on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+
+class BadInput(Exception):
+    """Input the command cannot use; reported as one line, exit status 2."""
+
+
+def _context(args: argparse.Namespace) -> Any:
+    from graph.context import Context
+
+    overrides = {}
+    for name in ("intent_model_dir",):
+        if getattr(args, name, None):
+            overrides[name] = getattr(args, name)
+    return Context(**overrides)
+
+
+def _print_summary(outcome: Any, as_json: bool) -> None:
+    summary = outcome.summary
+    if as_json:
+        print(json.dumps(summary, ensure_ascii=False, sort_keys=False))
+        return
+    line = (f"ticket {summary['ticket_id']}: {summary['status']}"
+            f" (route {summary.get('route')}, intent {summary.get('intent')},"
+            f" confidence {summary.get('confidence')},"
+            f" {summary['total_duration_ms']:.0f} ms, ${summary['cost_total']:.4f})")
+    print(line)
+    if outcome.note:
+        print(f"  note: {outcome.note}")
+    if summary["status"] == "awaiting_review":
+        print(f"  waiting for review: {summary.get('review_reason')}; thread {outcome.thread_id}")
+        print(f"  resume with: supportgraph review show {outcome.thread_id}  |  "
+              f"supportgraph review accept {outcome.thread_id}")
+    if summary["status"] == "failed":
+        print(f"  error: {summary.get('error')}")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run one ticket (--text / --eml) or a JSONL file of tickets (--input)."""
+    from app.runner import Runner
+    from graph.tickets import TicketError, parse_eml, read_jsonl
+
+    sources = [s for s in (args.text is not None, args.eml, args.input) if s]
+    if len(sources) != 1:
+        raise BadInput("give exactly one of --text, --eml or --input")
+    runner = Runner(_context(args))
+    if args.input:
+        path = Path(args.input)
+        if not path.is_file():
+            raise BadInput(f"no such file: {path}")
+        bad = 0
+        for line_no, item in read_jsonl(path):
+            if isinstance(item, TicketError):
+                bad += 1
+                print(f"{path}:{line_no}: skipped: {item}", file=sys.stderr)
+                continue
+            try:
+                _print_summary(runner.run(_ticket_input(item)), args.json)
+            except TicketError as exc:
+                bad += 1
+                print(f"{path}:{line_no}: skipped: {exc}", file=sys.stderr)
+        if bad:
+            print(f"{bad} line(s) of {path} were not valid tickets", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        return EXIT_OK
+    if args.eml:
+        path = Path(args.eml)
+        if not path.is_file():
+            raise BadInput(f"no such file: {path}")
+        ticket = parse_eml(path.read_bytes(), ticket_id=args.id)
+        ticket["tenant"] = args.tenant
+    else:
+        ticket = {"id": args.id or _new_id(), "channel": args.channel, "body": args.text,
+                  "subject": args.subject or "", "tenant": args.tenant,
+                  "customer_id": args.customer_id}
+    _print_summary(runner.run(_ticket_input(ticket)), args.json)
+    return EXIT_OK
+
+
+def _ticket_input(ticket: dict) -> dict:
+    return {k: ticket.get(k) for k in ("id", "channel", "subject", "body", "customer_id",
+                                       "tenant") if ticket.get(k) is not None}
+
+
+def _new_id() -> str:
+    import uuid
+
+    return f"t-{uuid.uuid4().hex[:12]}"
+
+
+def _age(iso: str) -> str:
+    seconds = (datetime.now(UTC) - datetime.fromisoformat(iso)).total_seconds()
+    if seconds < 3600:
+        return f"{seconds / 60:.0f}m"
+    if seconds < 86400:
+        return f"{seconds / 3600:.1f}h"
+    return f"{seconds / 86400:.1f}d"
+
+
+def cmd_review(args: argparse.Namespace) -> int:
+    """The review queue: list, show, accept, edit, respond, reject."""
+    from app.runner import AlreadyDecided, NotFound, Runner
+
+    runner = Runner(_context(args))
+    if args.action == "list":
+        rows = runner.db.fetchall(
+            "SELECT thread_id, ticket_id, reason, queue, status, requested_at, deadline_at "
+            "FROM sg_reviews WHERE status IN ('waiting', 'escalated') ORDER BY requested_at")
+        now = datetime.now(UTC).isoformat()
+        if args.json:
+            for row in rows:
+                row["sla"] = "overdue" if row["deadline_at"] < now else "ok"
+                print(json.dumps(row))
+            return EXIT_OK
+        if not rows:
+            print("no tickets waiting for review")
+        for row in rows:
+            sla = "OVERDUE" if row["deadline_at"] < now else "ok"
+            print(f"{row['thread_id']}\tage {_age(row['requested_at'])}\t{row['queue']}\t"
+                  f"sla {sla}\t{row['reason']}")
+        return EXIT_OK
+    try:
+        thread_id = runner.resolve_thread(args.ref)
+        if args.action == "show":
+            payload = runner.pending_review(thread_id)
+            if args.json:
+                print(json.dumps(payload, ensure_ascii=False, indent=2))
+            else:
+                _print_payload(thread_id, payload)
+            return EXIT_OK
+        response = _response_from_args(args)
+        outcome = runner.decide(thread_id, response)
+    except NotFound as exc:
+        print(f"supportgraph: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except AlreadyDecided as exc:
+        print(f"supportgraph: already decided: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    _print_summary(outcome, args.json)
+    return EXIT_OK
+
+
+def _response_from_args(args: argparse.Namespace) -> dict:
+    reviewer = args.reviewer
+    if args.action == "accept":
+        return {"type": "accept", "args": None, "reviewer": reviewer}
+    if args.action == "edit":
+        reply = args.reply
+        if args.reply_file:
+            reply = Path(args.reply_file).read_text(encoding="utf-8", errors="replace")
+        return {"type": "edit", "args": {"reply": reply or ""}, "reviewer": reviewer}
+    if args.action == "respond":
+        return {"type": "response", "args": args.note or "", "reviewer": reviewer}
+    return {"type": "ignore", "args": args.reason or "rejected by reviewer", "reviewer": reviewer}
+
+
+def _print_payload(thread_id: str, payload: dict) -> None:
+    req = payload["action_request"]["args"]
+    ticket = req.get("ticket") or {}
+    print(f"thread:  {thread_id}")
+    print(f"reason:  {req.get('reason')}")
+    print(f"ticket:  {ticket.get('id')} ({ticket.get('channel')}, tenant {ticket.get('tenant')})")
+    if ticket.get("subject"):
+        print(f"subject: {ticket['subject']}")
+    print("\n--- customer wrote ---\n" + (ticket.get("body") or ""))
+    print("\n--- draft reply ---\n" + (req.get("reply") or "(no draft)"))
+    scores = {k: (req.get(k) or {}).get("score") for k in ("tone", "confidence")}
+    intent = req.get("intent") or {}
+    print(f"\nintent {intent.get('intent')} ({intent.get('confidence')}), "
+          f"tone {scores['tone']}, confidence {scores['confidence']}, flags {req.get('flags')}")
+    for source in req.get("sources") or []:
+        print(f"  source: {source['title']} ({source['doc_id']})")
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    """Show a ticket's audit trail and run summary."""
+    from app.runner import Runner
+
+    runner = Runner(_context(args))
+    rows = runner.db.fetchall(
+        "SELECT * FROM sg_audit WHERE ticket_id = :t ORDER BY started_at", {"t": args.ticket_id})
+    runs = runner.db.fetchall(
+        "SELECT thread_id, status, summary FROM sg_runs WHERE ticket_id = :t ORDER BY updated_at",
+        {"t": args.ticket_id})
+    if not rows and not runs:
+        print(f"supportgraph: no audit records for ticket {args.ticket_id!r}", file=sys.stderr)
+        return EXIT_FAILED
+    summaries = [json.loads(r["summary"]) for r in runs]
+    if args.json:
+        for row in rows:
+            row["detail"] = json.loads(row["detail"]) if row["detail"] else None
+        print(json.dumps({"ticket_id": args.ticket_id, "events": rows, "runs": summaries},
+                         ensure_ascii=False, indent=2))
+        return EXIT_OK
+    for row in rows:
+        detail = json.loads(row["detail"]) if row["detail"] else {}
+        brief = ", ".join(f"{k}={v}" for k, v in detail.items()
+                          if k not in ("models", "signals", "reasons"))[:160]
+        print(f"{row['started_at'][:23]}  {row['step']:<13} {row['outcome']:<11} "
+              f"{row['duration_ms']:>8.1f} ms  ${row['cost_usd']:.4f}  {brief}")
+        if row["failure"]:
+            print(f"{'':27}failure: {row['failure']}")
+    for summary in summaries:
+        print(f"\nrun {summary['thread_id']}: {summary['status']}  route {summary.get('route')}  "
+              f"intent {summary.get('intent')}  confidence {summary.get('confidence')}  "
+              f"cost ${summary['cost_total']:.4f}  {summary['total_duration_ms']:.0f} ms  "
+              f"model calls {summary['model_calls']}  retries {summary['retries']}")
+        if summary.get("review_reason"):
+            print(f"  review reason: {summary['review_reason']}")
+        for failure in summary.get("failures") or []:
+            print(f"  failure: {failure}")
+    return EXIT_OK
+
+
+def cmd_recover(args: argparse.Namespace) -> int:
+    """Finish runs left behind by a dead worker."""
+    from app.runner import Runner
+
+    outcomes = Runner(_context(args)).recover()
+    for outcome in outcomes:
+        _print_summary(outcome, args.json)
+    if not args.json:
+        print(f"recovered {len(outcomes)} thread(s)")
+    return EXIT_OK
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    """Ingest markdown/text files or JSONL records into a collection."""
+    from graph.resources import get_resources
+    from retrieval.ingest import ingest_paths
+
+    paths = [Path(p) for p in args.paths]
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        raise BadInput(f"no such file or folder: {', '.join(missing)}")
+    store = get_resources(_context(args)).store
+    report = ingest_paths(store, args.collection, paths, progress=True)
+    print(f"{args.collection}: {report.documents} documents, {report.chunks} chunks "
+          f"in {report.seconds:.1f} s; skipped {len(report.skipped)}")
+    for path, reason in report.skipped:
+        print(f"  skipped {path}: {reason}")
+    return EXIT_OK
+
+
+def cmd_retrieve(args: argparse.Namespace) -> int:
+    """Answer a JSONL file of queries with the K best distinct documents each."""
+    from graph.resources import get_resources
+    from retrieval.ingest import retrieve_file
+
+    if not Path(args.input).is_file():
+        raise BadInput(f"no such file: {args.input}")
+    if args.k < 1 or args.k > 100:
+        raise BadInput("--k must be between 1 and 100")
+    store = get_resources(_context(args)).store
+    counts = retrieve_file(store, args.collection, Path(args.input), Path(args.output), k=args.k)
+    print(json.dumps(counts))
+    return EXIT_BAD_INPUT if counts.get("errors") else EXIT_OK
+
+
+def cmd_train_intents(args: argparse.Namespace) -> int:
+    """Train an intent model directory from labelled examples and a routes file."""
+    from models.intent import TrainingDataError, train_from_files
+
+    for path in (args.data, args.routes):
+        if not Path(path).is_file():
+            raise BadInput(f"no such file: {path}")
+    try:
+        report = train_from_files(Path(args.data), Path(args.routes), Path(args.out))
+    except TrainingDataError as exc:
+        raise BadInput(str(exc)) from None
+    print(json.dumps(report, indent=2, default=str))
+    return EXIT_OK
+
+
+def cmd_classify(args: argparse.Namespace) -> int:
+    """Classify a JSONL file of texts with a trained model directory."""
+    from models.intent import classify_file
+
+    if not Path(args.input).is_file():
+        raise BadInput(f"no such file: {args.input}")
+    try:
+        counts = classify_file(Path(args.model), Path(args.input), Path(args.output))
+    except (FileNotFoundError, ValueError) as exc:
+        raise BadInput(str(exc)) from None
+    print(json.dumps(counts))
+    return EXIT_OK
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    """Prepare local state: the demo intent model and the demo knowledge base."""
+    from graph.resources import get_resources
+
+    ctx = _context(args)
+    res = get_resources(ctx)
+    res.db.migrate()
+    res.intent_model.predict(["warm-up"])
+    if ctx.demo_kb:
+        res.demo_kb_ready()
+    print(f"ready: {ctx.home_path.resolve()} ("
+          f"{'postgres' if ctx.database_url else 'sqlite'}, "
+          f"qdrant {'server' if ctx.qdrant_url else 'local'})")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for tests and docs)."""
+    parser = argparse.ArgumentParser(prog="supportgraph", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="log each step as JSON")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="answer a ticket end to end")
+    run.add_argument("--text", help="the ticket body (a chat message)")
+    run.add_argument("--eml", help="an RFC 822 email file")
+    run.add_argument("--input", help="a JSONL file of tickets")
+    run.add_argument("--id", help="ticket id (default: generated)")
+    run.add_argument("--subject", default="")
+    run.add_argument("--channel", default="chat", help="chat or email (for --text)")
+    run.add_argument("--tenant")
+    run.add_argument("--customer-id")
+    run.add_argument("--json", action="store_true", help="print the run summary as JSON")
+    run.add_argument("--intent-model-dir", help="a model dir from train-intents")
+    run.set_defaults(func=cmd_run)
+
+    review = sub.add_parser("review", help="the human review queue")
+    review_sub = review.add_subparsers(dest="action", required=True)
+    for action in ("list", "show", "accept", "edit", "respond", "reject"):
+        p = review_sub.add_parser(action)
+        if action != "list":
+            p.add_argument("ref", help="thread id or ticket id")
+        p.add_argument("--json", action="store_true")
+        p.add_argument("--reviewer", default="cli")
+        if action == "edit":
+            p.add_argument("--reply", help="the new reply text")
+            p.add_argument("--reply-file", help="read the new reply from a file")
+        if action == "respond":
+            p.add_argument("--note", required=True)
+        if action == "reject":
+            p.add_argument("--reason")
+        p.set_defaults(func=cmd_review)
+
+    audit = sub.add_parser("audit", help="audit trail of a ticket")
+    audit_sub = audit.add_subparsers(dest="action", required=True)
+    show = audit_sub.add_parser("show")
+    show.add_argument("ticket_id")
+    show.add_argument("--json", action="store_true")
+    show.set_defaults(func=cmd_audit)
+
+    recover = sub.add_parser("recover", help="finish runs a dead worker left behind")
+    recover.add_argument("--json", action="store_true")
+    recover.set_defaults(func=cmd_recover)
+
+    ingest = sub.add_parser("ingest", help="add documents to a collection")
+    ingest.add_argument("--collection", required=True)
+    ingest.add_argument("paths", nargs="+")
+    ingest.set_defaults(func=cmd_ingest)
+
+    retrieve = sub.add_parser("retrieve", help="retrieve the K best documents per query")
+    retrieve.add_argument("--collection", required=True)
+    retrieve.add_argument("--input", required=True)
+    retrieve.add_argument("--output", required=True)
+    retrieve.add_argument("--k", type=int, default=5)
+    retrieve.set_defaults(func=cmd_retrieve)
+
+    train = sub.add_parser("train-intents", help="train an intent classifier")
+    train.add_argument("--data", required=True)
+    train.add_argument("--routes", required=True)
+    train.add_argument("--out", required=True)
+    train.set_defaults(func=cmd_train_intents)
+
+    classify = sub.add_parser("classify", help="classify texts with a trained model")
+    classify.add_argument("--model", required=True)
+    classify.add_argument("--input", required=True)
+    classify.add_argument("--output", required=True)
+    classify.set_defaults(func=cmd_classify)
+
+    init = sub.add_parser("init", help="prepare the demo model and knowledge base")
+    init.set_defaults(func=cmd_init)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `supportgraph` command."""
+    import os
+
+    from app.settings import SettingsError
+    from graph.tickets import TicketError
+
+    # Model-loading progress bars are noise on a CLI that prints one line per ticket.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(message)s", stream=sys.stderr)
+    try:
+        return args.func(args)
+    except (BadInput, TicketError, SettingsError) as exc:
+        print(f"supportgraph: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,199 @@
+"""Runs tickets through the compiled graph with a durable checkpointer, and resumes them.
+
+A ticket's thread id comes from its tenant and id, so running the same ticket again finds its
+thread: a finished ticket is reported, not re-run; a ticket whose worker died mid-run resumes
+from its last completed step; a ticket waiting for review stays waiting.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from langgraph.types import Command
+
+from graph.builder import builder
+from graph.context import Context
+from graph.persistence import open_checkpointer
+from graph.pii import redact
+from graph.resources import get_resources
+from graph.state import TERMINAL_STATUSES
+from graph.summary import build_summary
+from graph.tickets import parse_chat
+
+log = logging.getLogger(__name__)
+
+_compiled: dict[str, Any] = {}
+_compiled_lock = threading.Lock()
+
+
+class AlreadyDecided(RuntimeError):
+    """A review that someone else already decided (or that is not waiting)."""
+
+
+class NotFound(LookupError):
+    """No thread or ticket with that id."""
+
+
+def thread_id_for(ticket: dict) -> str:
+    """The deterministic thread of a ticket: one per (tenant, ticket id)."""
+    tenant = ticket.get("tenant")
+    return f"ticket:{tenant}:{ticket['id']}" if tenant else f"ticket:{ticket['id']}"
+
+
+@dataclass
+class Outcome:
+    """What happened to one ticket in this call."""
+
+    summary: dict[str, Any]
+    thread_id: str
+    note: str = ""
+
+
+class Runner:
+    """The workflow bound to one database and set of stores (from `Context`)."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.res = get_resources(ctx)
+        self.db = self.res.db
+        with _compiled_lock:
+            graph = _compiled.get(self.db.target)
+            if graph is None:
+                graph = builder.compile(checkpointer=open_checkpointer(self.db))
+                graph.name = "supportgraph"
+                _compiled[self.db.target] = graph
+        self.graph = graph
+
+    def _config(self, thread_id: str) -> dict:
+        return {"configurable": {"thread_id": thread_id}}
+
+    def _invoke(self, value: Any, thread_id: str) -> None:
+        self.graph.invoke(value, self._config(thread_id), context=self.ctx, durability="sync")
+
+    def run(self, raw_ticket: dict) -> Outcome:
+        """Run (or continue) one ticket; raises `graph.tickets.TicketError` on bad input."""
+        ticket = parse_chat(raw_ticket)
+        # Redact before the input is checkpointed: the input itself is stored.
+        salt = self.ctx.pii_salt
+        safe = {k: ticket[k] for k in ("id", "channel", "customer_id", "tenant")}
+        safe.update(subject=redact(ticket.get("subject") or "", salt=salt),
+                    body=redact(ticket["body"], salt=salt))
+        thread_id = thread_id_for(ticket)
+        snapshot = self.graph.get_state(self._config(thread_id))
+        note = ""
+        if snapshot.values and not snapshot.next:
+            note = "already processed; not run again"
+        elif snapshot.values and snapshot.interrupts:
+            note = "already waiting for review"
+        elif snapshot.values and snapshot.next:
+            note = "resumed an interrupted run from its last completed step"
+            self._invoke(None, thread_id)
+        else:
+            self._invoke({"ticket": safe}, thread_id)
+        return Outcome(self.summary(thread_id), thread_id, note)
+
+    def run_many(self, tickets: Iterable[dict]) -> Iterable[Outcome]:
+        """Run tickets one after another (each durable on its own)."""
+        for ticket in tickets:
+            yield self.run(ticket)
+
+    def summary(self, thread_id: str) -> dict[str, Any]:
+        """The run summary of a thread, from the database or built from its state."""
+        row = self.db.fetchone("SELECT summary FROM sg_runs WHERE thread_id = :t",
+                               {"t": thread_id})
+        snapshot = self.graph.get_state(self._config(thread_id))
+        if row and (snapshot.interrupts or not snapshot.next):
+            return json.loads(row["summary"])
+        if not snapshot.values:
+            raise NotFound(f"no run for thread {thread_id}")
+        status = snapshot.values.get("status") or "failed"
+        if snapshot.interrupts:
+            status = "awaiting_review"
+        elif snapshot.next:
+            status = "processing"
+        return build_summary(snapshot.values, thread_id=thread_id, status=status)
+
+    def resolve_thread(self, ref: str) -> str:
+        """Accept a thread id or a ticket id."""
+        row = self.db.fetchone(
+            "SELECT thread_id FROM sg_reviews WHERE thread_id = :r OR ticket_id = :r "
+            "ORDER BY requested_at DESC", {"r": ref})
+        if row:
+            return row["thread_id"]
+        row = self.db.fetchone(
+            "SELECT thread_id FROM sg_runs WHERE thread_id = :r OR ticket_id = :r "
+            "ORDER BY updated_at DESC", {"r": ref})
+        if row:
+            return row["thread_id"]
+        raise NotFound(f"no ticket or thread {ref!r}")
+
+    def pending_review(self, thread_id: str) -> dict[str, Any]:
+        """The interrupt payload a thread is waiting on; NotFound if it is not waiting."""
+        snapshot = self.graph.get_state(self._config(thread_id))
+        if not snapshot.interrupts:
+            raise NotFound(f"thread {thread_id} is not waiting for review")
+        return snapshot.interrupts[0].value
+
+    def decide(self, thread_id: str, response: dict[str, Any]) -> Outcome:
+        """Apply a reviewer's decision exactly once; the loser of a race gets AlreadyDecided."""
+        from nodes.human_review import parse_resume
+
+        snapshot = self.graph.get_state(self._config(thread_id))
+        if not snapshot.values:
+            raise NotFound(f"no run for thread {thread_id}")
+        # Validate before touching anything: a malformed value never reaches the thread.
+        decision = parse_resume(response, has_draft=bool(snapshot.values.get("drafts")))
+        if decision["type"] != "response":
+            claimed = self.db.execute(
+                """UPDATE sg_reviews SET status = 'decided', decision = :decision,
+                       decided_by = :reviewer, decided_at = :at
+                   WHERE thread_id = :t AND status IN ('waiting', 'escalated')""",
+                {"decision": json.dumps(response, ensure_ascii=False),
+                 "reviewer": decision.get("reviewer"), "at": decision.get("decided_at"),
+                 "t": thread_id})
+            if not claimed:
+                raise AlreadyDecided(f"thread {thread_id} was already decided "
+                                     f"(status: {self._review_status(thread_id)})")
+        if not snapshot.interrupts:
+            raise AlreadyDecided(f"thread {thread_id} is not waiting for review")
+        self._invoke(Command(resume=response), thread_id)
+        return Outcome(self.summary(thread_id), thread_id)
+
+    def _review_status(self, thread_id: str) -> str:
+        row = self.db.fetchone("SELECT status FROM sg_reviews WHERE thread_id = :t",
+                               {"t": thread_id})
+        return row["status"] if row else "unknown"
+
+    def recover(self) -> list[Outcome]:
+        """Finish every run a dead worker left behind, and apply decided-but-unapplied reviews."""
+        outcomes = []
+        for thread_id in self._thread_ids():
+            snapshot = self.graph.get_state(self._config(thread_id))
+            if snapshot.interrupts:
+                row = self.db.fetchone(
+                    "SELECT decision FROM sg_reviews WHERE thread_id = :t AND status = 'decided'",
+                    {"t": thread_id})
+                if row and row["decision"]:
+                    self._invoke(Command(resume=json.loads(row["decision"])), thread_id)
+                    outcomes.append(Outcome(self.summary(thread_id), thread_id,
+                                            "applied a recorded review decision"))
+                continue
+            if snapshot.next:
+                self._invoke(None, thread_id)
+                outcomes.append(Outcome(self.summary(thread_id), thread_id,
+                                        "resumed from its last completed step"))
+        return outcomes
+
+    def _thread_ids(self) -> list[str]:
+        rows = self.db.fetchall("SELECT DISTINCT thread_id FROM checkpoints")
+        return sorted(r["thread_id"] for r in rows)
+
+
+def is_terminal(status: str) -> bool:
+    """Whether a status ends a run."""
+    return status in TERMINAL_STATUSES

@@ -1,0 +1,97 @@
+"""Per-run settings: one `Context` dataclass, LangGraph's `context_schema`.
+
+Every field `some_name` can be set from `SUPPORTGRAPH_SOME_NAME`; environment values fill only the
+fields a caller left at their default, so an explicit per-run setting always wins.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(kw_only=True)
+class Context:
+    """Run-time settings for one ticket run; never checkpointed."""
+
+    home: str = field(
+        default=".supportgraph",
+        metadata={"description": "Folder for local state: SQLite, local Qdrant, default models."},
+    )
+    database_url: str = field(
+        default="", metadata={"description": "postgresql://... for Postgres; empty for SQLite."}
+    )
+    qdrant_url: str = field(
+        default="", metadata={"description": "Qdrant server URL; empty for local mode."}
+    )
+    intent_model_dir: str = field(
+        default="",
+        metadata={"description": "Trained intent model directory; empty: the demo model."},
+    )
+    intent_threshold: float = field(
+        default=0.85, metadata={"description": "Below this intent confidence: planner/human."}
+    )
+    tone_threshold: float = field(
+        default=0.7, metadata={"description": "Below this tone score the draft is rewritten."}
+    )
+    confidence_threshold: float = field(
+        default=0.8, metadata={"description": "Below this answer confidence: human review."}
+    )
+    max_rewrites: int = field(default=2, metadata={"description": "Tone rewrites before human."})
+    retrieval_k: int = field(default=4, metadata={"description": "Passages given to the draft."})
+    case_k: int = field(default=3, metadata={"description": "Resolved cases compared against."})
+    router_models: str = field(
+        default="", metadata={"description": "Fallback chain for routing-type calls."}
+    )
+    answer_models: str = field(
+        default="", metadata={"description": "Fallback chain for drafts and rewrites."}
+    )
+    planner_models: str = field(
+        default="", metadata={"description": "Fallback chain for the planner."}
+    )
+    model_timeout_s: float = field(default=20.0, metadata={"description": "Per model call."})
+    model_max_retries: int = field(default=2, metadata={"description": "Retries per entry."})
+    planner_enabled: bool = field(
+        default=True, metadata={"description": "Let the bounded planner try fallback paths."}
+    )
+    max_planner_steps: int = field(default=3, metadata={"description": "Planner step budget."})
+    max_cost_usd: float = field(default=0.05, metadata={"description": "Dollar budget/ticket."})
+    max_seconds: float = field(default=120.0, metadata={"description": "Wall-clock budget/ticket."})
+    review_sla_hours: float = field(default=24.0, metadata={"description": "First review SLA."})
+    supervisor_sla_hours: float = field(
+        default=24.0, metadata={"description": "Supervisor review SLA before `stalled`."}
+    )
+    pii_salt: str = field(
+        default="", metadata={"description": "Salt for PII hashes (keep it secret)."}
+    )
+    demo_kb: bool = field(
+        default=True,
+        metadata={"description": "Ingest the shipped demo knowledge base on first use."},
+    )
+    min_relevance: float = field(
+        default=0.3, metadata={"description": "Dense similarity below which a passage is noise."}
+    )
+    learn_enabled: bool = field(
+        default=True, metadata={"description": "Add resolved cases to `resolved_cases`."}
+    )
+
+    def __post_init__(self) -> None:
+        from app.settings import env_defaults
+
+        for f in fields(self):
+            if getattr(self, f.name) == f.default:
+                value = env_defaults(f.name, f.type)
+                if value is not None:
+                    setattr(self, f.name, value)
+
+    @property
+    def home_path(self) -> Path:
+        """The local-state folder as a Path."""
+        return Path(self.home).expanduser()
+
+    def replace(self, **changes: Any) -> Context:
+        """A copy with `changes` applied (explicit values, never overridden by env)."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        values.update(changes)
+        return Context(**values)

@@ -1,0 +1,184 @@
+"""The wrapper every node runs in: timing, usage, the audit row, and failure capture.
+
+One audit row per step execution, keyed by LangGraph's task id, which is the same when a step
+re-runs after a crash or a resume; the row is upserted, so re-execution never duplicates it.
+A node that raises does not crash the run: the failure is recorded and the node returns
+`error`, which the routers send to a human (or to `failed` when nothing can be done).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from langgraph.errors import GraphBubbleUp
+from langgraph.runtime import Runtime
+
+from graph.context import Context
+from graph.pii import redact_obj
+from graph.resources import Resources, get_resources
+from graph.state import State, StepUsage
+
+log = logging.getLogger("supportgraph.steps")
+
+
+def now_iso() -> str:
+    """Current UTC time as ISO 8601 with microseconds (sortable as text)."""
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+@dataclass
+class Step:
+    """What a node gets besides the state: settings, shared resources, and a usage meter."""
+
+    name: str
+    ctx: Context
+    res: Resources
+    ticket_id: str
+    thread_id: str
+    model_calls: int = 0
+    cache_hits: int = 0
+    retries: int = 0
+    cost: float = 0.0
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    def record_model(self, result: Any) -> None:
+        """Count one chat result (a `models.chat.ChatResult`) towards this step's usage."""
+        failed = [a for a in result.attempts if a.outcome != "ok"]
+        self.model_calls += 0 if result.cached else 1
+        self.cache_hits += 1 if result.cached else 0
+        self.retries += len(failed)
+        self.cost += result.cost_usd
+        self.detail.setdefault("models", []).append(
+            {"provider": result.provider, "model": result.model, "cached": result.cached,
+             "cost": result.cost_usd, "attempts": [a.outcome for a in result.attempts]})
+
+
+    def complete(self, role: str, request: Any, state: State) -> Any:
+        """Call the `role` model chain inside the ticket's budget and count the usage.
+
+        Raises `models.chat.ModelsUnavailable` when every entry of the chain fails or the
+        budget cannot cover any of them.
+        """
+        from graph.budget import Budget
+        from models.factory import chain_for
+
+        budget = Budget.of(state, self.ctx)
+        spent_here = self.cost
+
+        def budget_check(worst_case_usd: float) -> bool:
+            return budget.allows_cost(worst_case_usd + (self.cost - spent_here))
+
+        chain = chain_for(role, self.ctx, self.res.db, budget_check=budget_check)
+        try:
+            result = chain.complete(request)
+        except Exception as exc:
+            attempts = getattr(exc, "attempts", ())
+            self.retries += len(attempts)
+            self.detail.setdefault("models", []).append(
+                {"role": role, "error": str(exc)[:300],
+                 "attempts": [f"{a.provider}:{a.model}:{a.outcome}" for a in attempts]})
+            raise
+        self.record_model(result)
+        return result
+
+
+def ticket_id_of(state: State) -> str:
+    """The ticket id once intake has run, else whatever the input carries."""
+    normalized = state.get("normalized")
+    if normalized:
+        return normalized["id"]
+    raw = state.get("ticket") or {}
+    return str(raw.get("id") or "unknown")[:200]
+
+
+def node(
+    name: str, *, on_interrupt: Callable[[State, Step], None] | None = None
+) -> Callable[[Callable[[State, Step], dict]], Callable[..., dict]]:
+    """Turn `fn(state, step) -> update` into an instrumented LangGraph node.
+
+    `on_interrupt` runs when the node pauses for a human (bookkeeping of the wait); it must be
+    idempotent, since a paused node runs again from its start when resumed.
+    """
+
+    def decorate(fn: Callable[[State, Step], dict]) -> Callable[..., dict]:
+        def run(state: State, runtime: Runtime[Context]) -> dict:
+            ctx = runtime.context if isinstance(runtime.context, Context) else Context()
+            info = runtime.execution_info
+            ticket_id = ticket_id_of(state)
+            thread_id = (info.thread_id if info and info.thread_id else f"ticket:{ticket_id}")
+            step = Step(name=name, ctx=ctx, res=get_resources(ctx), ticket_id=ticket_id,
+                        thread_id=thread_id)
+            started = now_iso()
+            t0 = time.perf_counter()
+            outcome, failure = "ok", None
+            try:
+                update = fn(state, step)
+            except GraphBubbleUp:
+                _write_audit(step, info, started, t0, "interrupted", None, state)
+                if on_interrupt is not None:
+                    on_interrupt(state, step)
+                raise
+            except Exception as exc:  # noqa: BLE001 - recorded and routed, never swallowed
+                log.exception("step %s failed for ticket %s", name, ticket_id)
+                failure = f"{name}: {type(exc).__name__}: {exc}"[:2000]
+                outcome = "error"
+                update = {"error": failure}
+            if update.get("error") and outcome == "ok":
+                outcome, failure = "error", update["error"]
+            if update.get("failures"):
+                failure = failure or "; ".join(update["failures"])
+            ticket_id = ticket_id_of({**state, **update})
+            step.ticket_id = ticket_id
+            usage = StepUsage(step=name, duration_ms=round((time.perf_counter() - t0) * 1000, 3),
+                              cost=round(step.cost, 8), model_calls=step.model_calls,
+                              cache_hits=step.cache_hits, retries=step.retries)
+            update = {**update, "usage": [usage]}
+            if failure and failure not in update.get("failures", []):
+                update["failures"] = [*update.get("failures", []), failure]
+            _write_audit(step, info, started, t0, outcome, failure, {**state, **update})
+            return update
+
+        # Not functools.wraps: LangGraph reads the signature to inject `runtime`.
+        run.__name__, run.__qualname__, run.__doc__ = fn.__name__, fn.__qualname__, fn.__doc__
+        return run
+
+    return decorate
+
+
+def _write_audit(step: Step, info: Any, started: str, t0: float, outcome: str,
+                 failure: str | None, state: dict) -> None:
+    """Upsert this step execution's audit row (keyed by task id, so re-runs overwrite)."""
+    key = info.task_id if info else f"{step.thread_id}:{step.name}:{started}"
+    detail = redact_obj(step.detail, salt=step.ctx.pii_salt) if step.detail else None
+    row = {
+        "event_key": key, "ticket_id": step.ticket_id, "thread_id": step.thread_id,
+        "step": step.name, "attempt": info.node_attempt if info else 1, "started_at": started,
+        "duration_ms": round((time.perf_counter() - t0) * 1000, 3), "outcome": outcome,
+        "model_calls": step.model_calls, "cache_hits": step.cache_hits, "retries": step.retries,
+        "cost_usd": step.cost,
+        "failure": redact_obj(failure, salt=step.ctx.pii_salt) if failure else None,
+        "detail": json.dumps(detail, ensure_ascii=False, sort_keys=True) if detail else None,
+    }
+    step.res.db.execute(
+        """INSERT INTO sg_audit (event_key, ticket_id, thread_id, step, attempt, started_at,
+               duration_ms, outcome, model_calls, cache_hits, retries, cost_usd, failure, detail)
+           VALUES (:event_key, :ticket_id, :thread_id, :step, :attempt, :started_at,
+               :duration_ms, :outcome, :model_calls, :cache_hits, :retries, :cost_usd,
+               :failure, :detail)
+           ON CONFLICT (event_key) DO UPDATE SET ticket_id = excluded.ticket_id,
+               attempt = excluded.attempt, duration_ms = excluded.duration_ms,
+               outcome = excluded.outcome, model_calls = excluded.model_calls,
+               cache_hits = excluded.cache_hits, retries = excluded.retries,
+               cost_usd = excluded.cost_usd, failure = excluded.failure,
+               detail = excluded.detail""",
+        row,
+    )
+    log.info(json.dumps({"event": "step", "ticket_id": step.ticket_id,
+                         "thread_id": step.thread_id, "step": step.name, "outcome": outcome,
+                         "duration_ms": row["duration_ms"], "cost": step.cost}))

@@ -1,0 +1,241 @@
+"""The workflow's database: LangGraph checkpoints plus our own tables, in one place.
+
+SQLite (`$SUPPORTGRAPH_HOME/state.db`) is the zero-setup default; `DATABASE_URL=postgresql://...`
+switches both the checkpointer and our tables to Postgres. Our SQL is written once with `:name`
+placeholders and translated for psycopg, so every query runs unchanged on both.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sqlite3
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Literal
+
+log = logging.getLogger(__name__)
+
+SCHEMA = [
+    """CREATE TABLE IF NOT EXISTS sg_audit (
+        event_key TEXT PRIMARY KEY,
+        ticket_id TEXT NOT NULL,
+        thread_id TEXT NOT NULL,
+        step TEXT NOT NULL,
+        attempt INTEGER NOT NULL,
+        started_at TEXT NOT NULL,
+        duration_ms DOUBLE PRECISION NOT NULL,
+        outcome TEXT NOT NULL,
+        model_calls INTEGER NOT NULL DEFAULT 0,
+        cache_hits INTEGER NOT NULL DEFAULT 0,
+        retries INTEGER NOT NULL DEFAULT 0,
+        cost_usd DOUBLE PRECISION NOT NULL DEFAULT 0,
+        failure TEXT,
+        detail TEXT
+    )""",
+    "CREATE INDEX IF NOT EXISTS sg_audit_ticket ON sg_audit (ticket_id, started_at)",
+    "CREATE INDEX IF NOT EXISTS sg_audit_thread ON sg_audit (thread_id, started_at)",
+    """CREATE TABLE IF NOT EXISTS sg_runs (
+        thread_id TEXT PRIMARY KEY,
+        ticket_id TEXT NOT NULL,
+        tenant TEXT,
+        status TEXT NOT NULL,
+        summary TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS sg_runs_ticket ON sg_runs (ticket_id)",
+    "CREATE INDEX IF NOT EXISTS sg_runs_updated ON sg_runs (updated_at)",
+    """CREATE TABLE IF NOT EXISTS sg_outbox (
+        delivery_key TEXT PRIMARY KEY,
+        ticket_id TEXT NOT NULL,
+        thread_id TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        customer_id TEXT,
+        reply TEXT NOT NULL,
+        approved_by TEXT,
+        created_at TEXT NOT NULL,
+        delivered_at TEXT
+    )""",
+    """CREATE TABLE IF NOT EXISTS sg_reviews (
+        thread_id TEXT PRIMARY KEY,
+        ticket_id TEXT NOT NULL,
+        tenant TEXT,
+        reason TEXT NOT NULL,
+        queue TEXT NOT NULL,
+        status TEXT NOT NULL,
+        requested_at TEXT NOT NULL,
+        deadline_at TEXT NOT NULL,
+        decision TEXT,
+        decided_by TEXT,
+        decided_at TEXT
+    )""",
+    "CREATE INDEX IF NOT EXISTS sg_reviews_status ON sg_reviews (status, requested_at)",
+    """CREATE TABLE IF NOT EXISTS sg_model_cache (
+        key TEXT PRIMARY KEY,
+        provider TEXT NOT NULL,
+        model TEXT NOT NULL,
+        response TEXT NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL,
+        expires_at DOUBLE PRECISION NOT NULL
+    )""",
+]
+
+_PARAM = re.compile(r"(?<!:):([A-Za-z_][A-Za-z0-9_]*)")
+
+
+def _to_psycopg(sql: str) -> str:
+    """Translate `:name` placeholders to psycopg's `%(name)s` (and escape literal `%`)."""
+    return _PARAM.sub(r"%(\1)s", sql.replace("%", "%%"))
+
+
+class Database:
+    """A small, thread-safe facade over SQLite or a Postgres connection pool."""
+
+    def __init__(self, *, dialect: Literal["sqlite", "postgres"], target: str, handle: Any):
+        self.dialect = dialect
+        self.target = target
+        self._handle = handle
+        self._lock = threading.RLock()
+        self._conn: sqlite3.Connection | None = None
+        self._migrated = False
+
+    @property
+    def handle(self) -> Any:
+        """The sqlite3 path or the psycopg pool, for the checkpointer to share."""
+        return self._handle
+
+    @contextmanager
+    def _cursor(self) -> Iterator[Any]:
+        if self.dialect == "sqlite":
+            with self._lock:
+                if self._conn is None:
+                    # One long-lived connection: closing the last one checkpoints the WAL
+                    # (about 20 ms a write); the lock serialises this process's threads.
+                    self._conn = _sqlite_connect(self._handle)
+                cur = self._conn.cursor()
+                try:
+                    yield cur
+                    self._conn.commit()
+                except BaseException:
+                    self._conn.rollback()
+                    raise
+                finally:
+                    cur.close()
+        else:
+            with self._handle.connection() as conn, conn.cursor() as cur:
+                yield cur
+
+    def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> int:
+        """Run one statement in its own committed transaction; returns the row count."""
+        with self._cursor() as cur:
+            cur.execute(self._sql(sql), dict(params or {}))
+            return cur.rowcount
+
+    def fetchone(self, sql: str, params: Mapping[str, Any] | None = None) -> dict | None:
+        """Run a query and return its first row as a dict (or None)."""
+        rows = self.fetchall(sql, params)
+        return rows[0] if rows else None
+
+    def fetchall(self, sql: str, params: Mapping[str, Any] | None = None) -> list[dict]:
+        """Run a query and return every row as a dict."""
+        with self._cursor() as cur:
+            cur.execute(self._sql(sql), dict(params or {}))
+            if cur.description is None:
+                return []
+            names = [d[0] for d in cur.description]
+            return [dict(zip(names, row, strict=True)) if not isinstance(row, dict) else row
+                    for row in cur.fetchall()]
+
+    def migrate(self) -> None:
+        """Create our tables if they are missing; safe to run from many processes."""
+        if self._migrated:
+            return
+        for statement in SCHEMA:
+            self.execute(statement)
+        self._migrated = True
+
+    def _sql(self, sql: str) -> str:
+        return sql if self.dialect == "sqlite" else _to_psycopg(sql)
+
+    def close(self) -> None:
+        """Close the pool (Postgres) or the connection (SQLite)."""
+        if self.dialect == "postgres":
+            self._handle.close()
+        elif self._conn is not None:
+            with self._lock:
+                self._conn.close()
+                self._conn = None
+
+
+def _sqlite_connect(path: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, timeout=30, check_same_thread=False)
+    conn.execute("PRAGMA busy_timeout = 30000")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    return conn
+
+
+def _postgres_pool(url: str) -> Any:
+    from psycopg.rows import dict_row
+    from psycopg_pool import ConnectionPool
+
+    pool = ConnectionPool(
+        url,
+        min_size=1,
+        max_size=20,
+        kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row},
+        check=ConnectionPool.check_connection,
+        open=False,
+        name="supportgraph",
+    )
+    pool.open(wait=True, timeout=15)
+    return pool
+
+
+_databases: dict[str, Database] = {}
+_databases_lock = threading.Lock()
+
+
+def open_database(url: str | None, home: Path) -> Database:
+    """Return the process-wide database for `url` (Postgres) or `home/state.db` (SQLite)."""
+    key = url or str(Path(home).resolve() / "state.db")
+    with _databases_lock:
+        db = _databases.get(key)
+        if db is None:
+            if url:
+                if not url.startswith(("postgres://", "postgresql://")):
+                    raise ValueError("DATABASE_URL must start with postgresql:// (or be unset)")
+                db = Database(dialect="postgres", target=url, handle=_postgres_pool(url))
+            else:
+                Path(home).mkdir(parents=True, exist_ok=True)
+                conn = _sqlite_connect(key)
+                conn.execute("PRAGMA journal_mode = WAL")
+                conn.close()
+                db = Database(dialect="sqlite", target=key, handle=key)
+            db.migrate()
+            _databases[key] = db
+        return db
+
+
+def open_checkpointer(db: Database, serde: Any = None) -> Any:
+    """A LangGraph checkpointer on the same database as our tables (tables set up once)."""
+    if db.dialect == "postgres":
+        from langgraph.checkpoint.postgres import PostgresSaver
+
+        saver = PostgresSaver(db.handle, serde=serde)
+    else:
+        from langgraph.checkpoint.sqlite import SqliteSaver
+
+        saver = SqliteSaver(_sqlite_connect(db.handle), serde=serde)
+    saver.setup()
+    return saver
+
+
+def close_all() -> None:
+    """Close every cached database (tests and benchmarks that switch databases)."""
+    with _databases_lock:
+        for db in _databases.values():
+            db.close()
+        _databases.clear()

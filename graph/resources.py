@@ -1,0 +1,110 @@
+"""Process-wide, lazily built resources the nodes share: database, stores, models.
+
+Nodes stay stateless between steps (everything that matters is in the checkpoint or the
+database); what is cached here is only what is expensive to rebuild: a connection pool, the
+Qdrant client, the loaded models. Keyed by the locations in `Context`, so two contexts pointing at
+different databases never share a handle.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from graph.context import Context
+
+_lock = threading.Lock()
+_resources: dict[tuple[str, str, str, str], Resources] = {}
+
+
+@dataclass
+class Resources:
+    """Handles for one (home, database, qdrant, intent model) combination."""
+
+    ctx: Context
+    _cache: dict[str, Any] = field(default_factory=dict)
+    _lock: threading.RLock = field(default_factory=threading.RLock)
+
+    def _get(self, name: str, build: Any) -> Any:
+        value = self._cache.get(name)
+        if value is None:
+            with self._lock:
+                value = self._cache.get(name)
+                if value is None:
+                    value = build()
+                    self._cache[name] = value
+        return value
+
+    @property
+    def db(self) -> Any:
+        """Our tables and the checkpoints' database (migrated on first use)."""
+        from graph.persistence import open_database
+
+        return self._get("db", lambda: open_database(self.ctx.database_url or None,
+                                                       self.ctx.home_path))
+
+    @property
+    def store(self) -> Any:
+        """The Qdrant knowledge store (local folder or server)."""
+        from retrieval.store import open_store
+
+        return self._get("store", lambda: open_store(
+            home=self.ctx.home_path, url=self.ctx.qdrant_url or None,
+            api_key=_qdrant_api_key()))
+
+    @property
+    def intent_model(self) -> Any:
+        """The trained intent classifier (the demo model unless one is configured)."""
+        from pathlib import Path
+
+        from models.intent import IntentModel, ensure_default_model
+
+        def build() -> Any:
+            directory = (Path(self.ctx.intent_model_dir) if self.ctx.intent_model_dir
+                         else ensure_default_model(self.ctx.home_path))
+            return IntentModel.load(directory)
+
+        return self._get("intent_model", build)
+
+    @property
+    def tone_scorer(self) -> Any:
+        """The offline tone scorer."""
+        from models.tone import ToneScorer
+
+        return self._get("tone", ToneScorer)
+
+    def demo_kb_ready(self) -> None:
+        """Make sure the shipped demo knowledge base is ingested (idempotent, fast when done)."""
+        from retrieval.ingest import ensure_demo_kb
+
+        self._get("demo_kb", lambda: ensure_demo_kb(self.store) or True)
+
+    def chain(self, role: str) -> Any:
+        """The model fallback chain for `role` (router, answer, planner)."""
+        from models.factory import build_role_chain
+
+        return self._get(f"chain:{role}", lambda: build_role_chain(role, self.ctx, self.db))
+
+
+def _qdrant_api_key() -> str | None:
+    from app.settings import qdrant_api_key
+
+    return qdrant_api_key()
+
+
+def get_resources(ctx: Context) -> Resources:
+    """The shared resources for this context's locations."""
+    key = (str(ctx.home_path.resolve()), ctx.database_url, ctx.qdrant_url, ctx.intent_model_dir)
+    with _lock:
+        res = _resources.get(key)
+        if res is None:
+            res = Resources(ctx=ctx)
+            _resources[key] = res
+        return res
+
+
+def reset_resources() -> None:
+    """Forget every cached resource (tests that switch homes or databases)."""
+    with _lock:
+        _resources.clear()

@@ -1,0 +1,187 @@
+"""Typed workflow state, plus the Agent Inbox shapes used by human review.
+
+State holds raw data (ids, texts, scores, decisions); prompts are built inside nodes. No
+embeddings or whole documents: a checkpoint is written every step and its size is a cost.
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import Annotated, Any, Literal, TypedDict
+
+Route = Literal["billing", "technical", "human"]
+Status = Literal["processing", "sent", "awaiting_review", "rejected", "stalled", "failed"]
+TERMINAL_STATUSES = ("sent", "awaiting_review", "rejected", "stalled", "failed")
+
+
+class Ticket(TypedDict):
+    """A normalised, PII-redacted ticket."""
+
+    id: str
+    channel: Literal["chat", "email"]
+    subject: str
+    body: str
+    customer_id: str | None
+    tenant: str | None
+
+
+class IntentResult(TypedDict):
+    """What the intent classifier said about the ticket."""
+
+    intent: str
+    confidence: float
+    route: Route
+    out_of_scope: bool
+    oos_score: float
+
+
+class Passage(TypedDict):
+    """One retrieved chunk (text kept: the draft cites it and review shows it)."""
+
+    doc_id: str
+    chunk_id: str
+    title: str
+    text: str
+    score: float
+    collection: str
+
+
+class CaseHit(TypedDict):
+    """A similar resolved case from `resolved_cases`."""
+
+    ticket_id: str
+    intent: str
+    reply: str
+    score: float
+
+
+class Draft(TypedDict):
+    """One version of the reply (the first draft, then each rewrite)."""
+
+    text: str
+    citations: list[str]
+    provider: str
+    model: str
+    template: str
+
+
+class ToneResult(TypedDict):
+    """Tone score in [0, 1] with the reasons behind it."""
+
+    score: float
+    reasons: list[str]
+
+
+class ConfidenceResult(TypedDict):
+    """Answer confidence in [0, 1] and the signals it was built from."""
+
+    score: float
+    signals: dict[str, float]
+
+
+class StepUsage(TypedDict):
+    """Cost and effort of one step execution, for the run summary."""
+
+    step: str
+    duration_ms: float
+    cost: float
+    model_calls: int
+    cache_hits: int
+    retries: int
+
+
+class ReviewDecision(TypedDict, total=False):
+    """The reviewer's answer to a review interrupt, as applied."""
+
+    type: Literal["accept", "edit", "response", "ignore"]
+    reviewer: str
+    reply: str
+    note: str
+    reason: str
+    decided_at: str
+
+
+# Agent Inbox `HumanInterrupt` convention (declared here; the shape is the contract).
+class ActionRequest(TypedDict):
+    """The action a human is asked to approve."""
+
+    action: str
+    args: dict[str, Any]
+
+
+class HumanInterruptConfig(TypedDict):
+    """Which responses the reviewer may give."""
+
+    allow_ignore: bool
+    allow_respond: bool
+    allow_edit: bool
+    allow_accept: bool
+
+
+class HumanInterrupt(TypedDict):
+    """The payload of the review `interrupt()`."""
+
+    action_request: ActionRequest
+    config: HumanInterruptConfig
+    description: str | None
+
+
+class HumanResponse(TypedDict):
+    """The resume value: accept, edit (args = {"reply": ...}), response (note), ignore."""
+
+    type: Literal["accept", "ignore", "response", "edit"]
+    args: None | str | dict[str, Any]
+
+
+class InputState(TypedDict, total=False):
+    """What a caller passes in: a ticket as JSON (chat) or a raw email."""
+
+    ticket: dict[str, Any]
+    """A chat/JSONL ticket object: id, channel, subject?, body, customer_id?, tenant?."""
+    eml: str
+    """A raw RFC 822 email (text), as an alternative to `ticket`."""
+
+
+class State(InputState, total=False):
+    """The whole state of one ticket's run."""
+
+    normalized: Ticket
+    """The validated, normalised, redacted ticket that every later step reads."""
+    intent: IntentResult
+    """Classifier output."""
+    route: Route
+    """Current route: from the classifier, possibly changed by the planner."""
+    query: str
+    """The retrieval query (ticket text cleaned of email noise, maybe reformulated)."""
+    passages: list[Passage]
+    """Knowledge-base passages retrieved for the draft."""
+    cases: list[CaseHit]
+    """Similar resolved cases (known solutions)."""
+    drafts: list[Draft]
+    """Every draft version, oldest first; the last is current."""
+    tone: ToneResult
+    """Tone of the current draft."""
+    rewrites: int
+    """How many tone rewrites have been made."""
+    confidence: ConfidenceResult
+    """Confidence of the current draft."""
+    flags: list[str]
+    """Risk flags raised on the ticket (for example `possible_injection`, `non_english`)."""
+    review_reason: str
+    """Why the ticket needs (or needed) a human."""
+    review: ReviewDecision
+    """The reviewer's decision once given."""
+    planner_steps: Annotated[list[dict[str, Any]], operator.add]
+    """Planner decisions: action, reason."""
+    final_reply: str
+    """The reply that was (or will be) delivered."""
+    status: Status
+    """Where the ticket is: a terminal status once it ends."""
+    error: str
+    """Why the ticket failed (status `failed`) or which step failed before a handoff."""
+    failures: Annotated[list[str], operator.add]
+    """Every failure seen on the way, in order, even those recovered from."""
+    usage: Annotated[list[StepUsage], operator.add]
+    """Per-step duration, cost and model effort, appended by each step."""
+    started_at: str
+    """When intake started (ISO 8601 UTC)."""

@@ -1,0 +1,58 @@
+"""The run summary (DESIGN.md section 8): what happened in one ticket's run, at a glance."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from graph.instrument import now_iso
+from graph.state import State
+
+WORKFLOW_ID = "supportgraph.support/1"
+
+
+def build_summary(state: State, *, thread_id: str, status: str) -> dict[str, Any]:
+    """Summarise a run from its state; field names are a contract other tools read."""
+    usage = state.get("usage") or []
+    intent = state.get("intent") or {}
+    confidence = state.get("confidence") or {}
+    breakdown: list[dict[str, Any]] = [
+        {"step": u["step"], "duration_ms": round(u["duration_ms"], 3), "cost": u["cost"],
+         "model_calls": u["model_calls"]}
+        for u in usage
+    ]
+    normalized = state.get("normalized") or {}
+    return {
+        "workflow_id": WORKFLOW_ID,
+        "thread_id": thread_id,
+        "ticket_id": normalized.get("id") or (state.get("ticket") or {}).get("id"),
+        "status": status,
+        "intent": intent.get("intent"),
+        "route": state.get("route"),
+        "confidence": confidence.get("score"),
+        "intent_confidence": intent.get("confidence"),
+        "review_reason": state.get("review_reason"),
+        "total_duration_ms": round(sum(u["duration_ms"] for u in usage), 3),
+        "model_calls": sum(u["model_calls"] for u in usage),
+        "cache_hits": sum(u["cache_hits"] for u in usage),
+        "retries": sum(u["retries"] for u in usage),
+        "cost_total": round(sum(u["cost"] for u in usage), 8),
+        "step_breakdown": breakdown,
+        "failures": list(state.get("failures") or []),
+        "error": state.get("error"),
+    }
+
+
+def record_summary(db: Any, summary: dict[str, Any], tenant: str | None) -> None:
+    """Upsert the run's summary row (one per thread; re-runs overwrite, never duplicate)."""
+    now = now_iso()
+    db.execute(
+        """INSERT INTO sg_runs (thread_id, ticket_id, tenant, status, summary, created_at,
+               updated_at)
+           VALUES (:thread_id, :ticket_id, :tenant, :status, :summary, :now, :now)
+           ON CONFLICT (thread_id) DO UPDATE SET status = excluded.status,
+               summary = excluded.summary, updated_at = excluded.updated_at""",
+        {"thread_id": summary["thread_id"], "ticket_id": summary["ticket_id"] or "unknown",
+         "tenant": tenant, "status": summary["status"],
+         "summary": json.dumps(summary, ensure_ascii=False, sort_keys=True), "now": now},
+    )

@@ -1,0 +1,631 @@
+"""The chat-model layer: one request type, several providers, and a chain that survives failures.
+
+Nodes build a `ChatRequest` and call `ModelChain.complete`. The chain tries its `provider:model`
+entries in order; for each entry it looks in the response cache, respects the provider's circuit
+breaker and the caller's budget, makes bounded retries with exponential backoff and jitter on
+transient failures (honouring Retry-After), and validates the output (empty, refusal, JSON not
+matching the requested schema, wrong language are failures). Every try is recorded as an
+`Attempt`, so a run summary can say exactly what happened. When every entry fails the chain
+raises `ModelsUnavailable` and the caller routes the ticket to a human; it never crashes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import re
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from models.breaker import CircuitBreakers, default_breakers
+from models.prices import PriceTable, load_prices
+
+if TYPE_CHECKING:
+    from models.cache import ResponseCache
+
+log = logging.getLogger(__name__)
+
+ROLES = ("router", "answer", "planner")
+OFFLINE_SPEC = "offline:offline-v1"
+# Default models per role: a small, cheap model for routing-type work, a stronger one for the
+# customer-facing answer and for planning. Override with SUPPORTGRAPH_<ROLE>_MODELS.
+DEFAULT_MODELS: dict[str, dict[str, str]] = {
+    "openai": {"router": "gpt-4.1-mini", "answer": "gpt-4.1", "planner": "gpt-4.1"},
+    "anthropic": {
+        "router": "claude-haiku-4-5",
+        "answer": "claude-sonnet-4-5",
+        "planner": "claude-sonnet-4-5",
+    },
+}
+
+
+# --------------------------------------------------------------------------- data types
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    """One model call, independent of the provider that will serve it."""
+
+    task: str  # "draft" | "rewrite" | "plan": the offline provider dispatches on it
+    system: str  # system prompt (a module constant of the calling node)
+    user: str  # rendered user prompt; ticket text and documents already delimited
+    # Structured inputs for the offline provider; never sent to remote providers and not part
+    # of the cache key (remote answers depend only on system/user).
+    data: Mapping[str, Any] = field(default_factory=dict)
+    max_tokens: int = 600
+    temperature: float = 0.0
+    json_schema: dict | None = None  # when set, the output must be JSON matching it
+    language: str | None = "en"  # expected reply language; None disables the check
+
+
+@dataclass(frozen=True)
+class Completion:
+    """What one provider returned for one successful HTTP call."""
+
+    text: str
+    input_tokens: int
+    output_tokens: int
+    truncated: bool = False  # stopped at max_tokens
+    refusal: str | None = None  # the provider flagged the answer as a refusal
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One try at one chain entry, successful or not (the run summary lists them)."""
+
+    provider: str
+    model: str
+    # "ok" | "timeout" | "connection_error" | "http_429" | "http_5xx" | "http_4xx" |
+    # "invalid_output:<why>" | "circuit_open" | "budget_denied" | "error:<ExceptionType>"
+    outcome: str
+    duration_ms: float
+    retry_after_s: float | None = None
+    cost_usd: float = 0.0  # billed attempts (an answer that failed validation still costs)
+
+
+@dataclass(frozen=True)
+class ChatResult:
+    """The validated answer and everything it cost."""
+
+    text: str
+    provider: str
+    model: str
+    input_tokens: int  # summed over every billed attempt of this call
+    output_tokens: int
+    cost_usd: float  # summed over every billed attempt (0 for a cache hit)
+    cached: bool
+    attempts: tuple[Attempt, ...]
+
+    @property
+    def retries(self) -> int:
+        """Attempts that failed before the answer."""
+        return sum(1 for a in self.attempts if a.outcome != "ok")
+
+
+class Provider(Protocol):
+    """A chat backend; raises `ProviderError` subclasses on failure."""
+
+    name: str
+
+    def complete(self, request: ChatRequest, model: str, *, timeout: float) -> Completion:
+        """Make one call (no retries: the chain retries)."""
+        ...
+
+
+# --------------------------------------------------------------------------- errors
+
+
+class ProviderError(Exception):
+    """A provider call failed; `outcome` is the label recorded in the attempt."""
+
+    outcome = "error"
+    retryable = False  # worth retrying the same entry after a backoff
+    provider_fault = True  # counts towards the provider's circuit breaker
+
+
+class Timeout(ProviderError):
+    """No answer within the per-call timeout."""
+
+    outcome = "timeout"
+    retryable = True
+
+
+class ConnectionFailed(ProviderError):
+    """Connection refused, reset or dropped."""
+
+    outcome = "connection_error"
+    retryable = True
+
+
+class RateLimited(ProviderError):
+    """HTTP 429; `retry_after` is the server's Retry-After in seconds, if it sent one."""
+
+    outcome = "http_429"
+    retryable = True
+
+    def __init__(self, retry_after: float | None = None, message: str = "rate limited") -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class ServerError(ProviderError):
+    """HTTP 5xx (including Anthropic's 529 overloaded)."""
+
+    outcome = "http_5xx"
+    retryable = True
+
+    def __init__(self, status: int, message: str = "server error") -> None:
+        super().__init__(f"{message} (HTTP {status})")
+        self.status = status
+
+
+class ClientError(ProviderError):
+    """HTTP 4xx other than 429: our request or our credentials are wrong; never retried."""
+
+    outcome = "http_4xx"
+
+    def __init__(self, status: int, message: str = "client error") -> None:
+        super().__init__(f"{message} (HTTP {status})")
+        self.status = status
+        # A bad key or unknown model fails every call; a bad request fails only this one.
+        self.provider_fault = status in (401, 403, 404)
+
+
+class InvalidOutput(ProviderError):
+    """The provider answered, but the answer is unusable (`why` says how)."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(why)
+        self.why = why
+        self.outcome = f"invalid_output:{why}"
+        self.provider_fault = why == "malformed_response"
+
+
+class ModelsUnavailable(RuntimeError):
+    """Every entry of the chain failed; the ticket should go to a human."""
+
+    reason = "models_unavailable"
+
+    def __init__(self, attempts: tuple[Attempt, ...]) -> None:
+        self.attempts = attempts
+        summary = "; ".join(f"{a.provider}:{a.model} {a.outcome}" for a in attempts) or "no entries"
+        super().__init__(f"every model in the chain failed: {summary}")
+
+
+# --------------------------------------------------------------------------- validation
+
+# A refusal opens the reply or one of its first sentences ("Hi! I'm sorry, but I can't ...");
+# "I'm sorry to hear that ..." is an apology, not a refusal, and does not match.
+_REFUSAL = re.compile(
+    r"(?:^|[.!?]\s+)\W*(?:i['’]?m sorry,? but i (?:can(?:no|['’])?t|am unable|won['’]t)"
+    r"|i (?:can(?:no|['’])?t|won['’]t|am unable to|am not able to) "
+    r"(?:help|assist|comply|provide|answer)(?: you)? with (?:that|this)"
+    r"|sorry,? (?:but )?i can(?:no|['’])?t (?:help|assist)"
+    r"|as an ai(?: language)? model,? i)",
+    re.IGNORECASE,
+)
+
+_STOPWORDS: dict[str, set[str]] = {
+    "en": set("the and is are you your to of for with this that it be have has was were been "
+              "not can will we our please if on by from which would there they an or at all how "
+              "what when into then than after until only also here thanks".split()),
+    "es": set("el la los las y es son usted su para con este esta que por una del al pero como "
+              "más puede gracias hola nuestro cuando".split()),
+    "fr": set("le la les et est sont vous votre pour avec cette que qui une des du au mais "
+              "comme plus peut merci bonjour notre nous".split()),
+    "de": set("der die das und ist sind sie ihr ihre für mit dieser diese dass ein eine den "
+              "dem nicht auch bitte danke wir unser können".split()),
+    "pt": set("os e é são você seu sua para com este esta que por uma ao mas como "
+              "mais pode obrigado olá nosso não".split()),
+    "it": set("il gli le e è sono lei suo sua per con questo questa che una del della al "
+              "come più può grazie ciao nostro non".split()),
+    "nl": set("de het een en is zijn uw jij voor met deze dit dat die niet ook maar als "
+              "kunt bedankt hallo onze wij".split()),
+}
+# Words shared by two languages ("de", "la", "die", ...) say nothing; keep distinctive ones only.
+_DISTINCT: dict[str, frozenset[str]] = {
+    lang: frozenset(words - set().union(*(w for other, w in _STOPWORDS.items() if other != lang)))
+    for lang, words in _STOPWORDS.items()
+}
+_LANGUAGE_OF: dict[str, str] = {w: lang for lang, words in _DISTINCT.items() for w in words}
+_PUNCTUATION = ".,;:!?()[]{}<>\"'“”‘’«»¿¡…*_`-"
+_FENCE = re.compile(r"^\s*```(?:json)?\s*\n?(.*?)\n?```\s*$", re.DOTALL | re.IGNORECASE)
+
+
+def detect_wrong_language(text: str, expected: str) -> str | None:
+    """Return the language the text is clearly written in, if it is not `expected`.
+
+    A cheap stopword count: short texts and unsupported languages are never judged, and
+    another language must clearly dominate, so quoting a foreign phrase is not a failure.
+    """
+    if expected not in _DISTINCT:
+        return None
+    words = [w for w in (t.strip(_PUNCTUATION) for t in text.lower().split()) if w]
+    if len(words) < 8:
+        return None
+    counts = dict.fromkeys(_DISTINCT, 0)
+    for word in words:
+        lang = _LANGUAGE_OF.get(word)
+        if lang is not None:
+            counts[lang] += 1
+    best = max((lang for lang in counts if lang != expected), key=counts.__getitem__)
+    if counts[best] >= 3 and counts[best] > 2 * counts[expected]:
+        return best
+    return None
+
+
+_TYPES: dict[str, Callable[[Any], bool]] = {
+    "object": lambda v: isinstance(v, dict),
+    "array": lambda v: isinstance(v, list),
+    "string": lambda v: isinstance(v, str),
+    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "number": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+    "boolean": lambda v: isinstance(v, bool),
+    "null": lambda v: v is None,
+}
+
+
+def schema_error(value: Any, schema: Mapping[str, Any], path: str = "$") -> str | None:
+    """First violation of a small JSON Schema subset, or None when `value` conforms.
+
+    Supports type (name or list), enum, const, object properties/required/additionalProperties,
+    array items/minItems/maxItems, string minLength/maxLength, number minimum/maximum: enough
+    for the structured answers our nodes request, with no new dependency.
+    """
+    expected = schema.get("type")
+    if expected is not None:
+        names = expected if isinstance(expected, list) else [expected]
+        if not any(_TYPES.get(name, lambda v: True)(value) for name in names):
+            return f"{path}: expected {'/'.join(names)}"
+    if "enum" in schema and value not in schema["enum"]:
+        return f"{path}: not one of {schema['enum']}"
+    if "const" in schema and value != schema["const"]:
+        return f"{path}: must be {schema['const']!r}"
+    if isinstance(value, dict):
+        for key in schema.get("required", []):
+            if key not in value:
+                return f"{path}: missing {key!r}"
+        props = schema.get("properties", {})
+        for key, item in value.items():
+            if key in props:
+                error = schema_error(item, props[key], f"{path}.{key}")
+                if error:
+                    return error
+            elif schema.get("additionalProperties") is False:
+                return f"{path}: unexpected {key!r}"
+    if isinstance(value, list):
+        if len(value) < schema.get("minItems", 0):
+            return f"{path}: fewer than {schema['minItems']} items"
+        if "maxItems" in schema and len(value) > schema["maxItems"]:
+            return f"{path}: more than {schema['maxItems']} items"
+        if isinstance(schema.get("items"), Mapping):
+            for index, item in enumerate(value):
+                error = schema_error(item, schema["items"], f"{path}[{index}]")
+                if error:
+                    return error
+    if isinstance(value, str):
+        if len(value) < schema.get("minLength", 0):
+            return f"{path}: shorter than {schema['minLength']}"
+        if "maxLength" in schema and len(value) > schema["maxLength"]:
+            return f"{path}: longer than {schema['maxLength']}"
+    if _TYPES["number"](value):
+        if "minimum" in schema and value < schema["minimum"]:
+            return f"{path}: below {schema['minimum']}"
+        if "maximum" in schema and value > schema["maximum"]:
+            return f"{path}: above {schema['maximum']}"
+    return None
+
+
+def validate_output(request: ChatRequest, completion: Completion) -> tuple[str, str | None]:
+    """Return (clean text, None) for usable output, or (text, why) when it must be rejected."""
+    text = completion.text or ""
+    if completion.refusal:
+        return text, "refusal"
+    if not text.strip():
+        return text, "empty"
+    if completion.truncated:
+        return text, "truncated"
+    if _REFUSAL.search(text[:300]):
+        return text, "refusal"
+    if request.json_schema is not None:
+        fenced = _FENCE.match(text)
+        clean = (fenced.group(1) if fenced else text).strip()
+        try:
+            value = json.loads(clean)
+        except ValueError:
+            return text, "not_json"
+        error = schema_error(value, request.json_schema)
+        if error:
+            log.debug("output does not match the requested schema: %s", error)
+            return text, "schema_mismatch"
+        return clean, None
+    if request.language:
+        other = detect_wrong_language(text, request.language)
+        if other:
+            return text, f"wrong_language_{other}"
+    return text.strip(), None
+
+
+def estimate_input_tokens(request: ChatRequest) -> int:
+    """Estimate input tokens generously for budget checks (about 3 characters a token)."""
+    schema = len(json.dumps(request.json_schema)) if request.json_schema else 0
+    return (len(request.system) + len(request.user) + schema) // 3 + 16
+
+
+# --------------------------------------------------------------------------- the chain
+
+
+class ModelChain:
+    """An ordered fallback chain of (provider, model) entries with retries, breaker and cache."""
+
+    def __init__(
+        self,
+        entries: list[tuple[Provider, str]],
+        *,
+        timeout_s: float,
+        max_retries: int,
+        backoff_base_s: float,
+        backoff_max_s: float,
+        breaker: CircuitBreakers,
+        prices: PriceTable,
+        cache: ResponseCache | None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: Callable[[], float] = random.random,
+        budget_check: Callable[[float], bool] | None = None,
+    ) -> None:
+        if not entries:
+            raise ValueError("a model chain needs at least one entry")
+        if max_retries < 0:
+            raise ValueError("max_retries must be >= 0")
+        self.entries = list(entries)
+        self.timeout_s = timeout_s
+        self.max_retries = max_retries
+        self.backoff_base_s = backoff_base_s
+        self.backoff_max_s = backoff_max_s
+        self.breaker = breaker
+        self.prices = prices
+        self.cache = cache
+        self._clock = clock
+        self._sleep = sleep
+        self._rng = rng
+        self.budget_check = budget_check
+
+    @property
+    def spec(self) -> str:
+        """The chain as a `provider:model,...` string (for run summaries)."""
+        return ",".join(f"{provider.name}:{model}" for provider, model in self.entries)
+
+    def __repr__(self) -> str:
+        return f"ModelChain({self.spec!r})"
+
+    def _backoff(self, retry_index: int) -> float:
+        """Exponential backoff with equal jitter: between half and all of the capped delay."""
+        delay = min(self.backoff_max_s, self.backoff_base_s * (2**retry_index))
+        return delay * (0.5 + 0.5 * self._rng())
+
+    def _elapsed_ms(self, start: float) -> float:
+        return (self._clock() - start) * 1000.0
+
+    def complete(self, request: ChatRequest) -> ChatResult:
+        """Answer `request` with the first entry that gives valid output.
+
+        Raises `ModelsUnavailable` (with every attempt) when no entry does.
+        """
+        run = _Run()
+        for provider, model in self.entries:
+            result = self._try_entry(provider, model, request, run)
+            if result is not None:
+                return result
+        error = ModelsUnavailable(tuple(run.attempts))
+        log.error("%s", error)
+        raise error
+
+    def _try_entry(
+        self, provider: Provider, model: str, request: ChatRequest, run: _Run
+    ) -> ChatResult | None:
+        """Cache, breaker, budget, then calls with retries; None means: fall back."""
+        name = provider.name
+        use_cache = self.cache is not None and getattr(provider, "cacheable", name != "offline")
+        if use_cache:
+            start = self._clock()
+            hit = self.cache.get(request, name, model)
+            if hit is not None:
+                run.attempts.append(Attempt(name, model, "ok", self._elapsed_ms(start)))
+                log.debug("cache hit for %s:%s (%s)", name, model, request.task)
+                return run.result(hit.text, name, model, cached=True)
+        if self.breaker.is_open(name):
+            run.attempts.append(Attempt(name, model, "circuit_open", 0.0))
+            log.warning("skipping %s:%s: circuit open", name, model)
+            return None
+        if self.budget_check is not None:
+            worst = self.prices.worst_case(
+                name, model, estimate_input_tokens(request), request.max_tokens
+            )
+            if not self.budget_check(worst):
+                run.attempts.append(Attempt(name, model, "budget_denied", 0.0))
+                log.warning("skipping %s:%s: worst case $%.4f over budget", name, model, worst)
+                return None
+        completion, duration = self._call_with_retries(provider, model, request, run)
+        if completion is None:
+            return None
+        cost = self.prices.cost(name, model, completion.input_tokens, completion.output_tokens)
+        run.bill(completion, cost)
+        text, why = validate_output(request, completion)
+        if why is not None:
+            run.attempts.append(Attempt(name, model, f"invalid_output:{why}", duration, None, cost))
+            log.warning("%s:%s gave invalid output (%s); falling back", name, model, why)
+            return None
+        run.attempts.append(Attempt(name, model, "ok", duration, None, cost))
+        if use_cache:
+            stored = Completion(text, completion.input_tokens, completion.output_tokens)
+            self.cache.put(request, name, model, stored)
+        return run.result(text, name, model, cached=False)
+
+    def _call_with_retries(
+        self, provider: Provider, model: str, request: ChatRequest, run: _Run
+    ) -> tuple[Completion | None, float]:
+        """Call one entry, retrying transient failures; (None, 0) when it gave up."""
+        name = provider.name
+        for retry_index in range(self.max_retries + 1):
+            if not self.breaker.allow(name):
+                run.attempts.append(Attempt(name, model, "circuit_open", 0.0))
+                return None, 0.0
+            start = self._clock()
+            try:
+                completion = provider.complete(request, model, timeout=self.timeout_s)
+            except ProviderError as exc:
+                retry_after = getattr(exc, "retry_after", None)
+                run.attempts.append(
+                    Attempt(name, model, exc.outcome, self._elapsed_ms(start), retry_after)
+                )
+                if exc.provider_fault:
+                    self.breaker.record_failure(name)
+                else:
+                    self.breaker.record_success(name)
+                log.warning("%s:%s failed: %s (%s)", name, model, exc.outcome, exc)
+                wait = self._retry_wait(exc, retry_index, name)
+                if wait is None:
+                    return None, 0.0
+                self._sleep(wait)
+                continue
+            except Exception as exc:  # a provider bug must not crash the ticket
+                outcome = f"error:{type(exc).__name__}"
+                run.attempts.append(Attempt(name, model, outcome, self._elapsed_ms(start)))
+                self.breaker.record_failure(name)
+                log.exception("%s:%s raised an unexpected error", name, model)
+                return None, 0.0
+            self.breaker.record_success(name)
+            return completion, self._elapsed_ms(start)
+        return None, 0.0
+
+    def _retry_wait(self, exc: ProviderError, retry_index: int, name: str) -> float | None:
+        """Seconds to wait before retrying after `exc`, or None to stop and fall back."""
+        if not exc.retryable or retry_index >= self.max_retries:
+            return None
+        retry_after = getattr(exc, "retry_after", None)
+        if retry_after is None:
+            return self._backoff(retry_index)
+        if retry_after > self.backoff_max_s:
+            log.warning(
+                "%s asks to retry after %.1f s (cap %.1f s): falling back",
+                name, retry_after, self.backoff_max_s,
+            )
+            return None
+        return retry_after
+
+
+@dataclass
+class _Run:
+    """What one `ModelChain.complete` call has done so far."""
+
+    attempts: list[Attempt] = field(default_factory=list)
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+
+    def bill(self, completion: Completion, cost: float) -> None:
+        self.input_tokens += completion.input_tokens
+        self.output_tokens += completion.output_tokens
+        self.cost_usd += cost
+
+    def result(self, text: str, provider: str, model: str, *, cached: bool) -> ChatResult:
+        return ChatResult(
+            text, provider, model, self.input_tokens, self.output_tokens, self.cost_usd,
+            cached, tuple(self.attempts),
+        )
+
+
+# --------------------------------------------------------------------------- configuration
+
+_PROVIDER_NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
+
+
+def parse_chain(spec: str) -> list[tuple[str, str]]:
+    """Parse `"openai:gpt-4.1-mini,anthropic:claude-haiku-4-5"` into (provider, model) pairs.
+
+    The model is everything after the first colon (so `ollama:llama3:8b` works); a bare
+    `offline` means `offline:offline-v1`.
+    """
+    if not spec or not spec.strip():
+        raise ValueError("empty model chain; expected e.g. 'openai:gpt-4.1-mini,offline'")
+    entries: list[tuple[str, str]] = []
+    for raw in spec.split(","):
+        item = raw.strip()
+        if item == "offline":
+            entries.append(("offline", "offline-v1"))
+            continue
+        provider, sep, model = item.partition(":")
+        provider, model = provider.strip().lower(), model.strip()
+        if not sep or not _PROVIDER_NAME.match(provider) or not model:
+            raise ValueError(
+                f"bad model chain entry {item!r} in {spec!r}: expected 'provider:model', "
+                "e.g. 'openai:gpt-4.1-mini'"
+            )
+        entries.append((provider, model))
+    return entries
+
+
+def default_chain_spec(role: str, *, have_openai: bool, have_anthropic: bool) -> str:
+    """Return the chain used when `SUPPORTGRAPH_<ROLE>_MODELS` is unset.
+
+    Configured vendors in the order openai, anthropic with their default model for the role;
+    with none, the offline provider.
+    """
+    if role not in ROLES:
+        raise ValueError(f"unknown model role {role!r}; expected one of {', '.join(ROLES)}")
+    parts = []
+    if have_openai:
+        parts.append(f"openai:{DEFAULT_MODELS['openai'][role]}")
+    if have_anthropic:
+        parts.append(f"anthropic:{DEFAULT_MODELS['anthropic'][role]}")
+    return ",".join(parts) or OFFLINE_SPEC
+
+
+def build_chain(
+    spec: str,
+    *,
+    providers: Mapping[str, Provider],
+    timeout_s: float = 30.0,
+    max_retries: int = 2,
+    backoff_base_s: float = 0.5,
+    backoff_max_s: float = 8.0,
+    breaker: CircuitBreakers | None = None,
+    prices: PriceTable | None = None,
+    cache: ResponseCache | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+    rng: Callable[[], float] = random.random,
+    budget_check: Callable[[float], bool] | None = None,
+) -> ModelChain:
+    """Build a `ModelChain` from a spec string and the configured providers by name."""
+    entries: list[tuple[Provider, str]] = []
+    for provider_name, model in parse_chain(spec):
+        provider = providers.get(provider_name)
+        if provider is None:
+            hint = {
+                "openai": " (set OPENAI_API_KEY or OPENAI_BASE_URL)",
+                "anthropic": " (set ANTHROPIC_API_KEY)",
+            }.get(provider_name, "")
+            raise ValueError(
+                f"model chain {spec!r} names provider {provider_name!r}, which is not "
+                f"configured{hint}; configured: {', '.join(sorted(providers)) or 'none'}"
+            )
+        entries.append((provider, model))
+    return ModelChain(
+        entries,
+        timeout_s=timeout_s,
+        max_retries=max_retries,
+        backoff_base_s=backoff_base_s,
+        backoff_max_s=backoff_max_s,
+        breaker=breaker if breaker is not None else default_breakers(),
+        prices=prices if prices is not None else load_prices(),
+        cache=cache,
+        clock=clock,
+        sleep=sleep,
+        rng=rng,
+        budget_check=budget_check,
+    )

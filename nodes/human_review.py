@@ -1,0 +1,161 @@
+"""Human review: pause the thread with `interrupt()` until a reviewer decides.
+
+The payload follows the Agent Inbox `HumanInterrupt` convention, so any client that speaks it
+can act on the queue. The node runs again from its start when resumed, so nothing before
+`interrupt()` may have side effects; the wait is registered by `register_wait` (idempotent).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from langgraph.types import interrupt
+
+from graph.instrument import Step, node, now_iso
+from graph.routing import review_reason_after_classify
+from graph.state import HumanInterrupt, ReviewDecision, State
+from graph.summary import build_summary, record_summary
+
+MAX_REPLY_CHARS = 10_000
+DECISIONS = ("accept", "edit", "response", "ignore")
+
+
+class InvalidResume(ValueError):
+    """A resume value that is not a well-formed HumanResponse."""
+
+
+def reason_for_review(state: State, ctx) -> str:
+    """The one-line reason a human is looking at this ticket."""
+    if state.get("review_reason"):
+        return state["review_reason"]
+    error = state.get("error") or ""
+    if error:
+        return error.split(":", 1)[0]
+    if state.get("intent"):
+        reason = review_reason_after_classify(state, ctx)
+        if reason:
+            return reason
+    if state.get("tone") and state["tone"]["score"] < ctx.tone_threshold:
+        return "tone_below_threshold"
+    if state.get("confidence"):
+        return "low_confidence"
+    return "needs_review"
+
+
+def build_payload(state: State, reason: str, error: str | None = None) -> HumanInterrupt:
+    """What the reviewer sees: the ticket, the draft, its sources, the scores, the reason."""
+    drafts = state.get("drafts") or []
+    return {
+        "action_request": {
+            "action": "send_reply",
+            "args": {
+                "ticket": state.get("normalized"),
+                "reply": drafts[-1]["text"] if drafts else "",
+                "sources": [{"doc_id": p["doc_id"], "title": p["title"]}
+                            for p in state.get("passages") or []],
+                "intent": state.get("intent"),
+                "tone": state.get("tone"),
+                "confidence": state.get("confidence"),
+                "flags": state.get("flags") or [],
+                "planner_steps": state.get("planner_steps") or [],
+                "reason": reason,
+            },
+        },
+        "config": {"allow_ignore": True, "allow_respond": True, "allow_edit": True,
+                   "allow_accept": bool(drafts)},
+        "description": (f"Review needed: {reason}." + (f" Previous answer rejected: {error}"
+                                                        if error else "")),
+    }
+
+
+def parse_resume(value: object, *, has_draft: bool) -> ReviewDecision:
+    """Validate a HumanResponse; raises InvalidResume with a one-line reason."""
+    if isinstance(value, list) and len(value) == 1:
+        value = value[0]
+    if not isinstance(value, dict):
+        raise InvalidResume("resume value must be an object with 'type' and 'args'")
+    kind = value.get("type")
+    args = value.get("args")
+    reviewer = str(value.get("reviewer") or "unknown")[:200]
+    if kind == "stalled":
+        return {"type": "stalled", "reviewer": reviewer, "reason": "review SLA expired"}
+    if kind not in DECISIONS:
+        raise InvalidResume(f"unknown decision type {kind!r}; expected one of {DECISIONS}")
+    decision: ReviewDecision = {"type": kind, "reviewer": reviewer, "decided_at": now_iso()}
+    if kind == "accept":
+        if not has_draft:
+            raise InvalidResume("there is no draft to accept; use edit with a reply")
+        return decision
+    if kind == "edit":
+        if isinstance(args, dict) and isinstance(args.get("args"), dict):
+            args = args["args"]  # Agent Inbox sends an edited ActionRequest
+        reply = args.get("reply") if isinstance(args, dict) else args
+        if not isinstance(reply, str) or not reply.strip():
+            raise InvalidResume("edit needs a non-empty reply text")
+        if len(reply) > MAX_REPLY_CHARS:
+            raise InvalidResume(f"edited reply is {len(reply)} chars; the limit is "
+                                f"{MAX_REPLY_CHARS}")
+        return {**decision, "reply": reply.strip()}
+    text = args.get("note") or args.get("reason") if isinstance(args, dict) else args
+    if text is not None and not isinstance(text, str):
+        raise InvalidResume(f"{kind} takes a text note")
+    if kind == "response":
+        if not text or not text.strip():
+            raise InvalidResume("response needs a non-empty note")
+        return {**decision, "note": text.strip()[:MAX_REPLY_CHARS]}
+    return {**decision, "reason": (text or "rejected by reviewer").strip()[:2000]}
+
+
+def register_wait(state: State, step: Step) -> None:
+    """Record the open review and an `awaiting_review` summary (safe to repeat)."""
+    reason = reason_for_review(state, step.ctx)
+    now = datetime.now(UTC)
+    deadline = now + timedelta(hours=step.ctx.review_sla_hours)
+    tenant = (state.get("normalized") or {}).get("tenant")
+    step.res.db.execute(
+        """INSERT INTO sg_reviews (thread_id, ticket_id, tenant, reason, queue, status,
+               requested_at, deadline_at)
+           VALUES (:thread_id, :ticket_id, :tenant, :reason, 'agent', 'waiting', :now,
+               :deadline)
+           ON CONFLICT (thread_id) DO NOTHING""",
+        {"thread_id": step.thread_id, "ticket_id": step.ticket_id, "tenant": tenant,
+         "reason": reason, "now": now.isoformat(timespec="microseconds"),
+         "deadline": deadline.isoformat(timespec="microseconds")})
+    summary = build_summary({**state, "review_reason": reason}, thread_id=step.thread_id,
+                            status="awaiting_review")
+    record_summary(step.res.db, summary, tenant)
+
+
+@node("human_review", on_interrupt=register_wait)
+def human_review(state: State, step: Step) -> dict:
+    """Wait for a reviewer; notes keep the thread waiting, a decision moves it on."""
+    reason = reason_for_review(state, step.ctx)
+    has_draft = bool(state.get("drafts"))
+    notes: list[str] = []
+    error = None
+    while True:
+        value = interrupt(build_payload(state, reason, error))
+        try:
+            decision = parse_resume(value, has_draft=has_draft)
+        except InvalidResume as exc:
+            error = str(exc)
+            continue
+        if decision["type"] == "response":
+            notes.append(decision["note"])
+            error = None
+            continue
+        break
+    if notes:
+        decision["note"] = "\n".join(notes)
+    step.detail.update(decision=decision["type"], reviewer=decision.get("reviewer"),
+                       reason=reason)
+    update: dict = {"review": decision, "review_reason": reason, "error": ""}
+    if decision["type"] == "accept":
+        update["final_reply"] = state["drafts"][-1]["text"]
+    elif decision["type"] == "edit":
+        update["final_reply"] = decision["reply"]
+    elif decision["type"] == "stalled":
+        update["status"] = "stalled"
+    else:
+        update["status"] = "rejected"
+    return update

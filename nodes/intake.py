@@ -1,0 +1,43 @@
+"""Intake: accept a chat ticket or an email, validate, normalise, redact, flag risks."""
+
+from __future__ import annotations
+
+from graph.instrument import Step, node, now_iso
+from graph.pii import redact
+from graph.screening import injection_signals, looks_non_english
+from graph.state import State
+from graph.tickets import TicketError, parse_chat, parse_eml
+
+
+@node("intake")
+def intake(state: State, step: Step) -> dict:
+    """Turn the raw input into a `normalized` ticket; bad input ends the run as `failed`."""
+    try:
+        if state.get("eml"):
+            raw = state["eml"]
+            data = raw.encode("utf-8", "replace") if isinstance(raw, str) else bytes(raw)
+            ticket = parse_eml(data, ticket_id=(state.get("ticket") or {}).get("id"))
+        else:
+            ticket = parse_chat(state.get("ticket"))
+    except TicketError as exc:
+        return {"status": "failed", "error": f"bad_input: {exc}", "started_at": now_iso(),
+                "ticket": {}, "eml": ""}
+    salt = step.ctx.pii_salt
+    normalized = {
+        "id": ticket["id"], "channel": ticket["channel"],
+        "subject": redact(ticket.get("subject") or "", salt=salt),
+        "body": redact(ticket["body"], salt=salt),
+        "customer_id": ticket.get("customer_id"), "tenant": ticket.get("tenant"),
+    }
+    text = f"{normalized['subject']}\n{normalized['body']}".strip()
+    flags = []
+    signals = injection_signals(text)
+    if signals:
+        flags.append("possible_injection")
+        step.detail["injection_signals"] = signals
+    if looks_non_english(normalized["body"]):
+        flags.append("non_english")
+    step.detail.update(channel=normalized["channel"], flags=flags, chars=len(normalized["body"]))
+    # The raw input channels are overwritten so later checkpoints hold only redacted text.
+    return {"normalized": normalized, "ticket": dict(normalized), "eml": "", "query": text,
+            "flags": flags, "status": "processing", "started_at": now_iso(), "rewrites": 0}

@@ -1,0 +1,61 @@
+"""Retrieve: knowledge-base passages and similar resolved cases, in one step.
+
+The query is embedded once and used for both searches. A Qdrant that cannot be reached fails
+the step fast with `retrieval_unavailable`; the ticket then goes to a human, never to a draft
+written from nothing.
+"""
+
+from __future__ import annotations
+
+from graph.instrument import Step, node
+from graph.state import State
+
+COLLECTIONS = {"billing": "kb_billing", "technical": "kb_technical"}
+
+
+def _collections(state: State) -> list[str]:
+    steps = state.get("planner_steps") or []
+    action = steps[-1]["action"] if steps else None
+    route = state.get("route")
+    if action == "search_other_kb" or route not in COLLECTIONS:
+        return list(COLLECTIONS.values())
+    return [COLLECTIONS[route]]
+
+
+@node("retrieve")
+def retrieve(state: State, step: Step) -> dict:
+    """Search the routed knowledge base (or both) and `resolved_cases` for the ticket."""
+    from models.embeddings import get_embedder
+    from retrieval.cases import search_cases
+    from retrieval.store import RetrievalUnavailable
+
+    ctx = step.ctx
+    query = state["query"][:2000]
+    tenant = state["normalized"].get("tenant")
+    try:
+        if ctx.demo_kb:
+            step.res.demo_kb_ready()
+        vector = get_embedder().encode_one(query)
+        hits = []
+        for collection in _collections(state):
+            hits.extend(step.res.store.search(collection, query, k=ctx.retrieval_k,
+                                              query_vector=vector))
+        cases = search_cases(step.res.store, query, k=ctx.case_k, tenant=tenant,
+                             query_vector=vector)
+    except RetrievalUnavailable as exc:
+        return {"error": f"retrieval_unavailable: {exc}", "review_reason": "retrieval_unavailable"}
+    relevant = [h for h in hits if h.dense_score >= ctx.min_relevance]
+    relevant.sort(key=lambda h: h.score, reverse=True)
+    passages = [
+        {"doc_id": h.doc_id, "chunk_id": h.chunk_id, "title": h.title, "text": h.text,
+         "score": round(float(h.dense_score), 4), "collection": h.collection}
+        for h in relevant[: ctx.retrieval_k]
+    ]
+    case_hits = [
+        {"ticket_id": c.ticket_id, "intent": c.intent, "reply": c.reply,
+         "score": round(float(c.score), 4)}
+        for c in cases
+    ]
+    step.detail.update(collections=_collections(state), passages=[p["doc_id"] for p in passages],
+                       scores=[p["score"] for p in passages], cases=len(case_hits))
+    return {"passages": passages, "cases": case_hits}

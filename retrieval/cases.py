@@ -1,0 +1,192 @@
+"""Resolved cases: the learning loop's memory, and the confidence step's known solutions.
+
+A case is a ticket text (already redacted by the caller, redacted again here defensively) with
+the reply that resolved it, its intent, tenant and time. One point per case, id derived from
+the ticket id, so a re-run of the learn step updates rather than adds. A new ticket that is a
+near-duplicate (cosine >= `NEAR_DUPLICATE`) of a case of the same tenant and intent refreshes
+that case instead of adding another, so the collection does not fill with copies.
+
+Tenants are walls: a search for tenant A sees only A's cases; a search without a tenant sees
+only cases stored without one.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+from qdrant_client import models
+
+from retrieval.store import (
+    Chunk,
+    KnowledgeStore,
+    embedding_text,
+    point_id,
+    tenant_condition,
+)
+
+log = logging.getLogger(__name__)
+
+COLLECTION = "resolved_cases"
+NEAR_DUPLICATE = 0.95
+MAX_TICKET_IDS = 50
+
+
+@dataclass(frozen=True)
+class CaseHit:
+    """A similar resolved case; `score` is the cosine similarity of query and case text."""
+
+    ticket_id: str
+    text: str
+    reply: str
+    intent: str
+    tenant: str | None
+    resolved_at: str
+    source: str
+    score: float
+    rank_score: float = 0.0
+    ticket_ids: list[str] = field(default_factory=list)
+
+
+def _redact(text: str) -> str:
+    """Run the project's PII redaction; the caller should have done it, this is a safety net."""
+    try:
+        from graph.pii import redact
+    except ImportError:  # the workflow package is optional for retrieval-only use
+        log.warning("graph.pii not importable; storing case text as given (caller redacted)")
+        return text
+    return redact(text)
+
+
+def _doc_id(ticket_id: str) -> str:
+    return f"case:{ticket_id}"
+
+
+def upsert_case(
+    store: KnowledgeStore,
+    *,
+    ticket_id: str,
+    text: str,
+    reply: str,
+    intent: str,
+    tenant: str | None,
+    resolved_at: str,
+    source: str,
+) -> Literal["added", "updated", "unchanged"]:
+    """Store a resolved case; returns what happened to the collection.
+
+    `unchanged`: this ticket is already stored with the same text, reply, intent and tenant
+    (a re-run). `updated`: this ticket's case changed, or a near-duplicate case of the same
+    tenant and intent was refreshed with this ticket. `added`: a new case point.
+    """
+    ticket_id = str(ticket_id)
+    text, reply = _redact(text), _redact(reply)
+    store.ensure_collection(COLLECTION)
+    own = point_id(_doc_id(ticket_id), 0)
+    current = store.payload_of(COLLECTION, own)
+    if current is None:
+        current = _case_holding(store, ticket_id)
+    if current is not None:
+        same = (current.get("text"), current.get("reply"), current.get("intent"),
+                current.get("tenant")) == (text, reply, intent, tenant)
+        if same:
+            return "unchanged"
+        _write(store, current["doc_id"], text, reply, intent, tenant, resolved_at, source,
+               ticket_id, list(current.get("ticket_ids") or []))
+        return "updated"
+    vector = store.embedder.encode([embedding_text("", text)])
+    flt = models.Filter(must=[
+        tenant_condition(tenant),
+        models.FieldCondition(key="intent", match=models.MatchValue(value=intent)),
+    ])
+    nearest = store.search(COLLECTION, text, k=1, query_vector=vector[0], extra_filter=flt)
+    if nearest and nearest[0].dense_score >= NEAR_DUPLICATE:
+        payload = nearest[0].payload
+        _write(store, payload["doc_id"], text, reply, intent, tenant, resolved_at, source,
+               ticket_id, list(payload.get("ticket_ids") or []), vector)
+        return "updated"
+    _write(store, _doc_id(ticket_id), text, reply, intent, tenant, resolved_at, source,
+           ticket_id, [], vector)
+    return "added"
+
+
+def _case_holding(store: KnowledgeStore, ticket_id: str) -> dict[str, Any] | None:
+    """Find the case that absorbed this ticket as a near-duplicate earlier, if any."""
+    rows = store.scroll_payloads(COLLECTION, _ticket_filter(ticket_id))
+    return rows[0][1] if rows else None
+
+
+def _write(
+    store: KnowledgeStore,
+    doc_id: str,
+    text: str,
+    reply: str,
+    intent: str,
+    tenant: str | None,
+    resolved_at: str,
+    source: str,
+    ticket_id: str,
+    ticket_ids: list[str],
+    vector: np.ndarray | None = None,
+) -> None:
+    ids = [t for t in ticket_ids if t != ticket_id] + [ticket_id]
+    chunk = Chunk(
+        doc_id=doc_id, chunk=0, text=text, title="", source=source, tenant=tenant,
+        extra={"kind": "case", "ticket_id": ticket_id, "ticket_ids": ids[-MAX_TICKET_IDS:],
+               "intent": intent, "reply": reply, "resolved_at": resolved_at},
+    )
+    store.upsert_chunks(COLLECTION, [chunk], vectors=vector)
+
+
+def _ticket_filter(ticket_id: str) -> models.Filter:
+    return models.Filter(must=[
+        models.FieldCondition(key="ticket_ids", match=models.MatchValue(value=str(ticket_id)))
+    ])
+
+
+def search_cases(
+    store: KnowledgeStore,
+    query: str,
+    *,
+    k: int,
+    tenant: str | None,
+    query_vector: np.ndarray | None = None,
+) -> list[CaseHit]:
+    """Return the `k` most similar cases of `tenant` (None: tenant-less cases), best first.
+
+    No collection yet means no cases, not an outage; an unreachable store still raises
+    RetrievalUnavailable.
+    """
+    if not store.exists(COLLECTION):
+        return []
+    hits = store.search(COLLECTION, query, k=k, tenant=tenant, tenant_filter=True,
+                        query_vector=query_vector)
+    cases = [
+        CaseHit(
+            ticket_id=str(h.payload.get("ticket_id", "")),
+            text=h.text,
+            reply=str(h.payload.get("reply", "")),
+            intent=str(h.payload.get("intent", "")),
+            tenant=h.payload.get("tenant"),
+            resolved_at=str(h.payload.get("resolved_at", "")),
+            source=str(h.payload.get("source", "")),
+            score=float(h.dense_score),
+            rank_score=float(h.score),
+            ticket_ids=list(h.payload.get("ticket_ids") or []),
+        )
+        for h in hits
+    ]
+    cases.sort(key=lambda c: c.score, reverse=True)
+    return cases
+
+
+def delete_case(store: KnowledgeStore, ticket_id: str) -> bool:
+    """Remove the case holding `ticket_id` (also one it was merged into); True if removed."""
+    if not store.exists(COLLECTION):
+        return False
+    return store.delete_where(COLLECTION, _ticket_filter(ticket_id)) > 0
+
+
+__all__ = ["COLLECTION", "CaseHit", "delete_case", "search_cases", "upsert_case"]

