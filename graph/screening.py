@@ -16,25 +16,50 @@ _INJECTION_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
          r"(previous|prior|above|earlier|preceding|system|original|existing)?\s*"
          r"(instructions?|prompts?|rules|guidelines|directives|polic(y|ies)|guardrails)"),
         ("reveal_prompt",
-         r"\b(reveal|print|show|repeat|output|display|leak|tell me|give me|share)\b.{0,40}"
-         r"\b(system|hidden|initial|original|developer)\s+(prompt|instructions?|message)"),
+         r"\b(reveal|print|show|repeat|output|display|leak|tell me|give me|share|dump|list)\b"
+         r".{0,40}(\b(system|hidden|initial|original|developer)\s+(prompt|instructions?|message)"
+         r"|\byour\s+(tool list|tools|configuration|config|prompt|instructions|rules))"),
+        ("debug_mode", r"\b(debug|developer|maintenance|god|admin)\s+mode\b\s*[:=]?\s*(on|enabled)?"),
         ("role_play",
          r"\b(you are now|act as|pretend (to be|you are)|from now on you|roleplay as|"
-         r"jailbreak|developer mode|\bDAN\b)"),
+         r"jailbreak|developer mode|(?-i:\bDAN\b)|stay in character|let'?s play a game|"
+         r"you are [A-Z][a-z]+[A-Z]?\w*(bot|gpt|ai)\b)"),
         ("fake_system_turn",
          r"(^|\n)\s*(\[?\s*(system|assistant|tool|function)\s*(message|output|result)?\s*\]?\s*:)"
          r"|<\s*/?\s*(system|tool_output|function_results?|instructions?)\s*>"
+         r"|\[\s*/?\s*(system|tool_output|tool|function_call|function_results?)\b[^\]]{0,80}\]"
          r"|```\s*(system|tool)"),
         ("authority_claim",
          r"\b(the )?(admin|administrator|developer|ceo|supervisor|openai|anthropic)"
          r"\s+(says|said|has authori[sz]ed|authori[sz]es|approved|instructs?)\b"),
-        ("hidden_instruction", r"<!--.{0,400}(instruction|ignore|assistant|ai|model).{0,400}-->"),
+        ("hidden_instruction",
+         r"<!--.{0,400}(instruction|ignore|assistant|ai|model).{0,400}-->"
+         r"|style\s*=\s*[\"'][^\"']*(display\s*:\s*none|font-size\s*:\s*0)"),
+        ("directive_to_agent",
+         r"\b(support agents?|ai agent|the agent|the assistant|the bot|ai assistant|"
+         r"anweisung an den assistenten|instructions for you)\b\s*(:|must|should just|"
+         r"are authori[sz]ed|is authori[sz]ed|may now|are below)"
+         r"|\b(agent|assistant|bot)\s+(must|should) (just )?(confirm|include|reply|mark)"),
+        ("fake_authority_block",
+         r"(\[|#{2,}|-{3,})[^\]\n]{0,60}\b(internal|approval|admin|priority:\s*highest|"
+         r"agent policy|note from)\b[^\]\n]{0,80}(\]|#{2,}|-{3,}|:)"
+         r"|\bsupersedes all previous\b"),
+        ("extract_prompt",
+         r"\b(repeat|translate|print|output)\b.{0,40}\b(everything above|initial instructions|"
+         r"system configuration|your instructions|the words 'you are')"),
+        ("fake_tool_json", r"\{\s*\"(tool|function|tool_call)\"\s*:"),
+        ("foreign_override",
+         r"\bignor\w*\b.{0,40}\b(instrucciones|anweisungen|regeln|consignes|istruzioni|"
+         r"instruções|instrucoes|instructies)\b|忽略.{0,20}(指令|指示)|無視.{0,20}指示"),
         ("decode_and_follow",
-         r"\b(decode|base64|rot13)\b.{0,60}\b(follow|execute|run|obey|do what)"),
+         r"\b(decode|base64|rot13)\b.{0,60}\b(follow|execute|run|obey|do what|do exactly)"),
         ("exfiltrate",
          r"\b(send|forward|email|post|upload)\b.{0,60}\b(all|every|the)\b.{0,30}"
          r"\b(customer|user|account|api|internal|other)\b.{0,20}\b(data|keys?|records|emails|"
          r"information|details)\b.{0,60}\b(to|at)\b"),
+        ("send_data_to_address",
+         r"\b(send|email|e-mail|forward|export|upload|post)\b.{0,80}\b(all|every|copies|list|"
+         r"full|entire|complete|other customers)\b.{0,160}\bto\s+(\[EMAIL:|\S+@\S+|https?://)"),
         ("policy_override",
          r"\b(issue|grant|approve|process)\b.{0,30}\b(full |immediate )?(refund|credit)\b.{0,40}"
          r"\b(without|no)\b.{0,20}\b(verification|checks?|approval|review|questions)"),

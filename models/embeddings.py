@@ -4,11 +4,13 @@ The model is loaded once per process, lazily, from the package's own files: noth
 downloaded at run time (HF_HUB_OFFLINE is forced for the load).
 
 Many tickets may be in flight at once (LangGraph runs sync nodes in a thread pool), and each
-asks for one or two query vectors. A forward pass over 32 short texts costs little more than
-a pass over one, so small concurrent requests are micro-batched: the first caller becomes the
-*leader*, waits at most `max_wait_ms` for company, runs one forward pass for everybody queued,
-and hands each caller its rows. There is no background thread; callers do the work. Requests
-of `direct_batch` texts or more are already a batch and go straight to the model.
+asks for one or two query vectors. One forward pass over 32 short texts costs far less than
+32 passes over one, so small concurrent requests are micro-batched: the first caller becomes
+the *leader*, runs one forward pass for everybody queued and hands each caller its rows;
+callers arriving meanwhile queue for the next pass. When the system is busy the leader first
+waits at most `max_wait_ms` for company; a lone caller on a quiet system does not wait at all.
+There is no background thread; callers do the work. Requests of `direct_batch` texts or more
+are already a batch and go straight to the model.
 """
 
 from __future__ import annotations
@@ -81,6 +83,8 @@ class Embedder:
         self._cond = threading.Condition()
         self._pending: list[_Request] = []
         self._leader_active = False
+        self._last_batch_requests = 0
+        self._last_batch_at = 0.0
         self.stats = EmbedderStats()
         self.configure(
             max_wait_ms=max_wait_ms,
@@ -178,7 +182,13 @@ class Embedder:
             started = time.monotonic()
             deadline = started + self.max_wait_ms / 1000.0
             with self._cond:
-                while True:
+                # Wait for company only when there is evidence of concurrency (several queued
+                # now, or the last pass served several callers within the last second): a lone
+                # caller on a quiet system then pays nothing at all.
+                busy = len(self._pending) > 1 or (
+                    self._last_batch_requests > 1 and started - self._last_batch_at < 1.0
+                )
+                while busy:
                     queued = sum(len(r.texts) for r in self._pending)
                     remaining = deadline - time.monotonic()
                     if queued >= self.max_batch or remaining <= 0:
@@ -195,6 +205,8 @@ class Embedder:
             try:
                 vectors = self._forward(texts)
                 self.stats.record(len(texts), len(batch))
+                self._last_batch_requests = len(batch)
+                self._last_batch_at = time.monotonic()
             except BaseException as exc:  # every waiting caller must hear about the failure
                 for request in batch:
                     request.error = exc

@@ -15,7 +15,9 @@ from graph.state import State
 
 WEIGHTS = {"evidence": 0.45, "grounding": 0.25, "intent": 0.2, "known_solution": 0.1}
 # Dense similarity that counts as no evidence (0) and as strong evidence (1).
-EVIDENCE_FLOOR, EVIDENCE_CEILING = 0.25, 0.6
+EVIDENCE_FLOOR, EVIDENCE_CEILING = 0.2, 0.55
+# A resolved case counts as a known solution only when it is really the same question.
+KNOWN_SOLUTION_MIN = 0.75
 _WORD = re.compile(r"[a-z0-9]+")
 FORCE_REVIEW_FLAGS = ("possible_injection", "non_english")
 
@@ -25,9 +27,14 @@ def _words(text: str) -> set[str]:
 
 
 def grounding(draft_text: str, passages: list[dict]) -> float:
-    """Share of the draft's answer sentences whose words mostly appear in the passages."""
+    """Share of the draft's answer sentences whose words mostly appear in the passages.
+
+    Only paragraphs that cite a source are the answer; greetings and sign-offs are not claims.
+    """
     body = draft_text.split("\nSources:")[0]
-    sentences = [s for s in re.split(r"(?<=[.!?])\s+|\n+", body) if len(_words(s)) >= 5]
+    answer = [p for p in re.split(r"\n\s*\n", body) if re.search(r"\[\d{1,2}\]", p)]
+    sentences = [s for p in answer for s in re.split(r"(?<=[.!?])\s+|\n+", p)
+                 if len(_words(s)) >= 5]
     if not sentences:
         return 0.0
     evidence = set().union(*(_words(p["text"]) for p in passages)) if passages else set()
@@ -42,7 +49,8 @@ def confidence(state: State, step: Step) -> dict:
     intent = state["intent"]
     best = max((p["score"] for p in passages), default=0.0)
     evidence = min(1.0, max(0.0, (best - EVIDENCE_FLOOR) / (EVIDENCE_CEILING - EVIDENCE_FLOOR)))
-    same_intent = [c["score"] for c in state.get("cases") or [] if c["intent"] == intent["intent"]]
+    same_intent = [c["score"] for c in state.get("cases") or []
+                   if c["intent"] == intent["intent"] and c["score"] >= KNOWN_SOLUTION_MIN]
     signals = {
         "evidence": round(evidence, 4),
         "grounding": round(grounding(state["drafts"][-1]["text"], passages), 4),
@@ -50,7 +58,7 @@ def confidence(state: State, step: Step) -> dict:
         "known_solution": round(max(same_intent, default=0.0), 4),
     }
     if not same_intent:
-        # No resolved case yet: judge on the other signals alone rather than penalise.
+        # No known solution: judge on the other signals alone rather than penalise.
         total = sum(w for k, w in WEIGHTS.items() if k != "known_solution")
         score = sum(WEIGHTS[k] * signals[k] for k in WEIGHTS if k != "known_solution") / total
     else:

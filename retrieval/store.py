@@ -103,10 +103,11 @@ def embedding_text(title: str, text: str) -> str:
     return f"{title}\n{text}"
 
 
-def content_hash(chunk: Chunk) -> str:
+def content_hash(chunk: Chunk, n_chunks: int = 1) -> str:
     """Hash of everything that determines a point's vector and payload."""
     digest = hashlib.sha256()
-    for part in (MODEL_NAME, chunk.doc_id, str(chunk.chunk), chunk.title, chunk.text,
+    for part in (MODEL_NAME, chunk.doc_id, str(chunk.chunk), str(n_chunks), chunk.title,
+                 chunk.text,
                  chunk.source, chunk.tenant or "", repr(sorted(chunk.metadata.items())),
                  repr(sorted(chunk.extra.items()))):
         digest.update(part.encode("utf-8", "surrogatepass"))
@@ -124,6 +125,13 @@ class _Lexical:
     generation: int
     built_at: float
     points: int
+    _by_id: dict[str, dict[str, Any]] | None = None
+
+    def payload_by_id(self) -> dict[str, dict[str, Any]]:
+        """Point id -> payload (built on first use)."""
+        if self._by_id is None:
+            self._by_id = dict(zip(self.ids, self.payloads, strict=True))
+        return self._by_id
 
 
 class KnowledgeStore:
@@ -147,6 +155,7 @@ class KnowledgeStore:
         # A server client is, and serialising it would only add latency.
         self._lock: threading.RLock | None = None if server else threading.RLock()
         self._meta_lock = threading.Lock()
+        self._create_lock = threading.Lock()
         self._known: set[str] = set()
         self._tuned: set[str] = set()
         self._generation: dict[str, int] = {}
@@ -236,6 +245,10 @@ class KnowledgeStore:
 
     def ensure_collection(self, name: str) -> bool:
         """Create `name` with our vector layout if missing; True when it was created."""
+        with self._create_lock:  # two threads must not both try to create it
+            return self._ensure_collection(name)
+
+    def _ensure_collection(self, name: str) -> bool:
         if self.exists(name):
             self._remember(name)
             return False
@@ -279,8 +292,8 @@ class KnowledgeStore:
     ) -> int:
         """Store `chunks`; returns how many points were written (unchanged ones are skipped).
 
-        Chunks of a document that is present in `chunks` but no longer produces that chunk
-        index (the document got shorter) are deleted, so a document never keeps stale tails.
+        Pass all chunks of a document in one call: a document that got shorter loses its old
+        tail chunks (the first chunk's payload records the count), so no stale text remains.
         `vectors`: precomputed embeddings, one per chunk (callers that already embedded).
         """
         if not chunks:
@@ -293,10 +306,20 @@ class KnowledgeStore:
             by_id[pid] = chunk
             if vectors is not None:
                 known[pid] = vectors[i]
-        docs = sorted({chunk.doc_id for chunk in chunks})
-        existing = self._existing_hashes(collection, docs)
-        stale = [pid for pid in existing if pid not in by_id]
-        todo = [(pid, c) for pid, c in by_id.items() if existing.get(pid) != content_hash(c)]
+        counts: dict[str, int] = {}
+        for chunk in chunks:
+            counts[chunk.doc_id] = max(counts.get(chunk.doc_id, 0), chunk.chunk + 1)
+        hashes = {pid: content_hash(c, counts[c.doc_id]) for pid, c in by_id.items()}
+        existing = self._stored(collection, list(by_id))
+        # the stored first chunk of a document says how many chunks it had: the ids of a
+        # shrunk document's tail are known without scanning the collection
+        stale = []
+        for doc_id, count in counts.items():
+            head = existing.get(point_id(doc_id, 0)) or {}
+            previous = int(head.get("n_chunks", 0) or 0)
+            stale.extend(point_id(doc_id, i) for i in range(count, previous))
+        todo = [(pid, c) for pid, c in by_id.items()
+                if (existing.get(pid) or {}).get("hash") != hashes[pid]]
         if stale:
             self._call(
                 "delete stale chunks",
@@ -311,7 +334,10 @@ class KnowledgeStore:
             else:
                 encoded = self.embedder.encode([embedding_text(c.title, c.text) for _, c in part])
             points = [
-                models.PointStruct(id=pid, vector={DENSE: vector.tolist()}, payload=_payload(c))
+                models.PointStruct(
+                    id=pid, vector={DENSE: vector.tolist()},
+                    payload=_payload(c, counts[c.doc_id], hashes[pid]),
+                )
                 for (pid, c), vector in zip(part, encoded, strict=True)
             ]
             self._call(
@@ -321,31 +347,19 @@ class KnowledgeStore:
             self._bump(collection)
         return len(todo)
 
-    def _existing_hashes(self, collection: str, doc_ids: Sequence[str]) -> dict[str, str]:
-        """Point id -> content hash for every stored chunk of `doc_ids`."""
-        found: dict[str, str] = {}
-        for start in range(0, len(doc_ids), 512):
-            part = list(doc_ids[start : start + 512])
-            flt = models.Filter(
-                must=[models.FieldCondition(key="doc_id", match=models.MatchAny(any=part))]
+    def _stored(self, collection: str, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Hash and chunk count of those of `ids` that are stored (lookups by id, no scans)."""
+        found: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(ids), 1024):
+            part = list(ids[start : start + 1024])
+            points = self._call(
+                "retrieve",
+                lambda part=part: self.client.retrieve(
+                    collection, ids=part, with_payload=["hash", "n_chunks"], with_vectors=False
+                ),
             )
-            offset = None
-            while True:
-                points, offset = self._call(
-                    "scroll",
-                    lambda flt=flt, offset=offset: self.client.scroll(
-                        collection,
-                        scroll_filter=flt,
-                        limit=1024,
-                        offset=offset,
-                        with_payload=["hash"],
-                        with_vectors=False,
-                    ),
-                )
-                for point in points:
-                    found[str(point.id)] = str((point.payload or {}).get("hash", ""))
-                if offset is None:
-                    break
+            for point in points:
+                found[str(point.id)] = dict(point.payload or {})
         return found
 
     def delete_where(self, collection: str, flt: models.Filter) -> int:
@@ -401,25 +415,18 @@ class KnowledgeStore:
 
         A server deployment and local mode thus keep it in the same place.
         """
-        if not self.exists(META_COLLECTION):
-            self._call(
-                "create meta collection",
-                lambda: self.client.create_collection(
-                    META_COLLECTION,
-                    vectors_config=models.VectorParams(size=1, distance=models.Distance.DOT),
-                ),
-            )
+        with self._create_lock:
+            if not self.exists(META_COLLECTION):
+                self._call(
+                    "create meta collection",
+                    lambda: self.client.create_collection(
+                        META_COLLECTION,
+                        vectors_config=models.VectorParams(size=1, distance=models.Distance.DOT),
+                    ),
+                )
         point = models.PointStruct(id=point_id("meta", key), vector=[1.0],
                                    payload={"key": key, **value})
         self._call("write meta", lambda: self.client.upsert(META_COLLECTION, [point], wait=True))
-
-    def set_payload(self, collection: str, ids: Sequence[str], payload: dict[str, Any]) -> None:
-        """Overwrite some payload keys of existing points."""
-        self._call(
-            "set payload",
-            lambda: self.client.set_payload(collection, payload=payload, points=list(ids)),
-        )
-        self._bump(collection)
 
     # ------------------------------------------------------------------ reads
 
@@ -540,20 +547,30 @@ class KnowledgeStore:
         pool = pool or max(50, 5 * k)
         if query_vectors is None:
             query_vectors = self.embedder.encode(list(queries))
+        use_lexical = extra_filter is None and mode != "dense"
+        lexical = self._lexical_index(collection) if use_lexical else None
+        # with a BM25 index at hand its payload copy serves dense hits too: Qdrant then only
+        # returns ids and scores (less copying locally, less transfer from a server)
         requests = [
-            models.QueryRequest(
-                query=vector.tolist(), using=DENSE, filter=flt, limit=pool, with_payload=True
-            )
+            models.QueryRequest(query=vector.tolist(), using=DENSE, filter=flt, limit=pool,
+                                with_payload=lexical is None)
             for vector in query_vectors
         ]
         responses = self._call(
             "query", lambda: self.client.query_batch_points(collection, requests=requests)
         )
-        use_lexical = extra_filter is None and mode != "dense"
-        lexical = self._lexical_index(collection) if use_lexical else None
+        payload_of = lexical.payload_by_id() if lexical is not None else {}
+        unknown = {str(p.id) for r in responses for p in r.points
+                   if lexical is not None and str(p.id) not in payload_of}
+        if unknown:  # written by another process since the index was built
+            payload_of = {**payload_of, **self._payloads(collection, sorted(unknown))}
         results = []
         for query, vector, response in zip(queries, query_vectors, responses, strict=True):
-            dense = [(str(p.id), float(p.score), dict(p.payload or {})) for p in response.points]
+            dense = [
+                (str(p.id), float(p.score),
+                 dict(p.payload or {}) if lexical is None else payload_of.get(str(p.id), {}))
+                for p in response.points
+            ]
             ranked_dense = dense if mode != "lexical" else []
             sparse_hits: list[tuple[str, float, dict[str, Any]]] = []
             if lexical is not None:
@@ -565,6 +582,14 @@ class KnowledgeStore:
             hits = self._fuse(collection, ranked_dense, sparse_hits, k, cosine, fusion)
             results.append(self._fill_cosine(collection, hits, vector) if fill_cosine else hits)
         return results
+
+    def _payloads(self, collection: str, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Payloads of some points by id (missing points are left out)."""
+        points = self._call(
+            "retrieve",
+            lambda: self.client.retrieve(collection, ids=list(ids), with_payload=True),
+        )
+        return {str(p.id): dict(p.payload or {}) for p in points}
 
     def _fuse(
         self,
@@ -726,14 +751,15 @@ def _merge_filters(*filters: models.Filter | None) -> models.Filter | None:
     return models.Filter(must=list(parts))
 
 
-def _payload(chunk: Chunk) -> dict[str, Any]:
+def _payload(chunk: Chunk, n_chunks: int, digest: str) -> dict[str, Any]:
     payload: dict[str, Any] = {
         "doc_id": chunk.doc_id,
         "title": chunk.title,
         "source": chunk.source,
         "chunk": chunk.chunk,
+        "n_chunks": n_chunks,
         "text": chunk.text,
-        "hash": content_hash(chunk),
+        "hash": digest,
     }
     if chunk.tenant is not None:
         payload["tenant"] = chunk.tenant
@@ -756,7 +782,7 @@ def _hit(
         metadata=dict(payload.get("metadata") or {}),
         chunk=int(payload.get("chunk", 0)),
         dense_score=dense_score,
-        payload=payload,
+        payload=dict(payload),
     )
 
 

@@ -187,3 +187,41 @@ def pg_url(pg_server: PgServer) -> Iterator[str]:
     if pg_server.is_running():
         with psycopg.connect(pg_server.dsn("postgres"), autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+
+
+# --------------------------------------------------------------------------- workflow homes
+
+
+@pytest.fixture(scope="session")
+def template_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A home with the demo intent model trained and the demo KB ingested, built once.
+
+    Built by `supportgraph init` in a subprocess, so this process never holds the local Qdrant
+    lock on it; tests copy it (Qdrant local mode allows one process per folder).
+    """
+    import sys
+
+    home = tmp_path_factory.mktemp("template_home")
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("SUPPORTGRAPH_") and k not in _PROVIDER_ENV}
+    env.update(SUPPORTGRAPH_HOME=str(home), LANGSMITH_TRACING="false")
+    result = subprocess.run([sys.executable, "-m", "app.cli", "init"], env=env,
+                            capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return home
+
+
+@pytest.fixture
+def demo_home(template_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A private copy of the template home, set as SUPPORTGRAPH_HOME; handles closed after."""
+    from graph.persistence import close_all
+    from graph.resources import reset_resources
+    from retrieval.store import close_stores
+
+    home = tmp_path / "demo_home"
+    shutil.copytree(template_home, home)
+    monkeypatch.setenv("SUPPORTGRAPH_HOME", str(home))
+    yield home
+    reset_resources()
+    close_all()
+    close_stores()

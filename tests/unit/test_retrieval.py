@@ -6,7 +6,7 @@ import numpy as np
 from models.embeddings import get_embedder
 from retrieval.ingest import markdown_sections, slugify, split_words
 from retrieval.lexical import LexicalIndex, stem, tokenize
-from retrieval.store import Chunk, content_hash, embedding_text, point_id
+from retrieval.store import Chunk, content_hash, embedding_text, fuse_scores, point_id
 
 
 def test_tokenize_drops_stopwords_and_stems_plurals():
@@ -110,3 +110,14 @@ def test_large_batches_go_straight_through():
     assert vectors.shape == (40, 384)
     assert embedder.stats.forward_passes - before == 1
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
+
+
+def test_fusion_convex_keeps_margins_and_rrf_uses_ranks():
+    dense = [("a", 0.62), ("b", 0.61), ("c", 0.40)]
+    lexical = [("b", 9.0), ("c", 1.0)]
+    convex = fuse_scores([dense, lexical], "convex")
+    assert max(convex, key=convex.get) == "b"
+    assert convex["b"] > 0.9 and convex["a"] < convex["b"]
+    rrf = fuse_scores([dense, lexical], "rrf")
+    assert rrf["b"] == 1 / 62 + 1 / 61
+    assert fuse_scores([[("x", 0.5)], []], "convex") == {"x": 0.5}
