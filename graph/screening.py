@@ -19,7 +19,9 @@ _INJECTION_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
          r"\b(reveal|print|show|repeat|output|display|leak|tell me|give me|share|dump|list)\b"
          r".{0,40}(\b(system|hidden|initial|original|developer)\s+(prompt|instructions?|message)"
          r"|\byour\s+(tool list|tools|configuration|config|prompt|instructions|rules))"),
-        ("debug_mode", r"\b(debug|developer|maintenance|god|admin)\s+mode\b\s*[:=]?\s*(on|enabled)?"),
+        ("debug_mode",
+         r"\b(debug|developer|maintenance|god|admin)\s+mode\s*[:=]\s*(on|enabled|true)\b"
+         r"|\b(enter|activate|switch to)\s+(debug|developer|god|admin)\s+mode\b"),
         ("role_play",
          r"\b(you are now|act as|pretend (to be|you are)|from now on you|roleplay as|"
          r"jailbreak|developer mode|(?-i:\bDAN\b)|stay in character|let'?s play a game|"

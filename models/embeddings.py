@@ -73,6 +73,7 @@ class Embedder:
         max_batch: int = 64,
         direct_batch: int = 16,
         micro_batching: bool = True,
+        query_threads: int = 1,
     ) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -91,6 +92,7 @@ class Embedder:
             max_batch=max_batch,
             direct_batch=direct_batch,
             micro_batching=micro_batching,
+            query_threads=query_threads,
         )
 
     def configure(
@@ -100,14 +102,15 @@ class Embedder:
         max_batch: int | None = None,
         direct_batch: int | None = None,
         micro_batching: bool | None = None,
-        threads: int | None = None,
+        query_threads: int | None = None,
     ) -> None:
         """Change the batching policy at run time (settings live at the edge, not here).
 
-        `threads` sets torch's intra-op threads, which is process-wide. On a CPU shared with
-        other busy processes, 1 thread avoids OpenMP spin-waiting (measured here: a one-text
-        forward pass took ~35 ms with 1 thread and ~500 ms with 2 on a loaded 2-core box);
-        on an idle machine the default (one per core) is faster for large batches.
+        `query_threads`: torch intra-op threads for small forward passes (queries, micro-batches);
+        0 means "leave torch's setting alone". Small passes are mostly synchronisation between
+        threads, and on a CPU shared with other busy processes OpenMP spin-waiting makes them
+        crawl: measured on a loaded 2-core box, one query took ~45 ms with 1 thread and ~770 ms
+        with 2. Large direct batches (ingest) keep torch's own thread count.
         """
         if max_wait_ms is not None:
             if max_wait_ms < 0:
@@ -121,21 +124,31 @@ class Embedder:
             self.direct_batch = max(1, int(direct_batch))
         if micro_batching is not None:
             self.micro_batching = bool(micro_batching)
-        if threads is not None:
-            import torch
+        if query_threads is not None:
+            self.query_threads = max(0, int(query_threads))
 
-            torch.set_num_threads(max(1, int(threads)))
+    def _forward(
+        self, texts: list[str], batch_size: int = 64, *, small: bool = False
+    ) -> np.ndarray:
+        """Run the model once (serialised: two passes in torch at once only thrash the CPU)."""
+        import torch
 
-    def _forward(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
-        """Run the model once (serialised: two threads in torch at once only thrash the CPU)."""
         with self._encode_lock:
-            vectors = self._model.encode(
-                texts,
-                batch_size=batch_size,
-                normalize_embeddings=True,
-                convert_to_numpy=True,
-                show_progress_bar=False,
-            )
+            previous = torch.get_num_threads()
+            threads = self.query_threads if small and self.query_threads else previous
+            if threads != previous:
+                torch.set_num_threads(threads)
+            try:
+                vectors = self._model.encode(
+                    texts,
+                    batch_size=batch_size,
+                    normalize_embeddings=True,
+                    convert_to_numpy=True,
+                    show_progress_bar=False,
+                )
+            finally:
+                if threads != previous:
+                    torch.set_num_threads(previous)
         return np.asarray(vectors, dtype=np.float32).reshape(len(texts), DIMENSIONS)
 
     def encode(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
@@ -147,7 +160,7 @@ class Embedder:
         if not texts:
             return np.zeros((0, DIMENSIONS), dtype=np.float32)
         if not self.micro_batching or len(texts) >= self.direct_batch:
-            vectors = self._forward(texts, batch_size)
+            vectors = self._forward(texts, batch_size, small=len(texts) < self.direct_batch)
             self.stats.record(len(texts), 1)
             return vectors
         return self._submit(texts)
@@ -203,7 +216,7 @@ class Embedder:
             self.stats.last_wait_ms = (time.monotonic() - started) * 1000.0
             texts = [text for request in batch for text in request.texts]
             try:
-                vectors = self._forward(texts)
+                vectors = self._forward(texts, small=True)
                 self.stats.record(len(texts), len(batch))
                 self._last_batch_requests = len(batch)
                 self._last_batch_at = time.monotonic()

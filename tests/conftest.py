@@ -212,7 +212,9 @@ def template_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def demo_home(template_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+def demo_home(
+    template_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Path]:
     """A private copy of the template home, set as SUPPORTGRAPH_HOME; handles closed after."""
     from graph.persistence import close_all
     from graph.resources import reset_resources
