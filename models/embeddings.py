@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -84,9 +85,13 @@ class Embedder:
         self._cond = threading.Condition()
         self._pending: list[_Request] = []
         self._leader_active = False
+        self.micro_batch_size = 64
         self._last_batch_requests = 0
         self._last_batch_at = 0.0
         self.stats = EmbedderStats()
+        self.cache_size = 20_000  # texts; about 30 MB of vectors at most
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._cache_lock = threading.Lock()
         self.configure(
             max_wait_ms=max_wait_ms,
             max_batch=max_batch,
@@ -154,11 +159,37 @@ class Embedder:
     def encode(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
         """Embed `texts`; returns an array of shape (len(texts), 384).
 
-        Small requests from concurrent threads share forward passes; large ones go direct.
+        Texts seen recently come from a bounded LRU cache: a ticket's query is embedded by
+        classify and retrieve, and drafting re-scores the same knowledge-base sentences for
+        every similar ticket. Only the misses reach the model.
         """
         texts = list(texts)
         if not texts:
             return np.zeros((0, DIMENSIONS), dtype=np.float32)
+        if self.cache_size <= 0:
+            return self._encode_uncached(texts, batch_size)
+        out = np.empty((len(texts), DIMENSIONS), dtype=np.float32)
+        missing: dict[str, list[int]] = {}
+        with self._cache_lock:
+            for i, text in enumerate(texts):
+                vector = self._cache.get(text)
+                if vector is None:
+                    missing.setdefault(text, []).append(i)
+                else:
+                    self._cache.move_to_end(text)
+                    out[i] = vector
+        if missing:
+            fresh = self._encode_uncached(list(missing), batch_size)
+            with self._cache_lock:
+                for (text, rows), vector in zip(missing.items(), fresh, strict=True):
+                    out[rows] = vector
+                    self._cache[text] = vector
+                while len(self._cache) > self.cache_size:
+                    self._cache.popitem(last=False)
+        return out
+
+    def _encode_uncached(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
+        """Small requests from concurrent threads share forward passes; large ones go direct."""
         if not self.micro_batching or len(texts) >= self.direct_batch:
             vectors = self._forward(texts, batch_size, small=len(texts) < self.direct_batch)
             self.stats.record(len(texts), 1)
@@ -216,7 +247,7 @@ class Embedder:
             self.stats.last_wait_ms = (time.monotonic() - started) * 1000.0
             texts = [text for request in batch for text in request.texts]
             try:
-                vectors = self._forward(texts, small=True)
+                vectors = self._forward(texts, self.micro_batch_size, small=True)
                 self.stats.record(len(texts), len(batch))
                 self._last_batch_requests = len(batch)
                 self._last_batch_at = time.monotonic()

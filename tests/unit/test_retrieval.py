@@ -1,5 +1,6 @@
 import statistics
 import threading
+import time
 
 import numpy as np
 
@@ -94,13 +95,23 @@ def test_lone_call_is_not_delayed_by_batching():
     embedder.configure(micro_batching=True, max_wait_ms=3.0)
     embedder.encode_one("warm up")
     waits = []
-    for _ in range(5):
+    for i in range(5):
         before = embedder.stats.forward_passes
-        embedder.encode_one("where is my invoice")
+        embedder.encode_one(f"where is my invoice number {i} {time.time()}")
         assert embedder.stats.forward_passes == before + 1
         waits.append(embedder.stats.last_wait_ms)
     # the only delay batching adds is the leader's wait for company, bounded by max_wait_ms
     assert statistics.median(waits) < 20, waits
+
+
+def test_repeated_texts_come_from_the_cache_without_a_forward_pass():
+    embedder = get_embedder()
+    texts = [f"cache probe {time.time()} {i}" for i in range(3)]
+    first = embedder.encode(texts)
+    before = embedder.stats.forward_passes
+    again = embedder.encode([texts[2], texts[0]])
+    assert embedder.stats.forward_passes == before
+    assert np.array_equal(again, first[[2, 0]])
 
 
 def test_large_batches_go_straight_through():
