@@ -55,16 +55,16 @@ def _print_summary(outcome: Any, as_json: bool) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     """Run one ticket (--text / --eml) or a JSONL file of tickets (--input)."""
     from app.runner import Runner
-    from graph.tickets import TicketError, parse_eml, read_jsonl
+    from graph.tickets import TicketError, parse_chat, parse_eml, read_jsonl
 
     sources = [s for s in (args.text is not None, args.eml, args.input) if s]
     if len(sources) != 1:
         raise BadInput("give exactly one of --text, --eml or --input")
-    runner = Runner(_context(args))
     if args.input:
         path = Path(args.input)
         if not path.is_file():
             raise BadInput(f"no such file: {path}")
+        runner = Runner(_context(args))
         bad = 0
         for line_no, item in read_jsonl(path):
             if isinstance(item, TicketError):
@@ -76,10 +76,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             except TicketError as exc:
                 bad += 1
                 print(f"{path}:{line_no}: skipped: {exc}", file=sys.stderr)
-        if bad:
-            print(f"{bad} line(s) of {path} were not valid tickets", file=sys.stderr)
-            return EXIT_BAD_INPUT
-        return EXIT_OK
+        return EXIT_BAD_INPUT if bad else EXIT_OK
     if args.eml:
         path = Path(args.eml)
         if not path.is_file():
@@ -90,7 +87,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         ticket = {"id": args.id or _new_id(), "channel": args.channel, "body": args.text,
                   "subject": args.subject or "", "tenant": args.tenant,
                   "customer_id": args.customer_id}
-    _print_summary(runner.run(_ticket_input(ticket)), args.json)
+    ticket = _ticket_input(ticket)
+    parse_chat(ticket)  # reject bad input before opening any database or model
+    _print_summary(Runner(_context(args)).run(ticket), args.json)
     return EXIT_OK
 
 

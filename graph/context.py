@@ -6,6 +6,7 @@ fields a caller left at their default, so an explicit per-run setting always win
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -92,6 +93,11 @@ class Context:
 
     def replace(self, **changes: Any) -> Context:
         """A copy with `changes` applied (explicit values, never overridden by env)."""
-        values = {f.name: getattr(self, f.name) for f in fields(self)}
-        values.update(changes)
-        return Context(**values)
+        names = {f.name for f in fields(self)}
+        unknown = set(changes) - names
+        if unknown:
+            raise TypeError(f"unknown Context fields: {', '.join(sorted(unknown))}")
+        clone = copy.copy(self)  # no __post_init__: the environment must not override these
+        for name, value in changes.items():
+            setattr(clone, name, value)
+        return clone

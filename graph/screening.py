@@ -23,7 +23,8 @@ _INJECTION_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
          r"\b(debug|developer|maintenance|god|admin)\s+mode\s*[:=]\s*(on|enabled|true)\b"
          r"|\b(enter|activate|switch to)\s+(debug|developer|god|admin)\s+mode\b"),
         ("role_play",
-         r"\b(you are now|act as|pretend (to be|you are)|from now on you|roleplay as|"
+         r"\b(you are now|act as (a|an|my|if)\b(?! user)|pretend (to be|you are)|from now on you|"
+         r"roleplay as|"
          r"jailbreak|developer mode|(?-i:\bDAN\b)|stay in character|let'?s play a game|"
          r"you are [A-Z][a-z]+[A-Z]?\w*(bot|gpt|ai)\b)"),
         ("fake_system_turn",
@@ -32,8 +33,9 @@ _INJECTION_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
          r"|\[\s*/?\s*(system|tool_output|tool|function_call|function_results?)\b[^\]]{0,80}\]"
          r"|```\s*(system|tool)"),
         ("authority_claim",
-         r"\b(the )?(admin|administrator|developer|ceo|supervisor|openai|anthropic)"
-         r"\s+(says|said|has authori[sz]ed|authori[sz]es|approved|instructs?)\b"),
+         r"\b(your|relaypoint'?s?|the)\s+(admin|administrator|developer|ceo|supervisor|"
+         r"security team|finance team|openai|anthropic)\s+(says you|said you|has authori[sz]ed|"
+         r"authori[sz]es you|instructs? you|told me (that )?(you|the bot))\b"),
         ("hidden_instruction",
          r"<!--.{0,400}(instruction|ignore|assistant|ai|model).{0,400}-->"
          r"|style\s*=\s*[\"'][^\"']*(display\s*:\s*none|font-size\s*:\s*0)"),
@@ -51,8 +53,9 @@ _INJECTION_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
          r"system configuration|your instructions|the words 'you are')"),
         ("fake_tool_json", r"\{\s*\"(tool|function|tool_call)\"\s*:"),
         ("foreign_override",
-         r"\bignor\w*\b.{0,40}\b(instrucciones|anweisungen|regeln|consignes|istruzioni|"
-         r"instruções|instrucoes|instructies)\b|忽略.{0,20}(指令|指示)|無視.{0,20}指示"),
+         r"\b(ignor|olvid|vergiss|vergessen|oubli|dimentic|esquec|esqueç|negeer|vergeet)\w*\b"
+         r".{0,40}\b(instruc|anweisung|regeln|consigne|istruzion|instruç|instructie|regole|"
+         r"reglas|règles)\w*|忽略.{0,20}(指令|指示)|無視.{0,20}指示|(指示|指令).{0,20}(無視|忽略)"),
         ("decode_and_follow",
          r"\b(decode|base64|rot13)\b.{0,60}\b(follow|execute|run|obey|do what|do exactly)"),
         ("exfiltrate",
@@ -74,6 +77,17 @@ _ENGLISH = set(
     "that what how why when can could would should do does did not no yes have has had please "
     "thanks thank hi hello there me us if but from at by about which will just get".split()
 )
+# Frequent function words of the other languages customers write in most, none of them English.
+_FOREIGN = set(
+    "el los las usted su para con este esta que por una pero como puede gracias hola nuestro "
+    "cuando dónde donde cómo qué les est sont vous votre avec cette qui une des du mais plus "
+    "merci bonjour notre nous der die das und ist sind sie ihr ihre für mit dieser dass ein "
+    "eine dem nicht auch bitte danke wir unser können wie ich kann gli è sono suo sua per "
+    "questo questa che della come più può grazie ciao nostro nostri non il gli sono é são "
+    "você seu obrigado olá não het een zijn uw jij voor deze dit niet ook maar kunt bedankt "
+    "hallo onze wij de del la le les un una y el mi mis tu se es por al lo je pas à mon ma "
+    "mes depuis hier mein meine ich seit zu von auf desde ayer puedo quiero".split()
+)
 _WORD = re.compile(r"[^\W\d_]+", re.UNICODE)
 
 
@@ -90,7 +104,10 @@ def looks_non_english(text: str) -> bool:
     non_latin = sum(1 for w in words if any(ord(c) > 0x24F for c in w))
     if non_latin / len(words) > 0.3:
         return True
-    if len(words) < 4:
-        return False
     english = sum(1 for w in words if w in _ENGLISH)
-    return english / len(words) < 0.08
+    foreign = sum(1 for w in words if w in _FOREIGN)
+    if foreign >= 2 and foreign > english:
+        return True
+    # Other languages: a long text with almost no English function words. Short English
+    # lines ("invalid api key error") have none either, so they are never judged this way.
+    return len(words) >= 10 and english / len(words) < 0.05

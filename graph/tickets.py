@@ -255,7 +255,8 @@ def read_jsonl(path: str | os.PathLike[str]) -> Iterator[tuple[int, dict[str, An
                 obj = json.loads(text)
             except json.JSONDecodeError as exc:
                 yield number, TicketError(
-                    f"line {number}: invalid JSON: {exc.msg} (column {exc.colno})"
+                    f"line {number}: invalid JSON: {exc.msg.removesuffix(' at')} at column "
+                    f"{exc.colno}"
                 )
                 continue
             except (ValueError, RecursionError) as exc:

@@ -85,7 +85,6 @@ class Embedder:
         self._cond = threading.Condition()
         self._pending: list[_Request] = []
         self._leader_active = False
-        self.micro_batch_size = 64
         self._last_batch_requests = 0
         self._last_batch_at = 0.0
         self.stats = EmbedderStats()
@@ -108,8 +107,11 @@ class Embedder:
         direct_batch: int | None = None,
         micro_batching: bool | None = None,
         query_threads: int | None = None,
+        cache_size: int | None = None,
     ) -> None:
         """Change the batching policy at run time (settings live at the edge, not here).
+
+        `cache_size`: texts kept in the LRU cache (0 disables it, e.g. to measure the model).
 
         `query_threads`: torch intra-op threads for small forward passes (queries, micro-batches);
         0 means "leave torch's setting alone". Small passes are mostly synchronisation between
@@ -131,6 +133,11 @@ class Embedder:
             self.micro_batching = bool(micro_batching)
         if query_threads is not None:
             self.query_threads = max(0, int(query_threads))
+        if cache_size is not None:
+            self.cache_size = max(0, int(cache_size))
+            with self._cache_lock:
+                while len(self._cache) > self.cache_size:
+                    self._cache.popitem(last=False)
 
     def _forward(
         self, texts: list[str], batch_size: int = 64, *, small: bool = False
@@ -247,7 +254,7 @@ class Embedder:
             self.stats.last_wait_ms = (time.monotonic() - started) * 1000.0
             texts = [text for request in batch for text in request.texts]
             try:
-                vectors = self._forward(texts, self.micro_batch_size, small=True)
+                vectors = self._forward(texts, small=True)
                 self.stats.record(len(texts), len(batch))
                 self._last_batch_requests = len(batch)
                 self._last_batch_at = time.monotonic()

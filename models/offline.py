@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from models.chat import ChatRequest, Completion, InvalidOutput
+from models.tone import ACRONYMS
 
 MODEL = "offline-v1"
 
@@ -131,7 +132,9 @@ class OfflineProvider:
         text = data.get("draft", "")
         template = data.get("template", "warm")
         body = re.sub(r"!{2,}", "!", text)
-        body = re.sub(r"\b([A-Z]{4,})\b", lambda m: m.group(1).capitalize(), body)
+        body = re.sub(r"\b([A-Z]{4,})\b",
+                      lambda m: m.group(1) if m.group(1) in ACRONYMS else m.group(1).capitalize(),
+                      body)
         for harsh, soft in _SOFTEN:
             body = re.sub(harsh, soft, body, flags=re.IGNORECASE)
         head, sep, rest = body.partition("\n\n")

@@ -21,7 +21,7 @@ _POLITE = [
                             re.I)),
 ]
 _RUDE = [
-    ("shouting", re.compile(r"\b[A-Z]{4,}\b(?:\W+\b[A-Z]{2,}\b){1,}")),
+    ("shouting", re.compile(r"\b[A-Z]{2,}\b(?:[\s,;:!?.'-]+\b[A-Z]{2,}\b){2,}")),
     ("exclamations", re.compile(r"!{2,}")),
     ("blame", re.compile(r"\b(you should have|your fault|you failed to|you didn'?t even|"
                          r"as i already (said|told)|read the (docs|manual)|obviously|"
@@ -31,7 +31,10 @@ _RUDE = [
     ("insult", re.compile(r"\b(stupid|idiot|dumb|ridiculous|pathetic|incompetent)\b", re.I)),
 ]
 # Acronyms that are not shouting in a technical reply.
-_ACRONYMS = {"HTTP", "HTTPS", "JSON", "SMTP", "DKIM", "DMARC", "SEPA", "IBAN", "HMAC", "UUID"}
+ACRONYMS = frozenset(
+    "API APIS SDK SDKS REST HTTP HTTPS JSON XML CSV PDF SMTP SMS MMS DNS TXT CNAME MX SPF DKIM "
+    "DMARC SEPA ACH IBAN BIC VAT GST USD EUR GBP HMAC UUID JWT URL URI ID IDS IP IPS SSO SAML SLA "
+    "UK US USA EU FAQ CLI TLS SSL AWS GDPR CCPA PO ISO UTC GMT OK 2FA MFA OTP".split())
 
 
 @dataclass(frozen=True)
@@ -65,7 +68,8 @@ class ToneScorer:
         for name, pattern in _RUDE:
             matches = [m.group(0) for m in pattern.finditer(body)]
             if name == "shouting":
-                matches = [m for m in matches if set(m.split()) - _ACRONYMS]
+                matches = [m for m in matches
+                           if len(set(re.findall(r"[A-Z]{2,}", m)) - ACRONYMS) >= 3]
             if matches:
                 score -= 0.25
                 reasons.append(f"-{name}: {matches[0][:40]!r}")

@@ -1,15 +1,37 @@
-"""Classify: intent, calibrated confidence, out-of-scope flag and the route it maps to."""
+"""Classify: intent, calibrated confidence, out-of-scope flag and the route it maps to.
+
+The ticket's sentences are classified too, in the same batch: two sentences that confidently
+belong to different routes (a refund request and a webhook failure) make a multi-part ticket,
+which one grounded draft cannot answer alone, so it is flagged for review.
+"""
 
 from __future__ import annotations
+
+import re
 
 from graph.instrument import Step, node
 from graph.state import State
 
+MULTI_INTENT_CONFIDENCE = 0.9
+_SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
+# Only questions and requests count: backstory sentences mention other topics all the time.
+_ASK = re.compile(r"\?\s*$|^(how|what|can|could|would|please|i want|i need|i'd like|we'd like|"
+                  r"we want|we need|why|where|when|is|are|do|does|will|should)\b", re.I)
+
+
+def sentences_of(text: str) -> list[str]:
+    """The questions and requests in a ticket (at least four words each), at most eight."""
+    parts = (s.strip() for s in _SENTENCE.split(text))
+    return [s for s in parts if len(s.split()) >= 4 and _ASK.search(s)][:8]
+
 
 @node("classify")
 def classify(state: State, step: Step) -> dict:
-    """Run the trained intent model on the ticket text."""
-    prediction = step.res.intent_model.predict([state["query"][:4000]])[0]
+    """Run the trained intent model on the ticket text and on its sentences."""
+    text = state["query"][:4000]
+    parts = sentences_of(state["normalized"]["body"])
+    predictions = step.res.intent_model.predict([text, *parts])
+    prediction = predictions[0]
     intent = {
         "intent": prediction.intent,
         "confidence": round(float(prediction.confidence), 4),
@@ -17,5 +39,11 @@ def classify(state: State, step: Step) -> dict:
         "out_of_scope": bool(prediction.out_of_scope),
         "oos_score": round(float(prediction.oos_score), 4),
     }
+    routes = {p.route for p in predictions[1:] if not p.out_of_scope
+              and p.confidence >= MULTI_INTENT_CONFIDENCE and p.route in ("billing", "technical")}
+    update: dict = {"intent": intent, "route": prediction.route}
+    if len(routes) > 1:
+        update["flags"] = [*(state.get("flags") or []), "multi_intent"]
+        step.detail["sentence_routes"] = sorted(routes)
     step.detail.update(intent)
-    return {"intent": intent, "route": prediction.route}
+    return update

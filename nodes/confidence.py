@@ -19,7 +19,7 @@ EVIDENCE_FLOOR, EVIDENCE_CEILING = 0.2, 0.55
 # A resolved case counts as a known solution only when it is really the same question.
 KNOWN_SOLUTION_MIN = 0.75
 _WORD = re.compile(r"[a-z0-9]+")
-FORCE_REVIEW_FLAGS = ("possible_injection", "non_english")
+FORCE_REVIEW_FLAGS = ("possible_injection", "non_english", "multi_intent")
 
 
 def _words(text: str) -> set[str]:

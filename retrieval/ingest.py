@@ -34,9 +34,10 @@ OVERLAP_WORDS = 32
 MAX_FILE_BYTES = 5 * 1024 * 1024
 TEXT_SUFFIXES = {".md", ".markdown", ".txt", ".text"}
 JSONL_SUFFIXES = {".jsonl", ".ndjson"}
-CHUNKER_VERSION = "1"
+CHUNKER_VERSION = "2"
 DEMO_COLLECTIONS = {"kb_billing": "billing", "kb_technical": "technical"}
 
+_BREAK = "\x00"  # marks a word that starts a paragraph while windows are counted in words
 _HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
 _FENCE = re.compile(r"^\s*(```|~~~)")
 
@@ -76,20 +77,27 @@ def split_words(text: str, max_words: int = MAX_WORDS, overlap: int = OVERLAP_WO
     Consecutive windows share about `overlap` words so a sentence cut at a boundary is still
     readable in one of them.
     """
+    if len(text.split()) <= max_words:
+        return [text.strip()] if text.strip() else []  # fits: keep its formatting as is
     paragraphs = [p.strip() for p in re.split(r"\n\s*\n", text) if p.strip()]
     units: list[list[str]] = []
-    for paragraph in paragraphs:
+    for number, paragraph in enumerate(paragraphs):
         words = paragraph.split()
+        if number:  # remember the paragraph break on the paragraph's first word
+            words[0] = _BREAK + words[0]
         if len(words) <= max_words:
             units.append(words)
             continue
         # oversize paragraph: sentence-sized units, each at most (max - overlap) words so
         # that the carried-over overlap plus one unit always fits in a window
         step = max(1, max_words - overlap)
+        first = len(units)
         for sentence in re.split(r"(?<=[.!?])\s+", paragraph):
             words = sentence.split()
             for start in range(0, len(words), step):
                 units.append(words[start : start + step])
+        if number and len(units) > first:
+            units[first][0] = _BREAK + units[first][0]
     chunks: list[list[str]] = []
     current: list[str] = []
     for unit in units:
@@ -101,7 +109,8 @@ def split_words(text: str, max_words: int = MAX_WORDS, overlap: int = OVERLAP_WO
             current = current + unit if current else list(unit)
     if current:
         chunks.append(current)
-    return [" ".join(words) for words in chunks]
+    return [" ".join(words).replace(" " + _BREAK, "\n\n").replace(_BREAK, "").strip()
+            for words in chunks]
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,157 @@
+"""Per-run settings: graph/context.py (Context) and app/settings.py (the environment edge)."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+
+import pytest
+
+from app.settings import SettingsError, api_keys, env_defaults, env_name, qdrant_api_key
+from graph.context import Context
+
+
+def test_defaults_without_environment(monkeypatch):
+    monkeypatch.delenv("SUPPORTGRAPH_HOME")
+    ctx = Context()
+    assert ctx.home == ".supportgraph"
+    assert ctx.intent_threshold == 0.85
+    assert ctx.tone_threshold == 0.7
+    assert ctx.confidence_threshold == 0.8
+    assert ctx.max_rewrites == 2
+    assert ctx.planner_enabled is True
+    assert (ctx.max_planner_steps, ctx.max_cost_usd, ctx.max_seconds) == (3, 0.05, 120.0)
+    assert ctx.database_url == "" and ctx.qdrant_url == ""
+
+
+def test_env_fills_a_field_left_at_default(monkeypatch):
+    monkeypatch.setenv("SUPPORTGRAPH_INTENT_THRESHOLD", "0.9")
+    assert Context().intent_threshold == 0.9
+
+
+def test_explicit_value_wins_over_env(monkeypatch):
+    monkeypatch.setenv("SUPPORTGRAPH_INTENT_THRESHOLD", "0.9")
+    monkeypatch.setenv("SUPPORTGRAPH_MAX_REWRITES", "5")
+    ctx = Context(intent_threshold=0.6, max_rewrites=1)
+    assert ctx.intent_threshold == 0.6
+    assert ctx.max_rewrites == 1
+
+
+def test_home_comes_from_supportgraph_home(isolated_env):
+    assert Context().home == str(isolated_env)
+    assert Context(home="/elsewhere").home == "/elsewhere"
+
+
+def test_int_float_bool_conversion(monkeypatch):
+    monkeypatch.setenv("SUPPORTGRAPH_MAX_PLANNER_STEPS", "1")
+    monkeypatch.setenv("SUPPORTGRAPH_MAX_COST_USD", "0.01")
+    monkeypatch.setenv("SUPPORTGRAPH_MAX_SECONDS", "30")
+    monkeypatch.setenv("SUPPORTGRAPH_PLANNER_ENABLED", "false")
+    monkeypatch.setenv("SUPPORTGRAPH_LEARN_ENABLED", "No")
+    ctx = Context()
+    assert ctx.max_planner_steps == 1 and type(ctx.max_planner_steps) is int
+    assert ctx.max_cost_usd == 0.01 and type(ctx.max_cost_usd) is float
+    assert ctx.max_seconds == 30.0 and type(ctx.max_seconds) is float
+    assert ctx.planner_enabled is False
+    assert ctx.learn_enabled is False
+
+
+@pytest.mark.parametrize(("raw", "expected"), [
+    ("1", True), ("true", True), ("YES", True), (" on ", True),
+    ("0", False), ("False", False), ("no", False), ("off", False),
+])
+def test_bool_spellings(raw, expected):
+    assert env_defaults("demo_kb", "bool", {"SUPPORTGRAPH_DEMO_KB": raw}) is expected
+
+
+def test_empty_or_unset_variable_is_no_value():
+    assert env_defaults("max_rewrites", "int", {}) is None
+    assert env_defaults("max_rewrites", "int", {"SUPPORTGRAPH_MAX_REWRITES": ""}) is None
+
+
+def test_string_fields_are_taken_verbatim(monkeypatch):
+    monkeypatch.setenv("SUPPORTGRAPH_ANSWER_MODELS", "openai:gpt-4.1-mini,offline")
+    assert Context().answer_models == "openai:gpt-4.1-mini,offline"
+
+
+def test_database_and_qdrant_urls_use_their_plain_names(monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", "postgresql://u@db:5432/sg")
+    monkeypatch.setenv("QDRANT_URL", "http://qdrant:6333")
+    ctx = Context()
+    assert ctx.database_url == "postgresql://u@db:5432/sg"
+    assert ctx.qdrant_url == "http://qdrant:6333"
+
+
+def test_prefixed_url_variable_beats_the_plain_name(monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", "postgresql://plain/db")
+    monkeypatch.setenv("SUPPORTGRAPH_DATABASE_URL", "postgresql://prefixed/db")
+    assert Context().database_url == "postgresql://prefixed/db"
+
+
+@pytest.mark.parametrize(("name", "raw"), [
+    ("SUPPORTGRAPH_MAX_REWRITES", "two"),
+    ("SUPPORTGRAPH_MAX_REWRITES", "2.5"),
+    ("SUPPORTGRAPH_INTENT_THRESHOLD", "high"),
+    ("SUPPORTGRAPH_PLANNER_ENABLED", "maybe"),
+])
+def test_bad_value_raises_settings_error_naming_the_variable(monkeypatch, name, raw):
+    monkeypatch.setenv(name, raw)
+    with pytest.raises(SettingsError) as info:
+        Context()
+    assert name in str(info.value)
+    assert repr(raw) in str(info.value)
+    assert isinstance(info.value, ValueError)
+
+
+def test_env_name_convention():
+    assert env_name("max_planner_steps") == "SUPPORTGRAPH_MAX_PLANNER_STEPS"
+    for f in fields(Context):
+        assert env_name(f.name) == "SUPPORTGRAPH_" + f.name.upper()
+
+
+def test_every_field_can_be_set_from_its_variable(monkeypatch):
+    samples = {"str": "custom", "int": "7", "float": "0.5", "bool": "false"}
+    expected = {"str": "custom", "int": 7, "float": 0.5, "bool": False}
+    for f in fields(Context):
+        monkeypatch.setenv(env_name(f.name), samples[str(f.type)])
+    ctx = Context()
+    for f in fields(Context):
+        assert getattr(ctx, f.name) == expected[str(f.type)], f.name
+
+
+def test_api_keys_are_read_but_never_context_fields(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-openai")
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
+    monkeypatch.setenv("QDRANT_API_KEY", "qd-test")
+    assert api_keys() == {"openai": "sk-test-openai", "anthropic": "sk-ant-test"}
+    assert qdrant_api_key() == "qd-test"
+    assert [f.name for f in fields(Context) if "key" in f.name.lower()] == []
+    values = vars(Context())
+    assert not any(v in ("sk-test-openai", "sk-ant-test", "qd-test") for v in values.values())
+
+
+def test_api_keys_empty_when_unset():
+    assert api_keys() == {}
+    assert api_keys({"OPENAI_API_KEY": ""}) == {}
+    assert api_keys({"ANTHROPIC_API_KEY": "a"}) == {"anthropic": "a"}
+    assert qdrant_api_key() is None
+
+
+def test_replace_applies_changes_and_keeps_the_rest():
+    ctx = Context(home="/h", intent_threshold=0.6, max_rewrites=1)
+    other = ctx.replace(confidence_threshold=0.95)
+    assert other is not ctx
+    assert other.confidence_threshold == 0.95
+    assert (other.home, other.intent_threshold, other.max_rewrites) == ("/h", 0.6, 1)
+    assert ctx.confidence_threshold == 0.8  # the original is untouched
+
+
+def test_replace_values_are_not_overridden_by_env(monkeypatch):
+    monkeypatch.setenv("SUPPORTGRAPH_MAX_REWRITES", "5")
+    ctx = Context(max_rewrites=1)
+    assert ctx.replace(tone_threshold=0.5).max_rewrites == 1
+    # An explicit replace() value is never overridden by the environment, even when it
+    # happens to equal the field's default (documented in Context.replace).
+    monkeypatch.setenv("SUPPORTGRAPH_PLANNER_ENABLED", "false")
+    base = Context()
+    assert base.planner_enabled is False
+    assert base.replace(planner_enabled=True).planner_enabled is True

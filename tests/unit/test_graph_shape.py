@@ -1,0 +1,78 @@
+"""The compiled support graph: its nodes, its edges, and a bad ticket that never reaches a model."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from langgraph.checkpoint.memory import InMemorySaver
+
+from graph.builder import builder, graph
+from graph.context import Context
+from graph.persistence import close_all
+from graph.resources import get_resources, reset_resources
+
+NODES = {"intake", "classify", "retrieve", "draft", "tone", "rewrite", "confidence", "planner",
+         "human_review", "send", "learn", "audit"}
+
+
+def edges() -> set[tuple[str, str]]:
+    return {(e.source, e.target) for e in graph.get_graph().edges}
+
+
+def test_compiled_graph_has_exactly_the_workflow_nodes():
+    assert set(graph.nodes) - {"__start__"} == NODES
+    assert set(builder.compile(checkpointer=InMemorySaver()).nodes) - {"__start__"} == NODES
+
+
+def test_required_edges():
+    drawn = edges()
+    required = {("__start__", "intake"), ("intake", "classify"), ("intake", "audit"),
+                ("rewrite", "tone"), ("learn", "audit"), ("audit", "__end__")}
+    assert required <= drawn, required - drawn
+
+
+def test_edges_follow_the_routers_literal_types():
+    drawn = edges()
+    assert {t for s, t in drawn if s == "classify"} == {"retrieve", "planner", "human_review"}
+    assert {t for s, t in drawn if s == "tone"} == {"rewrite", "confidence", "human_review"}
+    assert {t for s, t in drawn if s == "confidence"} == {"send", "planner", "human_review"}
+    assert {t for s, t in drawn if s == "planner"} == {"retrieve", "draft", "human_review"}
+    assert {t for s, t in drawn if s == "human_review"} == {"send", "audit"}
+    assert {t for s, t in drawn if s == "send"} == {"learn", "audit"}
+    # Only audit ends the run, and every node has a way out.
+    assert {s for s, t in drawn if t == "__end__"} == {"audit"}
+    assert NODES <= {s for s, _ in drawn}
+
+
+@pytest.fixture
+def fresh_resources():
+    reset_resources()
+    yield
+    reset_resources()
+    close_all()
+
+
+def test_bad_ticket_fails_at_intake_without_touching_a_model(tmp_path, fresh_resources):
+    ctx = Context(home=str(tmp_path))
+    compiled = builder.compile(checkpointer=InMemorySaver())
+    config = {"configurable": {"thread_id": "ticket:x"}}
+    out = compiled.invoke({"ticket": {"id": "x", "channel": "chat", "body": ""}}, config,
+                          context=ctx)
+    assert out["status"] == "failed"
+    assert out["error"].startswith("bad_input")
+    assert [u["step"] for u in out["usage"]] == ["intake", "audit"]
+    assert sum(u["model_calls"] for u in out["usage"]) == 0
+    assert "normalized" not in out and "intent" not in out and "drafts" not in out
+    # Only the database was opened: no intent model, store, tone scorer or model chain.
+    res = get_resources(ctx)
+    assert set(res._cache) == {"db"}
+    # The run is finished (no pending node) and audited with a failed summary.
+    assert compiled.get_state(config).next == ()
+    steps = [r["step"] for r in res.db.fetchall(
+        "SELECT step FROM sg_audit WHERE thread_id = :t ORDER BY started_at", {"t": "ticket:x"})]
+    assert steps == ["intake", "audit"]
+    run = res.db.fetchone("SELECT status, summary FROM sg_runs WHERE thread_id = :t",
+                          {"t": "ticket:x"})
+    assert run["status"] == "failed"
+    assert json.loads(run["summary"])["error"].startswith("bad_input")
