@@ -46,10 +46,14 @@ class Step:
     retries: int = 0
     cost: float = 0.0
     detail: dict[str, Any] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
+    models: list[str] = field(default_factory=list)
 
     def record_model(self, result: Any) -> None:
         """Count one chat result (a `models.chat.ChatResult`) towards this step's usage."""
         failed = [a for a in result.attempts if a.outcome != "ok"]
+        self.failures.extend(f"{self.name}: {a.provider}:{a.model} {a.outcome}" for a in failed)
+        self.models.append(f"{result.provider}:{result.model}")
         self.model_calls += 0 if result.cached else 1
         self.cache_hits += 1 if result.cached else 0
         self.retries += len(failed)
@@ -80,6 +84,8 @@ class Step:
         except Exception as exc:
             attempts = getattr(exc, "attempts", ())
             self.retries += len(attempts)
+            self.failures.extend(f"{self.name}: {a.provider}:{a.model} {a.outcome}"
+                                 for a in attempts)
             self.detail.setdefault("models", []).append(
                 {"role": role, "error": str(exc)[:300],
                  "attempts": [f"{a.provider}:{a.model}:{a.outcome}" for a in attempts]})
@@ -137,8 +143,11 @@ def node(
             step.ticket_id = ticket_id
             usage = StepUsage(step=name, duration_ms=round((time.perf_counter() - t0) * 1000, 3),
                               cost=round(step.cost, 8), model_calls=step.model_calls,
-                              cache_hits=step.cache_hits, retries=step.retries)
+                              cache_hits=step.cache_hits, retries=step.retries,
+                              models=step.models)
             update = {**update, "usage": [usage]}
+            if step.failures:
+                update["failures"] = [*update.get("failures", []), *step.failures]
             if failure and failure not in update.get("failures", []):
                 update["failures"] = [*update.get("failures", []), failure]
             _write_audit(step, info, started, t0, outcome, failure, {**state, **update})

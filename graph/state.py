@@ -88,6 +88,7 @@ class StepUsage(TypedDict):
     model_calls: int
     cache_hits: int
     retries: int
+    models: list[str]
 
 
 class ReviewDecision(TypedDict, total=False):

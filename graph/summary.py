@@ -38,6 +38,7 @@ def build_summary(state: State, *, thread_id: str, status: str) -> dict[str, Any
         "retries": sum(u["retries"] for u in usage),
         "cost_total": round(sum(u["cost"] for u in usage), 8),
         "step_breakdown": breakdown,
+        "models_used": sorted({m for u in usage for m in u.get("models", [])}),
         "failures": list(state.get("failures") or []),
         "error": state.get("error"),
     }

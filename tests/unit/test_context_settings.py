@@ -36,6 +36,16 @@ def test_explicit_value_wins_over_env(monkeypatch):
     assert ctx.max_rewrites == 1
 
 
+def test_explicit_value_equal_to_the_default_still_wins(monkeypatch):
+    # A per-run setting (CLI, or a `langgraph dev` run context coerced with Context(**dict))
+    # that happens to equal the default is still explicit: the environment must not replace it.
+    monkeypatch.setenv("SUPPORTGRAPH_INTENT_THRESHOLD", "0.9")
+    monkeypatch.setenv("SUPPORTGRAPH_PLANNER_ENABLED", "false")
+    ctx = Context(intent_threshold=0.85, planner_enabled=True)
+    assert ctx.intent_threshold == 0.85
+    assert ctx.planner_enabled is True
+
+
 def test_home_comes_from_supportgraph_home(isolated_env):
     assert Context().home == str(isolated_env)
     assert Context(home="/elsewhere").home == "/elsewhere"
@@ -143,6 +153,8 @@ def test_replace_applies_changes_and_keeps_the_rest():
     assert other.confidence_threshold == 0.95
     assert (other.home, other.intent_threshold, other.max_rewrites) == ("/h", 0.6, 1)
     assert ctx.confidence_threshold == 0.8  # the original is untouched
+    with pytest.raises(TypeError):
+        ctx.replace(no_such_setting=1)
 
 
 def test_replace_values_are_not_overridden_by_env(monkeypatch):
