@@ -118,6 +118,19 @@ def cmd_review(args: argparse.Namespace) -> int:
     from app.runner import AlreadyDecided, NotFound, Runner
 
     runner = Runner(_context(args))
+    if args.action == "sweep":
+        now = None
+        if args.now:
+            try:
+                now = datetime.fromisoformat(args.now)
+            except ValueError:
+                raise BadInput(f"--now {args.now!r} is not an ISO 8601 time") from None
+            if now.tzinfo is None:
+                now = now.replace(tzinfo=UTC)
+        result = runner.sweep(now)
+        print(json.dumps(result) if args.json else
+              f"escalated {len(result['escalated'])}, stalled {len(result['stalled'])}")
+        return EXIT_OK
     if args.action == "list":
         rows = runner.db.fetchall(
             "SELECT thread_id, ticket_id, reason, queue, status, requested_at, deadline_at "
@@ -273,6 +286,17 @@ def cmd_retrieve(args: argparse.Namespace) -> int:
     return EXIT_BAD_INPUT if counts.get("errors") else EXIT_OK
 
 
+def cmd_cases(args: argparse.Namespace) -> int:
+    """Remove a resolved case (for example one learned from a wrong answer) by ticket id."""
+    from graph.resources import get_resources
+    from retrieval.cases import delete_case
+
+    removed = delete_case(get_resources(_context(args)).store, args.ticket_id)
+    print(f"removed the case of ticket {args.ticket_id}" if removed
+          else f"no resolved case holds ticket {args.ticket_id}")
+    return EXIT_OK if removed else EXIT_FAILED
+
+
 def cmd_train_intents(args: argparse.Namespace) -> int:
     """Train an intent model directory from labelled examples and a routes file."""
     from models.intent import TrainingDataError, train_from_files
@@ -339,9 +363,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     review = sub.add_parser("review", help="the human review queue")
     review_sub = review.add_subparsers(dest="action", required=True)
-    for action in ("list", "show", "accept", "edit", "respond", "reject"):
+    for action in ("list", "show", "accept", "edit", "respond", "reject", "sweep"):
         p = review_sub.add_parser(action)
-        if action != "list":
+        if action == "sweep":
+            p.add_argument("--now", help="evaluate SLAs as of this ISO time (default: now)")
+        elif action != "list":
             p.add_argument("ref", help="thread id or ticket id")
         p.add_argument("--json", action="store_true")
         p.add_argument("--reviewer", default="cli")
@@ -376,6 +402,12 @@ def build_parser() -> argparse.ArgumentParser:
     retrieve.add_argument("--output", required=True)
     retrieve.add_argument("--k", type=int, default=5)
     retrieve.set_defaults(func=cmd_retrieve)
+
+    cases = sub.add_parser("cases", help="the resolved-cases collection")
+    cases_sub = cases.add_subparsers(dest="action", required=True)
+    remove = cases_sub.add_parser("remove", help="remove the case of a ticket")
+    remove.add_argument("ticket_id")
+    remove.set_defaults(func=cmd_cases)
 
     train = sub.add_parser("train-intents", help="train an intent classifier")
     train.add_argument("--data", required=True)

@@ -12,6 +12,7 @@ import logging
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from langgraph.types import Command
@@ -163,6 +164,55 @@ class Runner:
             raise AlreadyDecided(f"thread {thread_id} is not waiting for review")
         self._invoke(Command(resume=response), thread_id)
         return Outcome(self.summary(thread_id), thread_id)
+
+    def sweep(self, now: datetime | None = None) -> dict[str, list[str]]:
+        """Apply review SLAs: escalate overdue reviews, stall overdue supervisor reviews.
+
+        Every transition is one conditional UPDATE, so sweeps running at once on several
+        machines never escalate or stall the same review twice.
+        """
+        now = now or datetime.now(UTC)
+        stamp = now.isoformat(timespec="microseconds")
+        supervisor_deadline = (now + timedelta(hours=self.ctx.supervisor_sla_hours)).isoformat(
+            timespec="microseconds")
+        escalated = []
+        for row in self.db.fetchall(
+                "SELECT thread_id, ticket_id FROM sg_reviews WHERE status = 'waiting' "
+                "AND deadline_at < :now ORDER BY requested_at", {"now": stamp}):
+            won = self.db.execute(
+                """UPDATE sg_reviews SET status = 'escalated', queue = 'supervisor',
+                       deadline_at = :deadline
+                   WHERE thread_id = :t AND status = 'waiting' AND deadline_at < :now""",
+                {"deadline": supervisor_deadline, "t": row["thread_id"], "now": stamp})
+            if won:
+                escalated.append(row["thread_id"])
+                self._audit_event(row, "review_escalated", stamp,
+                                  {"queue": "supervisor", "deadline": supervisor_deadline})
+        stalled = []
+        for row in self.db.fetchall(
+                "SELECT thread_id, ticket_id FROM sg_reviews WHERE status = 'escalated' "
+                "AND deadline_at < :now ORDER BY requested_at", {"now": stamp}):
+            decision = {"type": "stalled", "reviewer": "sla-sweep"}
+            won = self.db.execute(
+                """UPDATE sg_reviews SET status = 'decided', decision = :decision,
+                       decided_by = 'sla-sweep', decided_at = :now
+                   WHERE thread_id = :t AND status = 'escalated' AND deadline_at < :now""",
+                {"decision": json.dumps(decision), "t": row["thread_id"], "now": stamp})
+            if won:
+                self._invoke(Command(resume=decision), row["thread_id"])
+                stalled.append(row["thread_id"])
+        return {"escalated": escalated, "stalled": stalled}
+
+    def _audit_event(self, row: dict, step: str, stamp: str, detail: dict) -> None:
+        """An audit row for something that happened outside a graph step (idempotent)."""
+        self.db.execute(
+            """INSERT INTO sg_audit (event_key, ticket_id, thread_id, step, attempt, started_at,
+                   duration_ms, outcome, detail)
+               VALUES (:key, :ticket_id, :thread_id, :step, 1, :at, 0, 'ok', :detail)
+               ON CONFLICT (event_key) DO NOTHING""",
+            {"key": f"{row['thread_id']}:{step}", "ticket_id": row["ticket_id"],
+             "thread_id": row["thread_id"], "step": step, "at": stamp,
+             "detail": json.dumps(detail)})
 
     def _review_status(self, thread_id: str) -> str:
         row = self.db.fetchone("SELECT status FROM sg_reviews WHERE thread_id = :t",

@@ -80,8 +80,9 @@ class Context:
     def __post_init__(self) -> None:
         from app.settings import env_defaults
 
+        explicit = getattr(self, "_explicit", frozenset())
         for f in fields(self):
-            if getattr(self, f.name) == f.default:
+            if f.name not in explicit and getattr(self, f.name) == f.default:
                 value = env_defaults(f.name, f.type)
                 if value is not None:
                     setattr(self, f.name, value)
@@ -101,3 +102,15 @@ class Context:
         for name, value in changes.items():
             setattr(clone, name, value)
         return clone
+
+
+_dataclass_init = Context.__init__
+
+
+def _remember_explicit(self: Context, **values: Any) -> None:
+    """Record which fields the caller set, so the environment never overrides them."""
+    object.__setattr__(self, "_explicit", frozenset(values))
+    _dataclass_init(self, **values)
+
+
+Context.__init__ = _remember_explicit  # type: ignore[method-assign]

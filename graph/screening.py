@@ -23,7 +23,8 @@ _INJECTION_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
          r"\b(debug|developer|maintenance|god|admin)\s+mode\s*[:=]\s*(on|enabled|true)\b"
          r"|\b(enter|activate|switch to)\s+(debug|developer|god|admin)\s+mode\b"),
         ("role_play",
-         r"\b(you are now|act as (a|an|my|if)\b(?! user)|pretend (to be|you are)|from now on you|"
+         r"\b(you are now|pretend (to be|you are)|from now on you|"
+         r"(?:^|[.!?,:;]\s*|\b(?:please|now|just|you)\s+)act as (a|an|my|if)\b(?! user)|"
          r"roleplay as|"
          r"jailbreak|developer mode|(?-i:\bDAN\b)|stay in character|let'?s play a game|"
          r"you are [A-Z][a-z]+[A-Z]?\w*(bot|gpt|ai)\b)"),
@@ -43,7 +44,9 @@ _INJECTION_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
          r"\b(support agents?|ai agent|the agent|the assistant|the bot|ai assistant|"
          r"anweisung an den assistenten|instructions for you)\b\s*(:|must|should just|"
          r"are authori[sz]ed|is authori[sz]ed|may now|are below)"
-         r"|\b(agent|assistant|bot)\s+(must|should) (just )?(confirm|include|reply|mark)"),
+         r"|\b(agent|assistant|bot)\s+(must|should) (just )?(confirm|include|reply|mark)"
+         r"|\b(note|attention|memo|message)\s*(to|for)?\s*(the\s+|any\s+)?(ai|assistant|bot|llm|"
+         r"language model)\b|\bnew instructions\s*(follow|:|below)"),
         ("fake_authority_block",
          r"(\[|#{2,}|-{3,})[^\]\n]{0,60}\b(internal|approval|admin|priority:\s*highest|"
          r"agent policy|note from)\b[^\]\n]{0,80}(\]|#{2,}|-{3,}|:)"

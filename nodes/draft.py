@@ -62,7 +62,8 @@ def draft(state: State, step: Step) -> dict:
     try:
         result = step.complete(role, request, state)
     except ModelsUnavailable as exc:
-        reason = "budget_exhausted" if "budget" in str(exc) else "models_unavailable"
+        denied = all(a.outcome == "budget_denied" for a in exc.attempts)
+        reason = "budget_exhausted" if denied else "models_unavailable"
         return {"error": f"{reason}: {exc}", "review_reason": reason}
     citations = citations_of(result.text, passages)
     if not citations:

@@ -92,6 +92,7 @@ def parse_resume(value: object, *, has_draft: bool) -> ReviewDecision:
         reply = args.get("reply") if isinstance(args, dict) else args
         if not isinstance(reply, str) or not reply.strip():
             raise InvalidResume("edit needs a non-empty reply text")
+        reply = reply.strip()
         if len(reply) > MAX_REPLY_CHARS:
             raise InvalidResume(f"edited reply is {len(reply)} chars; the limit is "
                                 f"{MAX_REPLY_CHARS}")

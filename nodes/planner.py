@@ -55,7 +55,7 @@ def planner(state: State, step: Step) -> dict:
     step.detail.update(problem=problem, budget=budget.describe())
     if (spent := budget.exhausted()) is not None:
         return {"planner_steps": [{"action": "handoff", "reason": f"budget_exhausted:{spent}",
-                                   "problem": problem}],
+                                   "problem": problem, "spend": budget.describe()}],
                 "review_reason": "budget_exhausted", "error": ""}
     tried = [s["action"] for s in state.get("planner_steps") or []]
     request = ChatRequest(
@@ -70,10 +70,15 @@ def planner(state: State, step: Step) -> dict:
         decision = json.loads(result.text)
         action = decision["action"]
     except ModelsUnavailable as exc:
-        reason = "budget_exhausted" if "budget" in str(exc) else "models_unavailable"
-        return {"planner_steps": [{"action": "handoff", "reason": reason, "problem": problem}],
+        denied = all(a.outcome == "budget_denied" for a in exc.attempts)
+        reason = "budget_exhausted" if denied else "models_unavailable"
+        return {"planner_steps": [{"action": "handoff", "reason": reason, "problem": problem,
+                                   "spend": budget.describe()}],
                 "review_reason": reason, "error": ""}
-    if action not in PLANNER_ACTIONS or action in tried:
+    except (ValueError, KeyError, TypeError):
+        action, decision = "handoff", {"reason": "planner answer was not a valid decision"}
+    # A repeated action is allowed (the step budget bounds it); an invented one never is.
+    if action not in PLANNER_ACTIONS:
         action, decision = "handoff", {"reason": f"planner proposed {action!r} (not allowed)"}
     entry = {"action": action, "reason": str(decision.get("reason", ""))[:300],
              "problem": problem}

@@ -93,7 +93,7 @@ WEIRD = [
 ]
 
 
-@pytest.mark.parametrize("text", WEIRD)
+@pytest.mark.parametrize("text", WEIRD, ids=[f"weird{i}" for i in range(len(WEIRD))])
 def test_score_always_in_unit_interval(scorer, text):
     result = scorer.score(text)
     assert isinstance(result.score, float)
