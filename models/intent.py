@@ -76,10 +76,17 @@ def _embedding_model_name() -> str:
     return MODEL_NAME
 
 
-def _embed(texts: list[str]) -> np.ndarray:
-    from models.embeddings import get_embedder
+def encode(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Return (sentence embeddings, head features) for texts; see `models.intent_encoder`."""
+    from models.intent_encoder import get_layer_encoder
 
-    return get_embedder().encode(texts)
+    return get_layer_encoder().encode(texts)
+
+
+def _feature_recipe() -> str:
+    from models.intent_encoder import FEATURES
+
+    return FEATURES
 
 
 class IntentModel:
@@ -125,12 +132,13 @@ class IntentModel:
         oos_texts: list[str] | None = None,
         seed: int = 0,
         config: head.HeadConfig | None = None,
-        embeddings: np.ndarray | None = None,
-        oos_embeddings: np.ndarray | None = None,
+        encoded: tuple[np.ndarray, np.ndarray] | None = None,
+        oos_encoded: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> IntentModel:
         """Train on labelled texts; hold out a validation split to calibrate and set thresholds.
 
-        `embeddings` / `oos_embeddings` let benchmarks reuse cached vectors of the same texts.
+        `encoded` / `oos_encoded` (the output of `encode` for the same texts) let benchmarks
+        and tests reuse the expensive encoder pass.
         """
         config = config or head.HeadConfig()
         if len(texts) != len(intents):
@@ -141,11 +149,11 @@ class IntentModel:
         oos_texts = [t for t in (oos_texts or []) if isinstance(t, str) and t.strip()]
         index = {label: i for i, label in enumerate(labels)}
         y = np.array([index[i] for i in intents], dtype=np.int64)
-        x = _embed(list(texts)) if embeddings is None else np.asarray(embeddings, np.float32)
-        x_oos = None
+        sentence, features = encode(list(texts)) if encoded is None else encoded
+        oos = None
         if oos_texts:
-            x_oos = _embed(oos_texts) if oos_embeddings is None else oos_embeddings
-        fitted = head.fit(x, y, len(labels), config, seed, x_oos)
+            oos = encode(oos_texts) if oos_encoded is None else oos_encoded
+        fitted = head.fit(features, sentence, y, len(labels), config, seed, oos)
         return cls(
             labels=labels,
             routes={label: routes.get(label, "human") for label in labels},
@@ -163,10 +171,11 @@ class IntentModel:
         )
 
     # ---------------------------------------------------------------- prediction
-    def scores(self, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Return (calibrated probabilities, OOS scores) for embedded texts."""
+    def scores(self, encoded: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Return (calibrated probabilities, OOS scores) for the output of `encode`."""
+        sentence, features = encoded
         return head.score(
-            vectors, self.weight, self.bias, self.bank, self.temperature, self.config
+            features, sentence, self.weight, self.bias, self.bank, self.temperature, self.config
         )
 
     def predict(self, texts: list[str]) -> list[IntentPrediction]:
@@ -175,7 +184,7 @@ class IntentModel:
         results: list[IntentPrediction | None] = [None] * len(texts)
         for start in range(0, len(valid), _BATCH):
             chunk = valid[start : start + _BATCH]
-            probs, oos = self.scores(_embed([texts[i] for i in chunk]))
+            probs, oos = self.scores(encode([texts[i] for i in chunk]))
             for row, i in enumerate(chunk):
                 best = int(np.argmax(probs[row]))
                 intent = self.labels[best]
@@ -209,6 +218,7 @@ class IntentModel:
             "format_version": FORMAT_VERSION,
             "kind": "supportgraph-intent",
             "embedding_model": self.embedding_model,
+            "features": _feature_recipe(),
             "labels": self.labels,
             "routes": self.routes,
             "temperature": self.temperature,
@@ -245,6 +255,11 @@ class IntentModel:
             raise ValueError(
                 f"intent model in {directory} was trained with embedding model "
                 f"{meta.get('embedding_model')!r}, but this build uses {expected!r}; retrain it"
+            )
+        if meta.get("features") != _feature_recipe():
+            raise ValueError(
+                f"intent model in {directory} uses features {meta.get('features')!r}, this build "
+                f"computes {_feature_recipe()!r}; retrain it"
             )
         if weight.shape[0] != len(labels) or bias.shape[0] != len(labels):
             raise ValueError(f"corrupt intent model in {directory}: weights do not match labels")
@@ -365,6 +380,8 @@ def _stored_fingerprint(directory: Path) -> str | None:
     if not (directory / _WEIGHTS_FILE).is_file():
         return None
     if meta.get("embedding_model") != _embedding_model_name():
+        return None
+    if meta.get("features") != _feature_recipe():
         return None
     return meta.get("data_sha256")
 

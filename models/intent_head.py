@@ -27,10 +27,13 @@ class HeadConfig:
     learning_rate: float = 0.003
     input_scale: float = 10.0
     smoothing: float = 0.0
-    knn_k: int = 5
+    knn_k: int = 10
     """Neighbours averaged for the distance part of the out-of-scope score."""
     knn_weight: float = 0.5
     """Weight of the neighbour distance in the OOS score (0 = softmax only)."""
+    oos_temperature: float = 3.0
+    """Softmax temperature on raw logits for the OOS score: flatter than calibrated
+    probabilities, so near-ties between intents do not look like out-of-scope."""
     target_rejection: float = 0.03
     """Share of in-scope validation examples rejected when no OOS examples are given."""
 
@@ -188,18 +191,24 @@ class FittedHead:
 
 
 def score(
-    vectors: np.ndarray,
+    features: np.ndarray,
+    sentence: np.ndarray,
     weight: np.ndarray,
     bias: np.ndarray,
     bank: np.ndarray,
     temperature: float,
     config: HeadConfig,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Return (calibrated class probabilities, OOS scores) for L2-normalised vectors."""
-    logits = vectors @ weight.T + bias
+    """Return (calibrated class probabilities, OOS scores).
+
+    `features` feed the linear head; `sentence` embeddings are compared with the `bank` of
+    training sentence embeddings for the neighbour part of the OOS score.
+    """
+    logits = features @ weight.T + bias
     probs = softmax(logits / temperature)
-    sims = knn_similarity(vectors, bank, config.knn_k)
-    return probs, oos_score(probs.max(axis=1), sims, config.knn_weight)
+    flat = softmax(logits / config.oos_temperature).max(axis=1)
+    sims = knn_similarity(sentence, bank, config.knn_k)
+    return probs, oos_score(flat, sims, config.knn_weight)
 
 
 def stratified_split(
@@ -220,11 +229,12 @@ def stratified_split(
 
 def fit(
     features: np.ndarray,
+    sentence: np.ndarray,
     labels: np.ndarray,
     n_classes: int,
     config: HeadConfig,
     seed: int,
-    oos_features: np.ndarray | None = None,
+    oos: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> FittedHead:
     """Train, calibrate and pick the OOS threshold on a held-out split, then refit on all data.
 
@@ -235,14 +245,14 @@ def fit(
     val_x, val_y = features[val_idx], labels[val_idx]
     val_logits = val_x @ w.T + b
     temperature = fit_temperature(val_logits, val_y)
-    bank = features[train_idx]
-    probs, val_scores = score(val_x, w, b, bank, temperature, config)
+    bank = sentence[train_idx]
+    probs, val_scores = score(val_x, sentence[val_idx], w, b, bank, temperature, config)
     predicted = probs.argmax(axis=1)
     correct = predicted == val_y
     confidence = probs.max(axis=1)
     oos_scores = None
-    if oos_features is not None and len(oos_features):
-        oos_scores = score(oos_features, w, b, bank, temperature, config)[1]
+    if oos is not None and len(oos[0]):
+        oos_scores = score(oos[1], oos[0], w, b, bank, temperature, config)[1]
     threshold = choose_threshold(val_scores, oos_scores, config.target_rejection, correct)
     metrics = {
         "val_examples": int(len(val_idx)),
@@ -258,4 +268,4 @@ def fit(
     if oos_scores is not None:
         metrics["val_oos_recall"] = round(float(np.mean(oos_scores >= threshold)), 4)
     w, b = train_linear(features, labels, n_classes, config, seed)
-    return FittedHead(w, b, features, temperature, threshold, metrics)
+    return FittedHead(w, b, sentence, temperature, threshold, metrics)

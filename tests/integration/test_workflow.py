@@ -65,6 +65,13 @@ def test_answerable_ticket_is_sent_once_audited_and_learned(demo_home: Path) -> 
     assert [c.ticket_id for c in cases] == ["w-1"]
     assert search_cases(runner.res.store, ANSWERABLE["body"], k=3, tenant="globex") == []
 
+    # A wrong case can be removed by ticket id from the command line.
+    from app.cli import main
+
+    assert main(["cases", "remove", "w-1"]) == 0
+    assert search_cases(runner.res.store, ANSWERABLE["body"], k=3, tenant="acme") == []
+    assert main(["cases", "remove", "w-1"]) == 1
+
 
 def test_draft_cites_the_passages_it_was_given(demo_home: Path) -> None:
     runner = runner_for(demo_home)

@@ -5,12 +5,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.embeddings import get_embedder
 from models.intent import (
     IntentModel,
     TrainingDataError,
     classify_file,
     default_model_dir,
+    encode,
     ensure_default_model,
     load_routes,
     read_labelled,
@@ -83,9 +83,9 @@ def test_predictions_are_deterministic_and_survive_save_load(model, tmp_path):
 def test_training_is_deterministic():
     texts, intents = read_labelled(SMALL)
     routes = load_routes(SMALL_ROUTES)
-    vectors = get_embedder().encode(texts)
-    a = IntentModel.train(texts, intents, routes, seed=3, embeddings=vectors)
-    b = IntentModel.train(texts, intents, routes, seed=3, embeddings=vectors.copy())
+    encoded = encode(texts)
+    a = IntentModel.train(texts, intents, routes, seed=3, encoded=encoded)
+    b = IntentModel.train(texts, intents, routes, seed=3, encoded=encoded)
     np.testing.assert_array_equal(a.weight, b.weight)
     assert a.oos_threshold == b.oos_threshold
     assert a.data_sha256 == b.data_sha256
