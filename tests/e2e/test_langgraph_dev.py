@@ -228,18 +228,17 @@ def test_run_context_forces_review_and_accept_sends_the_draft(
 ) -> None:
     thread_id = client.threads.create()["thread_id"]
 
-    # No answer confidence reaches 1.0 (the intent signal is a probability below 1), so this
-    # per-run setting sends an answerable ticket to review with a draft.
+    # A threshold above 1 can never be met, so this per-run setting sends an answerable
+    # ticket to review with a draft (the planner is off so no fallback path runs first).
     state = run_until_stopped(client, thread_id, input=ticket("dev-3", ANSWERABLE),
-                              context={"confidence_threshold": 1.0})
+                              context={"confidence_threshold": 1.01, "planner_enabled": False})
 
     payload = the_interrupt(client, thread_id, state)
     draft = state["values"]["drafts"][-1]["text"]
     assert draft.strip()
-    assert state["values"]["confidence"]["score"] < 1.0
     assert payload["config"]["allow_accept"] is True
     assert payload["action_request"]["args"]["reply"] == draft
-    assert payload["action_request"]["args"]["reason"] == "low_answer_confidence"
+    assert payload["action_request"]["args"]["reason"] == "low_confidence"
 
     state = run_until_stopped(client, thread_id, command={"resume": {"type": "accept"}})
 

@@ -122,3 +122,17 @@ def test_wall_clock_budget_hands_off(demo_home: Path) -> None:
     runner = Runner(Context(home=str(demo_home), max_seconds=0, confidence_threshold=1.01))
     summary = runner.run(ANSWERABLE).summary
     assert summary["review_reason"] == "budget_exhausted"
+
+
+def test_planner_cannot_invent_an_action(demo_home: Path, scripted_planner: FakeLLMServer) -> None:
+    invented = json.dumps({"action": "refund_everything", "reason": "customer is upset"})
+    scripted_planner.script("openai", Reply(invented), Reply(invented))
+    runner = Runner(Context(home=str(demo_home), answer_models="offline",
+                            planner_models="openai:gpt-4.1-mini", model_max_retries=0,
+                            confidence_threshold=1.01, learn_enabled=False))
+    outcome = runner.run(ANSWERABLE)
+    state = runner.graph.get_state({"configurable": {"thread_id": outcome.thread_id}}).values
+    assert [s["action"] for s in state["planner_steps"]] == ["handoff"]
+    assert outcome.summary["status"] == "awaiting_review"
+    # The schema-checking chain rejected the invented action as invalid output.
+    assert any("schema" in f for f in outcome.summary["failures"])
