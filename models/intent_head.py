@@ -34,7 +34,7 @@ class HeadConfig:
     oos_temperature: float = 3.0
     """Softmax temperature on raw logits for the OOS score: flatter than calibrated
     probabilities, so near-ties between intents do not look like out-of-scope."""
-    target_rejection: float = 0.03
+    target_rejection: float = 0.01
     """Share of in-scope validation examples rejected when no OOS examples are given."""
 
     def to_dict(self) -> dict:
