@@ -80,12 +80,6 @@ class Resources:
 
         self._get("demo_kb", lambda: ensure_demo_kb(self.store) or True)
 
-    def chain(self, role: str) -> Any:
-        """The model fallback chain for `role` (router, answer, planner)."""
-        from models.factory import build_role_chain
-
-        return self._get(f"chain:{role}", lambda: build_role_chain(role, self.ctx, self.db))
-
 
 def _qdrant_api_key() -> str | None:
     from app.settings import qdrant_api_key
