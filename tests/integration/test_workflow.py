@@ -183,3 +183,25 @@ def test_qdrant_unreachable_goes_to_human_with_reason(demo_home: Path) -> None:
     assert outcome.summary["status"] == "awaiting_review"
     assert outcome.summary["review_reason"] == "retrieval_unavailable"
     assert any("retrieval_unavailable" in f for f in outcome.summary["failures"])
+
+
+def test_graph_level_bad_resume_reinterrupts_with_the_error(demo_home: Path) -> None:
+    """A client that bypasses the CLI (Agent Inbox, the SDK) gets the interrupt back."""
+    from langgraph.types import Command
+
+    runner = runner_for(demo_home)
+    thread = runner.run({**OUT_OF_SCOPE, "id": "w-7"}).thread_id
+    config = {"configurable": {"thread_id": thread}}
+    runner.graph.invoke(Command(resume={"type": "approve"}), config, context=runner.ctx)
+    payload = runner.pending_review(thread)
+    assert "unknown decision type 'approve'" in payload["description"]
+    assert outbox(runner) == []
+    runner.graph.invoke(Command(resume={"type": "response", "args": "checking with billing"}),
+                        config, context=runner.ctx)
+    assert runner.pending_review(thread)  # a note keeps it waiting
+    runner.graph.invoke(Command(resume={"type": "edit", "args": {"reply": "Done."}}), config,
+                        context=runner.ctx)
+    values = runner.graph.get_state(config).values
+    assert values["status"] == "sent"
+    assert values["review"]["note"] == "checking with billing"
+    assert [r["reply"] for r in outbox(runner)] == ["Done."]
