@@ -258,7 +258,9 @@ class Embedder:
             self.stats.last_wait_ms = (time.monotonic() - started) * 1000.0
             texts = [text for request in batch for text in request.texts]
             try:
-                vectors = self._forward(texts, small=True)
+                # A gathered batch as large as a direct one deserves all of torch's threads;
+                # one thread suits only the tiny passes (measured: x1.96 -> x3.3 at 32 callers).
+                vectors = self._forward(texts, small=len(texts) < self.direct_batch)
                 self.stats.record(len(texts), len(batch))
                 self._last_batch_requests = len(batch)
                 self._last_batch_at = time.monotonic()
