@@ -187,12 +187,17 @@ class InvalidOutput(ProviderError):
 class ModelsUnavailable(RuntimeError):
     """Every entry of the chain failed; the ticket should go to a human."""
 
-    reason = "models_unavailable"
-
     def __init__(self, attempts: tuple[Attempt, ...]) -> None:
         self.attempts = attempts
         summary = "; ".join(f"{a.provider}:{a.model} {a.outcome}" for a in attempts) or "no entries"
         super().__init__(f"every model in the chain failed: {summary}")
+
+    @property
+    def reason(self) -> str:
+        """`budget_exhausted` if the budget alone stopped every entry, else `models_unavailable`."""
+        if self.attempts and all(a.outcome == "budget_denied" for a in self.attempts):
+            return "budget_exhausted"
+        return "models_unavailable"
 
 
 # --------------------------------------------------------------------------- validation

@@ -62,9 +62,7 @@ def draft(state: State, step: Step) -> dict:
     try:
         result = step.complete(role, request, state)
     except ModelsUnavailable as exc:
-        denied = all(a.outcome == "budget_denied" for a in exc.attempts)
-        reason = "budget_exhausted" if denied else "models_unavailable"
-        return {"error": f"{reason}: {exc}", "review_reason": reason}
+        return {"error": f"{exc.reason}: {exc}", "review_reason": exc.reason}
     citations = citations_of(result.text, passages)
     if not citations:
         return {"error": "invalid_output: the draft cites none of the retrieved passages",

@@ -70,11 +70,9 @@ def planner(state: State, step: Step) -> dict:
         decision = json.loads(result.text)
         action = decision["action"]
     except ModelsUnavailable as exc:
-        denied = all(a.outcome == "budget_denied" for a in exc.attempts)
-        reason = "budget_exhausted" if denied else "models_unavailable"
-        return {"planner_steps": [{"action": "handoff", "reason": reason, "problem": problem,
-                                   "spend": budget.describe()}],
-                "review_reason": reason, "error": ""}
+        return {"planner_steps": [{"action": "handoff", "reason": exc.reason,
+                                   "problem": problem, "spend": budget.describe()}],
+                "review_reason": exc.reason, "error": ""}
     except (ValueError, KeyError, TypeError):
         action, decision = "handoff", {"reason": "planner answer was not a valid decision"}
     # A repeated action is allowed (the step budget bounds it); an invented one never is.

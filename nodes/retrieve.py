@@ -32,12 +32,13 @@ def retrieve(state: State, step: Step) -> dict:
     ctx = step.ctx
     query = state["query"][:2000]
     tenant = state["normalized"].get("tenant")
+    collections = _collections(state)
     try:
         if ctx.demo_kb:
             step.res.demo_kb_ready()
         vector = get_embedder().encode_one(query)
         hits = []
-        for collection in _collections(state):
+        for collection in collections:
             hits.extend(step.res.store.search(collection, query, k=ctx.retrieval_k,
                                               query_vector=vector))
         cases = search_cases(step.res.store, query, k=ctx.case_k, tenant=tenant,
@@ -56,6 +57,6 @@ def retrieve(state: State, step: Step) -> dict:
          "score": round(float(c.score), 4)}
         for c in cases
     ]
-    step.detail.update(collections=_collections(state), passages=[p["doc_id"] for p in passages],
+    step.detail.update(collections=collections, passages=[p["doc_id"] for p in passages],
                        scores=[p["score"] for p in passages], cases=len(case_hits))
     return {"passages": passages, "cases": case_hits}

@@ -45,7 +45,7 @@ def rewrite(state: State, step: Step) -> dict:
     try:
         result = step.complete("answer", request, state)
     except ModelsUnavailable as exc:
-        return {"error": f"models_unavailable: {exc}", "review_reason": "models_unavailable",
+        return {"error": f"{exc.reason}: {exc}", "review_reason": exc.reason,
                 "rewrites": count + 1}
     passages = state.get("passages") or []
     citations = citations_of(result.text, passages)
