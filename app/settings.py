@@ -73,6 +73,12 @@ def qdrant_api_key(environ: Mapping[str, str] | None = None) -> str | None:
     return environ.get("QDRANT_API_KEY") or None
 
 
+def checkpoint_aes_key(environ: Mapping[str, str] | None = None) -> str | None:
+    """LangGraph's `LANGGRAPH_AES_KEY`: when set, checkpoints are encrypted at rest."""
+    environ = os.environ if environ is None else environ
+    return environ.get("LANGGRAPH_AES_KEY") or None
+
+
 _remote_cache: dict[tuple, Any] = {}
 
 

@@ -6,6 +6,8 @@ flag it so the ticket is never auto-sent and a human sees why.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 
 _INJECTION_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
@@ -71,8 +73,77 @@ _INJECTION_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
         ("policy_override",
          r"\b(issue|grant|approve|process)\b.{0,30}\b(full |immediate )?(refund|credit)\b.{0,40}"
          r"\b(without|no)\b.{0,20}\b(verification|checks?|approval|review|questions)"),
+        # General families added after a held-out set showed the ones above were fit to
+        # their examples (see README, "Prompt injection").
+        ("persona_switch",
+         r"\b(for the rest of (this|the|our) (chat|conversation|session|thread)"
+         r"|from (now|this point|here) (on|onwards?|forward))\b[^\n]{0,80}"
+         r"\b(you|your|yourself|answer|reply|respond|treat|act|behave)\b"
+         r"|\b(unfiltered|uncensored|unrestricted|jailbroken)\b"
+         r"|\b(you('re| are| were)?|yourself|ai|assistant|bot|model)\b[^.?!\n]{0,40}"
+         r"\b(with no|without( any)?|free of|had no|have no)\s+(\w+\s+)?(rules|restrictions|"
+         r"filters|guidelines|guardrails|policies|censorship)\b"
+         r"|\b(as if|as though) you (were|are)\b|\bversion of yourself\b"
+         r"|\bin (the role of|character as)\b"),
+        ("chat_markup",
+         r"<\|\s*(im_start|im_end|system|endoftext|assistant|user)\s*\|>|\[/?INST\]|<<\s*/?SYS\s*>>"
+         r"|\[\s*(system|assistant|tool|developer)\s*\]\s*:"
+         r"|[\"']role[\"']\s*:\s*[\"'](system|assistant|tool|developer)[\"']"
+         r"|(={3,}|-{3,}|#{2,}|\[)\s*(begin |start )?(output|result|response)s? (of|from) "
+         r"[\w.]+"),
+        ("self_disclosure",
+         r"\bsystem[\s_-]*prompt\b|\bcontext window\b"
+         r"|\b(your|the)\s+(hidden|initial|original|secret|internal|pre-?)\s*"
+         r"(prompt|instructions?|guidance|directions|configuration|setup)\b"
+         r"|\b(prompt|instructions?|guidance|directions|rules)\s+(that\s+)?you\s+"
+         r"(were|have been|got)\s+(given|told|provided|shown)"
+         r"|\b(what|everything|anything|all)\s+you\s+(were|have been)\s+(told|given|"
+         r"instructed)"),
+        ("override_setup",
+         r"\b(ignore|disregard|forget|override|drop|abandon)\b.{0,40}\b(directions|guidance|"
+         r"commands|programming|training|setup|configuration|what you were told)\b"
+         r"|\b(stop|quit|no longer|don'?t|do not)\s+(following|follow|obeying|obey)\s+(your|the|"
+         r"any)\b.{0,20}\b(guidelines|rules|instructions|policies|directions|guidance)"
+         r"|\b(top|highest|absolute|overriding) priority over\b"
+         r"|\btreat (every|each|all|any) (\w+ ){0,3}(as|like) (a |an )?(command|instruction|order)"
+         r"|\byour (only|new|real|sole|primary|main) (task|job|goal|objective|purpose|"
+         r"instructions?)( now| from now on)? (is|are)\b"),
+        ("privilege_claim",
+         r"\b(admin|administrator|operator|root|developer|sudo|superuser)\s+(override|privileges?|"
+         r"access (is )?granted|permissions? granted)\b|\boverride code\b"
+         r"|\bsystem\s+(notice|override|alert)\b"
+         r"|\b(safety|security|content)\s+(checks?|filters?|guardrails?|restrictions)\s+(are\s+)?"
+         r"(disabled|off|removed|turned off|bypassed|lifted)"),
+        ("address_to_model",
+         r"\b(to|for)\s+(the|any|this|our|your)\s+([\w-]+\s+){0,2}(ai|llm|language model|"
+         r"support model|chatbot|assistant|bot)\b\s*(processing|reading|handling|that reads|"
+         r"who reads|:|,)"
+         r"|\b(ai|llm|language)\s+model\s*:"),
+        ("skip_review",
+         r"\b(do not|don'?t|never|no need to)\s+(route|escalate|send|forward|pass|hand)\w*\b"
+         r".{0,25}\b(human|review|reviewer|person|manager|staff)"
+         r"|\bskip (the )?(human )?(review|approval|verification)\b"),
+        ("tool_simulation",
+         r"\b(simulate|emulate|pretend to be|act like|behave like)\s+(a |an )?(terminal|shell|"
+         r"linux|bash|console|command line|python interpreter|database)\b"
+         r"|\b(cat|type|print|less)\s+/etc/"),
+        ("exfiltrate_scope",
+         r"\b(send|give|show|list|reveal|share|export|tell|print|dump)\b.{0,80}"
+         r"\b(other (customers|accounts|users|tenants)|every (customer|account|user|tenant)|"
+         r"all (customers|tenants|users))\b"
+         r"|\b(reveal|show|print|send|give|tell|dump|expose|share)\b.{0,60}\b(signing secrets|"
+         r"internal (notes|logs|error logs)|private notes|database (host(name)?|password|url)|"
+         r"environment variables|\.env\b)"),
     ]
 ]
+
+# Obfuscation undone before a second screening pass: letters split by separators
+# ("s-y-s-t-e-m"), digits for letters ("1gn0r3"), and base64 blobs that decode to text.
+_SPLIT_LETTERS = re.compile(r"\b(?:[A-Za-z][-_.* ]){3,}[A-Za-z]\b")
+_LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a",
+                       "$": "s"})
+_LEET_WORD = re.compile(r"\b(?=[\w@$]*[A-Za-z])(?=[\w@$]*[0-9@$])[\w@$]{4,}\b")
+_BASE64 = re.compile(r"[A-Za-z0-9+/]{24,}={0,2}")
 
 # Frequent English function words; a support question in English almost always has several.
 _ENGLISH = set(
@@ -94,9 +165,43 @@ _FOREIGN = set(
 _WORD = re.compile(r"[^\W\d_]+", re.UNICODE)
 
 
+def _deobfuscated(text: str) -> list[str]:
+    """Readings of `text` with common obfuscations undone (empty when there are none)."""
+    variants = []
+    joined = _SPLIT_LETTERS.sub(lambda m: re.sub(r"[-_.* ]", "", m.group(0)), text)
+    leet = _LEET_WORD.sub(lambda m: m.group(0).translate(_LEET), joined)
+    if leet != text:
+        variants.append(leet)
+    for blob in _BASE64.findall(text):
+        try:
+            decoded = base64.b64decode(blob + "=" * (-len(blob) % 4), validate=True)
+            plain = decoded.decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            continue
+        if plain.isprintable() and sum(c.isalpha() or c == " " for c in plain) > 0.8 * len(plain):
+            variants.append(plain)
+    return variants
+
+
 def injection_signals(text: str) -> list[str]:
-    """Names of the injection patterns found in `text` (empty when none)."""
-    return [name for name, pattern in _INJECTION_PATTERNS if pattern.search(text or "")]
+    """Names of the injection patterns found in `text` or its de-obfuscated readings."""
+    text = text or ""
+    found = [name for name, pattern in _INJECTION_PATTERNS if pattern.search(text)]
+    for variant in _deobfuscated(text):
+        hits = [name for name, pattern in _INJECTION_PATTERNS if pattern.search(variant)]
+        found.extend(f"obfuscated:{name}" for name in hits
+                     if f"obfuscated:{name}" not in found and name not in found)
+    return found
+
+
+def quoted_injection(raw: str, kept: str) -> list[str]:
+    """Injection signals found only in the part of `raw` that cleaning removed.
+
+    `kept` is what is left, e.g. an email without its quoted replies and signature.
+    """
+    if not raw or raw == kept or injection_signals(kept):
+        return []
+    return [f"quoted:{name}" for name in injection_signals(raw)]
 
 
 def looks_non_english(text: str) -> bool:

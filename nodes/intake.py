@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from graph.instrument import Step, node, now_iso
 from graph.pii import redact
-from graph.screening import injection_signals, looks_non_english
+from graph.screening import injection_signals, looks_non_english, quoted_injection
 from graph.state import State
 from graph.tickets import TicketError, parse_chat, parse_eml
 
@@ -31,7 +31,11 @@ def intake(state: State, step: Step) -> dict:
     }
     text = f"{normalized['subject']}\n{normalized['body']}".strip()
     flags = []
-    signals = injection_signals(text)
+    # The quoted part of an email is stripped above but still screened: an attack hidden
+    # in a quoted reply is an attack.
+    signals = injection_signals(text) or quoted_injection(
+        redact(str((state.get("ticket") or {}).get("body") or ""), salt=salt),
+        normalized["body"])
     if signals:
         flags.append("possible_injection")
         step.detail["injection_signals"] = signals

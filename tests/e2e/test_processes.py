@@ -104,3 +104,23 @@ def test_sigkill_between_steps_resumes_from_last_completed_step(
     again = cli(demo_home, "recover")
     assert again.returncode == 0
     assert query(demo_home, "SELECT count(*) FROM sg_outbox") == [(1,)]
+
+    # The whole story, from `audit show` in yet another process: every step once, in order,
+    # the steps before the kill with their original rows, and the final summary.
+    shown = cli(demo_home, "audit", "show", "k-1", "--json")
+    assert shown.returncode == 0, shown.stderr
+    story = json.loads(shown.stdout)
+    events = story["events"]
+    timeline = [e["step"] for e in events]
+    assert len(timeline) == len(set(timeline)), f"duplicate audit rows: {timeline}"
+    assert len({e["event_key"] for e in events}) == len(events)
+    assert timeline[:2] == ["intake", "classify"]
+    assert {"retrieve", "draft", "tone", "confidence", "send", "learn"} <= set(timeline)
+    assert timeline[-1] == "audit"
+    assert [e["started_at"] for e in events] == sorted(e["started_at"] for e in events)
+    assert all(e["outcome"] == "ok" and e["thread_id"] == "ticket:k-1" for e in events)
+    assert {e["step"]: e["started_at"] for e in events if e["step"] in before} == before
+    [summary] = story["runs"]
+    assert (summary["status"], summary["ticket_id"], summary["thread_id"]) == (
+        "sent", "k-1", "ticket:k-1")
+    assert [s["step"] for s in summary["step_breakdown"]] == timeline[:-1]

@@ -1,0 +1,128 @@
+"""No byte at rest holds the PII corpus: SQLite file and WAL, Postgres tables, Qdrant payloads.
+
+Every corpus string goes through the whole workflow (intake, draft, review with edited replies
+that quote PII too, send, learn into `resolved_cases`); look-alikes that are not PII (numbers
+failing Luhn, an IBAN with wrong check digits) must still be there afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from app.runner import Runner
+from graph.context import Context
+
+ROOT = Path(__file__).resolve().parents[2]
+CORPUS = json.loads((ROOT / "tests" / "data" / "pii_corpus.json").read_text(encoding="utf-8"))
+SECRETS = sorted({v for entry in CORPUS for v in entry["secret_values"]})
+# Not PII: they fail Luhn / mod-97 and must survive redaction, readable by a human reviewer.
+SURVIVORS = ["4111 1111 1111 1112", "1234567812345678", "ES91 2100 0418 4502 0005 1333"]
+QUESTION = "How do I rotate my live API key without downtime?"
+KB_TEXT = "\n".join(p.read_text(encoding="utf-8")
+                    for p in (ROOT / "retrieval" / "kb").rglob("*.md"))
+
+
+def tickets(prefix: str) -> list[dict]:
+    out = []
+    for i, entry in enumerate(CORPUS):
+        body = f"{QUESTION} {entry['text']}" if i % 2 else entry["text"]
+        if i < len(SURVIVORS):
+            body += f"\nAlso, reference {SURVIVORS[i]} for your records."
+        out.append({"id": f"{prefix}-{i:02d}", "channel": "email" if i % 3 == 0 else "chat",
+                    "subject": "help" if i % 3 else entry["text"][:60], "body": body,
+                    "tenant": "acme" if i % 4 == 0 else None})
+    return [{k: v for k, v in t.items() if v is not None} for t in out]
+
+
+def test_survivors_are_not_pii_and_overlap_no_secret() -> None:
+    from graph.pii import redact
+
+    for survivor in SURVIVORS:
+        assert redact(survivor) == survivor
+        assert not [s for s in SECRETS if s in survivor]
+
+
+def run_everything(runner: Runner, prefix: str) -> dict[str, int]:
+    counts = {"sent": 0, "reviewed": 0, "learned": 0}
+    for i, ticket in enumerate(tickets(prefix)):
+        outcome = runner.run(ticket)
+        if outcome.summary["status"] == "awaiting_review":
+            counts["reviewed"] += 1
+            payload = runner.pending_review(outcome.thread_id)
+            if payload["config"]["allow_accept"] and i % 2:
+                decision = {"type": "accept", "reviewer": "rev"}
+            else:
+                # The reviewer quotes PII back; none of it may be stored either.
+                quoted = CORPUS[i]["text"]
+                decision = {"type": "edit", "reviewer": "rev",
+                            "args": {"reply": f"Thanks for the details ({quoted}). Done."}}
+            outcome = runner.decide(outcome.thread_id, decision)
+        assert outcome.summary["status"] == "sent", outcome.summary
+        counts["sent"] += 1
+    from retrieval.cases import COLLECTION
+
+    counts["learned"] = sum(1 for _, p in runner.res.store.scroll_payloads(COLLECTION)
+                            if str(p.get("doc_id", "")).startswith(prefix)
+                            or str(p.get("ticket_id", "")).startswith(prefix))
+    return counts
+
+
+def assert_clean(blob: bytes, where: str) -> None:
+    leaked = [s for s in SECRETS if s.encode() in blob]
+    assert not leaked, f"PII at rest in {where}: {leaked}"
+
+
+def assert_qdrant_clean(runner: Runner) -> None:
+    client = runner.res.store.client
+    for collection in client.get_collections().collections:
+        payloads = runner.res.store.scroll_payloads(collection.name)
+        text = json.dumps([p for _, p in payloads], ensure_ascii=False)
+        # Strings that the shipped knowledge base itself contains are not customer data.
+        leaked = [s for s in SECRETS if s in text and s not in KB_TEXT]
+        assert not leaked, f"PII in Qdrant collection {collection.name}: {leaked}"
+
+
+def pg_dump_text(url: str) -> bytes:
+    import psycopg
+
+    chunks = []
+    with psycopg.connect(url) as conn:
+        tables = [r[0] for r in conn.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")]
+        assert {"sg_audit", "sg_runs", "sg_outbox", "sg_reviews", "checkpoints",
+                "checkpoint_blobs", "checkpoint_writes"} <= set(tables)
+        for table in tables:
+            for row in conn.execute(f'SELECT * FROM "{table}"'):
+                for value in row:
+                    if isinstance(value, (bytes, memoryview)):
+                        chunks.append(bytes(value))
+                    elif value is not None:
+                        chunks.append(json.dumps(value, default=str, ensure_ascii=False)
+                                      .encode())
+    return b"\n".join(chunks)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_no_pii_at_rest_anywhere(backend: str, demo_home: Path, request) -> None:
+    url = request.getfixturevalue("pg_url") if backend == "postgres" else ""
+    runner = Runner(Context(home=str(demo_home), database_url=url))
+    counts = run_everything(runner, f"pii{backend[:2]}")
+    assert counts["sent"] == len(CORPUS)
+    assert counts["reviewed"] >= 5 and counts["learned"] >= len(CORPUS) // 2, counts
+
+    if backend == "sqlite":
+        runner.db.fetchall("SELECT 1")  # the WAL is part of the stored bytes too
+        stored = b"".join(p.read_bytes() for p in sorted(demo_home.glob("state.db*")))
+        where = "the SQLite file and WAL"
+    else:
+        stored = pg_dump_text(url)
+        where = "the Postgres tables"
+    assert len(stored) > 10_000
+    assert_clean(stored, where)
+    for survivor in SURVIVORS:
+        assert survivor.encode() in stored, f"{survivor} was redacted but is not PII"
+    assert_qdrant_clean(runner)
