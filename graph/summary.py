@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from graph.instrument import now_iso
 from graph.state import State
 
 WORKFLOW_ID = "supportgraph.support/1"
+_CITATION = re.compile(r"\[(\d{1,3})\]")
 
 
 def build_summary(state: State, *, thread_id: str, status: str) -> dict[str, Any]:
@@ -41,7 +43,26 @@ def build_summary(state: State, *, thread_id: str, status: str) -> dict[str, Any
         "models_used": sorted({m for u in usage for m in u.get("models", [])}),
         "failures": list(state.get("failures") or []),
         "error": state.get("error"),
+        "out_of_scope": intent.get("out_of_scope"),
+        "review_decision": (state.get("review") or {}).get("type"),
+        "retrieved_doc_ids": [p["doc_id"] for p in state.get("passages") or []],
+        "cited_doc_ids": cited_doc_ids(state),
     }
+
+
+def cited_doc_ids(state: State) -> list[str]:
+    """What the last draft cites as [n]: the passage's doc id, or "[n]" if no passage has n.
+
+    Read from the text rather than the draft's validated `citations`, so an eval can see a
+    model citing passages it was never given (groundedness).
+    """
+    drafts = state.get("drafts") or []
+    if not drafts:
+        return []
+    passages = state.get("passages") or []
+    numbers = sorted({int(n) for n in _CITATION.findall(drafts[-1]["text"])})
+    return [passages[n - 1]["doc_id"] if 1 <= n <= len(passages) else f"[{n}]"
+            for n in numbers]
 
 
 def record_summary(db: Any, summary: dict[str, Any], tenant: str | None) -> None:
