@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -54,8 +53,8 @@ def _print_summary(outcome: Any, as_json: bool) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run one ticket (--text / --eml) or a JSONL file of tickets (--input)."""
-    from app.runner import Runner
-    from graph.tickets import TicketError, parse_chat, parse_eml, read_jsonl
+    from app.runner import Runner, ThreadBusy
+    from graph.tickets import parse_chat, parse_eml
 
     sources = [s for s in (args.text is not None, args.eml, args.input) if s]
     if len(sources) != 1:
@@ -64,19 +63,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         path = Path(args.input)
         if not path.is_file():
             raise BadInput(f"no such file: {path}")
-        runner = Runner(_context(args))
-        bad = 0
-        for line_no, item in read_jsonl(path):
-            if isinstance(item, TicketError):
-                bad += 1
-                print(f"{path}:{line_no}: skipped: {item}", file=sys.stderr)
-                continue
-            try:
-                _print_summary(runner.run(_ticket_input(item)), args.json)
-            except TicketError as exc:
-                bad += 1
-                print(f"{path}:{line_no}: skipped: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT if bad else EXIT_OK
+        return _run_file(path, args)
     if args.eml:
         path = Path(args.eml)
         if not path.is_file():
@@ -89,8 +76,42 @@ def cmd_run(args: argparse.Namespace) -> int:
                   "customer_id": args.customer_id}
     ticket = _ticket_input(ticket)
     parse_chat(ticket)  # reject bad input before opening any database or model
-    _print_summary(Runner(_context(args)).run(ticket), args.json)
+    try:
+        outcome = Runner(_context(args)).run(ticket)
+    except ThreadBusy as exc:
+        print(f"supportgraph: busy: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    _print_summary(outcome, args.json)
     return EXIT_OK
+
+
+def _run_file(path: Path, args: argparse.Namespace) -> int:
+    """The batch worker (app/worker.py): concurrent runs, graceful stop on SIGTERM/SIGINT."""
+    import os
+
+    from app.runner import Runner
+    from app.worker import MAX_CONCURRENCY, Worker
+    from graph.tickets import TicketError, read_jsonl
+
+    if not 1 <= args.concurrency <= MAX_CONCURRENCY:
+        raise BadInput(f"--concurrency must be between 1 and {MAX_CONCURRENCY}")
+    if not 0 <= args.drain_seconds <= 86400:
+        raise BadInput("--drain-seconds must be between 0 and 86400")
+    worker = Worker(Runner(_context(args)), concurrency=args.concurrency,
+                    drain_seconds=args.drain_seconds,
+                    on_outcome=lambda outcome: _print_summary(outcome, args.json))
+    items = ((n, item if isinstance(item, TicketError) else _ticket_input(item))
+             for n, item in read_jsonl(path))
+    with worker.signals():
+        report = worker.run(items)
+    for line_no, reason in report.bad_lines:
+        print(f"{path}:{line_no}: skipped: {reason}", file=sys.stderr)
+    print(report.line(), file=sys.stderr)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if report.abandoned:  # runs past the drain bound: leave them at their last checkpoint
+        os._exit(report.exit_status())
+    return report.exit_status()
 
 
 def _ticket_input(ticket: dict) -> dict:
@@ -115,7 +136,7 @@ def _age(iso: str) -> str:
 
 def cmd_review(args: argparse.Namespace) -> int:
     """The review queue: list, show, accept, edit, respond, reject."""
-    from app.runner import AlreadyDecided, NotFound, Runner
+    from app.runner import AlreadyDecided, NotFound, Runner, ThreadBusy
 
     runner = Runner(_context(args))
     if args.action == "sweep":
@@ -164,6 +185,9 @@ def cmd_review(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     except AlreadyDecided as exc:
         print(f"supportgraph: already decided: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except ThreadBusy as exc:
+        print(f"supportgraph: busy: {exc}", file=sys.stderr)
         return EXIT_FAILED
     _print_summary(outcome, args.json)
     return EXIT_OK
@@ -238,6 +262,45 @@ def cmd_audit(args: argparse.Namespace) -> int:
             print(f"  review reason: {summary['review_reason']}")
         for failure in summary.get("failures") or []:
             print(f"  failure: {failure}")
+    return EXIT_OK
+
+
+def cmd_audit_export(args: argparse.Namespace) -> int:
+    """Write recorded tickets with gold fields (an eval dataset) for a date range."""
+    from app.audit_export import export
+    from app.runner import Runner
+    from app.timerange import RangeError, parse_range
+
+    try:
+        span = parse_range(args.since, args.until)
+    except RangeError as exc:
+        raise BadInput(str(exc)) from None
+    out = Path(args.out)
+    if out.is_dir() or not out.name:
+        raise BadInput(f"--out {args.out!r} must be a file path")
+    try:  # fail before loading anything
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BadInput(f"cannot write {out}: {exc.strerror or exc}") from None
+    counts = export(Runner(_context(args)), span, out)
+    print(f"wrote {counts['written']} tickets to {out} (skipped {counts['skipped']} "
+          "without a ticket or an intent)")
+    return EXIT_OK
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    """Tickets by state, escalation rate, cost per ticket and day, step latencies."""
+    from app.stats import compute_stats, format_stats
+    from app.timerange import RangeError, parse_range
+    from graph.persistence import open_database
+
+    try:
+        span = parse_range(args.since, args.until)
+    except RangeError as exc:
+        raise BadInput(str(exc)) from None
+    ctx = _context(args)
+    stats = compute_stats(open_database(ctx.database_url or None, ctx.home_path), span)
+    print(json.dumps(stats) if args.json else format_stats(stats))
     return EXIT_OK
 
 
@@ -326,6 +389,16 @@ def cmd_classify(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    """Replay an eval dataset in an isolated home and report (see evals/cli.py)."""
+    from evals.cli import EvalInputError, run_command
+
+    try:
+        return run_command(args)
+    except EvalInputError as exc:
+        raise BadInput(str(exc)) from None
+
+
 def cmd_init(args: argparse.Namespace) -> int:
     """Prepare local state: the demo intent model and the demo knowledge base."""
     from graph.resources import get_resources
@@ -339,6 +412,28 @@ def cmd_init(args: argparse.Namespace) -> int:
     print(f"ready: {ctx.home_path.resolve()} ("
           f"{'postgres' if ctx.database_url else 'sqlite'}, "
           f"qdrant {'server' if ctx.qdrant_url else 'local'})")
+    return EXIT_OK
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    """Reduce closed tickets' checkpoint history to their final checkpoint."""
+    from app.prune import PruneError, parse_before, prune_closed
+    from app.runner import Runner
+
+    try:
+        before = parse_before(args.before) if args.before is not None else None
+    except PruneError as exc:
+        raise BadInput(str(exc)) from None
+    report = prune_closed(Runner(_context(args)), before=before, dry_run=args.dry_run)
+    if args.json:
+        print(json.dumps(report.as_dict(), sort_keys=True))
+        return EXIT_OK
+    verb = "would prune" if report.dry_run else "pruned"
+    skipped = ", ".join(f"{n} {why}" for why, n in sorted(report.skipped.items())) or "none"
+    print(f"{verb} {report.pruned} of {report.candidates} closed thread(s) "
+          f"({report.already_minimal} already minimal; left alone: {skipped}); checkpoint "
+          f"rows {report.rows_before} -> {report.rows_after}, "
+          f"{report.bytes_before / 1e3:.1f} KB -> {report.bytes_after / 1e3:.1f} KB")
     return EXIT_OK
 
 
@@ -359,6 +454,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--customer-id")
     run.add_argument("--json", action="store_true", help="print the run summary as JSON")
     run.add_argument("--intent-model-dir", help="a model dir from train-intents")
+    run.add_argument("--concurrency", type=int, default=1,
+                     help="tickets in flight at once (with --input)")
+    run.add_argument("--drain-seconds", type=float, default=30.0,
+                     help="on SIGTERM/SIGINT, how long runs in flight may finish (with --input)")
     run.set_defaults(func=cmd_run)
 
     review = sub.add_parser("review", help="the human review queue")
@@ -386,6 +485,17 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("ticket_id")
     show.add_argument("--json", action="store_true")
     show.set_defaults(func=cmd_audit)
+    export = audit_sub.add_parser("export", help="recorded tickets as an eval dataset (JSONL)")
+    export.add_argument("--since", required=True, help="YYYY-MM-DD or ISO time (UTC)")
+    export.add_argument("--until", help="YYYY-MM-DD (whole day included) or ISO time")
+    export.add_argument("--out", required=True, help="the JSONL file to write")
+    export.set_defaults(func=cmd_audit_export)
+
+    stats = sub.add_parser("stats", help="tickets, escalations, cost and latency over dates")
+    stats.add_argument("--since", help="YYYY-MM-DD or ISO time (UTC)")
+    stats.add_argument("--until", help="YYYY-MM-DD (whole day included) or ISO time")
+    stats.add_argument("--json", action="store_true")
+    stats.set_defaults(func=cmd_stats)
 
     recover = sub.add_parser("recover", help="finish runs a dead worker left behind")
     recover.add_argument("--json", action="store_true")
@@ -423,6 +533,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     init = sub.add_parser("init", help="prepare the demo model and knowledge base")
     init.set_defaults(func=cmd_init)
+
+    prune = sub.add_parser("prune", help="cut closed tickets' checkpoints to the final one")
+    prune.add_argument("--before", help="only tickets closed before this ISO date/time (UTC)")
+    prune.add_argument("--dry-run", action="store_true", help="count, delete nothing")
+    prune.add_argument("--json", action="store_true", help="print the report as JSON")
+    prune.set_defaults(func=cmd_prune)
+
+    from evals.cli import add_arguments as eval_arguments
+
+    evaluate = sub.add_parser("eval", help="replay recorded tickets and report the metrics")
+    eval_arguments(evaluate)
+    evaluate.set_defaults(func=cmd_eval)
     return parser
 
 
@@ -430,18 +552,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `supportgraph` command."""
     import os
 
+    from app.observability import configure_logging, configure_tracing
     from app.settings import SettingsError
+    from graph.persistence import CheckpointKeyError
     from graph.tickets import TicketError
 
     # Model-loading progress bars are noise on a CLI that prints one line per ticket.
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(message)s", stream=sys.stderr)
     try:
+        configure_logging(args.verbose)
+        configure_tracing()
         return args.func(args)
-    except (BadInput, TicketError, SettingsError) as exc:
+    except (BadInput, TicketError, SettingsError, CheckpointKeyError) as exc:
         print(f"supportgraph: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
 

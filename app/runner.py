@@ -17,11 +17,15 @@ from typing import Any
 
 from langgraph.types import Command
 
+from app.leases import ThreadBusy, leases_for
+from app.observability import configure_tracing
+from app.settings import checkpoint_aes_key
 from graph.builder import builder
 from graph.context import Context
-from graph.persistence import open_checkpointer
-from graph.pii import redact
+from graph.persistence import checkpoint_serde, open_checkpointer
+from graph.pii import redact, redact_obj
 from graph.resources import get_resources
+from graph.screening import quoted_injection
 from graph.state import TERMINAL_STATUSES
 from graph.summary import build_summary
 from graph.tickets import parse_chat
@@ -62,13 +66,19 @@ class Runner:
         self.ctx = ctx
         self.res = get_resources(ctx)
         self.db = self.res.db
+        configure_tracing()
+        aes_key = checkpoint_aes_key()
+        # One compiled graph per database and checkpoint key (the serializer depends on it).
+        cache_key = f"{self.db.target}|{hash(aes_key)}"
         with _compiled_lock:
-            graph = _compiled.get(self.db.target)
+            graph = _compiled.get(cache_key)
             if graph is None:
-                graph = builder.compile(checkpointer=open_checkpointer(self.db))
+                graph = builder.compile(checkpointer=open_checkpointer(
+                    self.db, checkpoint_serde(aes_key)))
                 graph.name = "supportgraph"
-                _compiled[self.db.target] = graph
+                _compiled[cache_key] = graph
         self.graph = graph
+        self.leases = leases_for(self.db)
 
     def _config(self, thread_id: str) -> dict:
         return {"configurable": {"thread_id": thread_id}}
@@ -82,20 +92,27 @@ class Runner:
         # Redact before the input is checkpointed: the input itself is stored.
         salt = self.ctx.pii_salt
         safe = {k: ticket[k] for k in ("id", "channel", "customer_id", "tenant")}
+        body = ticket["body"]
+        if quoted_injection(raw_ticket.get("body") or "", body):
+            # An attack hidden in the quoted/stripped part is kept (redacted) so intake flags
+            # it and the reviewer sees it; other tickets keep only what the customer wrote.
+            body = raw_ticket["body"]
         safe.update(subject=redact(ticket.get("subject") or "", salt=salt),
-                    body=redact(ticket["body"], salt=salt))
+                    body=redact(body, salt=salt))
         thread_id = thread_id_for(ticket)
-        snapshot = self.graph.get_state(self._config(thread_id))
-        note = ""
-        if snapshot.values and not snapshot.next:
-            note = "already processed; not run again"
-        elif snapshot.values and snapshot.interrupts:
-            note = "already waiting for review"
-        elif snapshot.values and snapshot.next:
-            note = "resumed an interrupted run from its last completed step"
-            self._invoke(None, thread_id)
-        else:
-            self._invoke({"ticket": safe}, thread_id)
+        # Never two interleaved runs on one thread: a second submission gets ThreadBusy.
+        with self.leases.hold(thread_id):
+            snapshot = self.graph.get_state(self._config(thread_id))
+            note = ""
+            if snapshot.values and not _pending(snapshot):
+                note = "already processed; not run again"
+            elif snapshot.values and snapshot.interrupts:
+                note = "already waiting for review"
+            elif snapshot.values and _pending(snapshot):
+                note = "resumed an interrupted run from its last completed step"
+                self._invoke(None, thread_id)
+            else:
+                self._invoke({"ticket": safe}, thread_id)
         return Outcome(self.summary(thread_id), thread_id, note)
 
     def run_many(self, tickets: Iterable[dict]) -> Iterable[Outcome]:
@@ -108,14 +125,14 @@ class Runner:
         row = self.db.fetchone("SELECT summary FROM sg_runs WHERE thread_id = :t",
                                {"t": thread_id})
         snapshot = self.graph.get_state(self._config(thread_id))
-        if row and (snapshot.interrupts or not snapshot.next):
+        if row and (snapshot.interrupts or not _pending(snapshot)):
             return json.loads(row["summary"])
         if not snapshot.values:
             raise NotFound(f"no run for thread {thread_id}")
         status = snapshot.values.get("status") or "failed"
         if snapshot.interrupts:
             status = "awaiting_review"
-        elif snapshot.next:
+        elif _pending(snapshot):
             status = "processing"
         return build_summary(snapshot.values, thread_id=thread_id, status=status)
 
@@ -141,7 +158,12 @@ class Runner:
         return snapshot.interrupts[0].value
 
     def decide(self, thread_id: str, response: dict[str, Any]) -> Outcome:
-        """Apply a reviewer's decision exactly once; the loser of a race gets AlreadyDecided."""
+        """Apply a reviewer's decision exactly once; the loser of a race gets AlreadyDecided.
+
+        The decision is claimed first, then applied under the thread's lease: if another
+        worker holds the thread (ThreadBusy), the recorded decision is applied by
+        `recover` (or by that worker's `recover`) later, never twice.
+        """
         from nodes.human_review import parse_resume
 
         snapshot = self.graph.get_state(self._config(thread_id))
@@ -149,6 +171,9 @@ class Runner:
             raise NotFound(f"no run for thread {thread_id}")
         # Validate before touching anything: a malformed value never reaches the thread.
         decision = parse_resume(response, has_draft=bool(snapshot.values.get("drafts")))
+        # A reviewer may quote the customer's PII: redact before it is recorded or checkpointed
+        # (the resume value itself is stored by LangGraph).
+        response = redact_obj(response, salt=self.ctx.pii_salt)
         if decision["type"] != "response":
             claimed = self.db.execute(
                 """UPDATE sg_reviews SET status = 'decided', decision = :decision,
@@ -162,7 +187,9 @@ class Runner:
                                      f"(status: {self._review_status(thread_id)})")
         if not snapshot.interrupts:
             raise AlreadyDecided(f"thread {thread_id} is not waiting for review")
-        self._invoke(Command(resume=response), thread_id)
+        with self.leases.hold(thread_id):
+            if self.graph.get_state(self._config(thread_id)).interrupts:  # not applied meanwhile
+                self._invoke(Command(resume=response), thread_id)
         return Outcome(self.summary(thread_id), thread_id)
 
     def sweep(self, now: datetime | None = None) -> dict[str, list[str]]:
@@ -199,7 +226,12 @@ class Runner:
                    WHERE thread_id = :t AND status = 'escalated' AND deadline_at < :now""",
                 {"decision": json.dumps(decision), "t": row["thread_id"], "now": stamp})
             if won:
-                self._invoke(Command(resume=decision), row["thread_id"])
+                try:
+                    with self.leases.hold(row["thread_id"]):
+                        self._invoke(Command(resume=decision), row["thread_id"])
+                except ThreadBusy as exc:
+                    log.warning("%s; `supportgraph recover` applies the recorded stall", exc)
+                    continue
                 stalled.append(row["thread_id"])
         return {"escalated": escalated, "stalled": stalled}
 
@@ -223,25 +255,47 @@ class Runner:
         """Finish every run a dead worker left behind, and apply decided-but-unapplied reviews."""
         outcomes = []
         for thread_id in self._thread_ids():
-            snapshot = self.graph.get_state(self._config(thread_id))
-            if snapshot.interrupts:
-                row = self.db.fetchone(
-                    "SELECT decision FROM sg_reviews WHERE thread_id = :t AND status = 'decided'",
-                    {"t": thread_id})
-                if row and row["decision"]:
-                    self._invoke(Command(resume=json.loads(row["decision"])), thread_id)
-                    outcomes.append(Outcome(self.summary(thread_id), thread_id,
-                                            "applied a recorded review decision"))
+            if self._recover_action(thread_id) is None:
+                continue  # finished or waiting: cheap check without taking the lease
+            try:
+                with self.leases.hold(thread_id):
+                    action = self._recover_action(thread_id)  # again, now that we hold it
+                    if action is None:
+                        continue
+                    self._invoke(action[0], thread_id)
+            except ThreadBusy as exc:
+                log.info("recover: skipped: %s", exc)
                 continue
-            if snapshot.next:
-                self._invoke(None, thread_id)
-                outcomes.append(Outcome(self.summary(thread_id), thread_id,
-                                        "resumed from its last completed step"))
+            outcomes.append(Outcome(self.summary(thread_id), thread_id, action[1]))
         return outcomes
+
+    def _recover_action(self, thread_id: str) -> tuple[Any, str] | None:
+        """What recovering a thread needs: (value to invoke with, note), or None."""
+        snapshot = self.graph.get_state(self._config(thread_id))
+        if snapshot.interrupts:
+            row = self.db.fetchone(
+                "SELECT decision FROM sg_reviews WHERE thread_id = :t AND status = 'decided'",
+                {"t": thread_id})
+            if row and row["decision"]:
+                return (Command(resume=json.loads(row["decision"])),
+                        "applied a recorded review decision")
+            return None
+        if _pending(snapshot):
+            return None, "resumed from its last completed step"
+        return None
 
     def _thread_ids(self) -> list[str]:
         rows = self.db.fetchall("SELECT DISTINCT thread_id FROM checkpoints")
         return sorted(r["thread_id"] for r in rows)
+
+
+def _pending(snapshot: Any) -> bool:
+    """Whether a thread has steps left to run.
+
+    `snapshot.next` alone is not enough: it leaves out tasks whose writes were saved when the
+    worker died before checkpointing their step, and such a thread still has to move on.
+    """
+    return bool(snapshot.next or snapshot.tasks)
 
 
 def is_terminal(status: str) -> bool:

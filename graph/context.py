@@ -53,6 +53,11 @@ class Context:
     )
     model_timeout_s: float = field(default=20.0, metadata={"description": "Per model call."})
     model_max_retries: int = field(default=2, metadata={"description": "Retries per entry."})
+    offline_latency_ms: str = field(
+        default="",
+        metadata={"description": "Simulated latency of the offline provider per role, e.g. "
+                                 "'router=200,answer=1500,planner=500' (benchmarks; empty: none)."},
+    )
     planner_enabled: bool = field(
         default=True, metadata={"description": "Let the bounded planner try fallback paths."}
     )

@@ -26,6 +26,11 @@ from graph.state import State, StepUsage
 
 log = logging.getLogger("supportgraph.steps")
 
+try:  # optional dependency group `otel`; without a configured provider spans are no-ops
+    from opentelemetry import trace as _otel_trace
+except ImportError:  # pragma: no cover - depends on the installed extras
+    _otel_trace = None
+
 
 def now_iso() -> str:
     """Current UTC time as ISO 8601 with microseconds (sortable as text)."""
@@ -94,6 +99,13 @@ class Step:
         return result
 
 
+def _database_outage(exc: BaseException) -> bool:
+    """A lost or refused Postgres connection (a restart, a failover), not a bad ticket."""
+    import psycopg
+
+    return isinstance(exc, psycopg.OperationalError)
+
+
 def ticket_id_of(state: State) -> str:
     """The ticket id once intake has run, else whatever the input carries."""
     normalized = state.get("normalized")
@@ -131,8 +143,12 @@ def node(
                     on_interrupt(state, step)
                 raise
             except Exception as exc:  # noqa: BLE001 - recorded and routed, never swallowed
-                log.exception("step %s failed for ticket %s", name, ticket_id)
+                if _database_outage(exc):
+                    raise  # not the ticket's fault: the step is retried or resumed, not failed
                 failure = f"{name}: {type(exc).__name__}: {exc}"[:2000]
+                # Exception text may quote the ticket: redacted, traceback only at DEBUG.
+                log.error("step failed: %s", redact_obj(failure, salt=ctx.pii_salt),
+                          exc_info=log.isEnabledFor(logging.DEBUG))
                 outcome = "error"
                 update = {"error": failure}
             if update.get("error") and outcome == "ok":
@@ -188,6 +204,25 @@ def _write_audit(step: Step, info: Any, started: str, t0: float, outcome: str,
                detail = excluded.detail""",
         row,
     )
-    log.info(json.dumps({"event": "step", "ticket_id": step.ticket_id,
-                         "thread_id": step.thread_id, "step": step.name, "outcome": outcome,
-                         "duration_ms": row["duration_ms"], "cost": step.cost}))
+    _report(row, step.ctx.pii_salt)
+
+
+def _report(row: dict[str, Any], salt: str) -> None:
+    """One JSON log line and one OpenTelemetry span per step: ids and figures, never text.
+
+    Quiet unless the `supportgraph.steps` logger is at INFO (`supportgraph -v`); the span is
+    a no-op unless the application installed a tracer provider (`app.observability`).
+    """
+    fields = {"ticket_id": redact_obj(row["ticket_id"], salt=salt),
+              "thread_id": redact_obj(row["thread_id"], salt=salt), "step": row["step"],
+              "attempt": row["attempt"], "duration_ms": row["duration_ms"],
+              "outcome": row["outcome"], "cost": row["cost_usd"],
+              "model_calls": row["model_calls"]}
+    if log.isEnabledFor(logging.INFO):
+        log.info(json.dumps({"event": "step", **fields}, ensure_ascii=False))
+    if _otel_trace is not None:
+        end = time.time_ns()
+        span = _otel_trace.get_tracer("supportgraph").start_span(
+            f"step {row['step']}", start_time=end - int(row["duration_ms"] * 1e6),
+            attributes={f"supportgraph.{k}": v for k, v in fields.items()})
+        span.end(end_time=end)

@@ -81,6 +81,14 @@ SCHEMA = [
         created_at DOUBLE PRECISION NOT NULL,
         expires_at DOUBLE PRECISION NOT NULL
     )""",
+    # One row per thread being run right now (app/leases.py); expires_at is epoch seconds.
+    """CREATE TABLE IF NOT EXISTS sg_leases (
+        thread_id TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        token TEXT NOT NULL,
+        acquired_at TEXT NOT NULL,
+        expires_at DOUBLE PRECISION NOT NULL
+    )""",
 ]
 
 _PARAM = re.compile(r"(?<!:):([A-Za-z_][A-Za-z0-9_]*)")
@@ -219,12 +227,115 @@ def open_database(url: str | None, home: Path) -> Database:
         return db
 
 
+class CheckpointKeyError(RuntimeError):
+    """Checkpoints that cannot be read with the configured AES key (missing or wrong)."""
+
+
+def checkpoint_serde(aes_key: str | None) -> Any:
+    """The checkpoint serializer: msgpack limited to LangGraph's safe types, AES if keyed.
+
+    `allowed_msgpack_modules=None` is LangGraph's strict mode: only its built-in allow-list
+    of plain types is revived from a checkpoint, so a tampered row cannot build arbitrary
+    objects. With a key (16, 24 or 32 bytes) every blob is AES-EAX encrypted and
+    authenticated by LangGraph's `EncryptedSerializer`. A missing or wrong key on encrypted
+    checkpoints raises `CheckpointKeyError` instead of returning garbage.
+    """
+    from langgraph.checkpoint.serde.base import CipherProtocol
+    from langgraph.checkpoint.serde.encrypted import EncryptedSerializer
+    from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+
+    class PlainSerde(JsonPlusSerializer):
+        def loads_typed(self, data: tuple[str, bytes]) -> Any:
+            if "+" in data[0]:
+                raise CheckpointKeyError(
+                    "the checkpoints in this database are encrypted: set LANGGRAPH_AES_KEY")
+            return super().loads_typed(data)
+
+    class CheckedCipher(CipherProtocol):
+        def __init__(self, cipher: CipherProtocol) -> None:
+            self.cipher = cipher
+
+        def encrypt(self, plaintext: bytes) -> tuple[str, bytes]:
+            return self.cipher.encrypt(plaintext)
+
+        def decrypt(self, ciphername: str, ciphertext: bytes) -> bytes:
+            try:
+                return self.cipher.decrypt(ciphername, ciphertext)
+            except (ValueError, AssertionError) as exc:  # "MAC check failed", other cipher
+                raise CheckpointKeyError(
+                    "LANGGRAPH_AES_KEY does not decrypt the checkpoints in this database "
+                    "(wrong key)") from exc
+
+    if not aes_key:
+        return PlainSerde(allowed_msgpack_modules=None)
+    key = aes_key.encode()
+    if len(key) not in (16, 24, 32):
+        raise CheckpointKeyError(
+            f"LANGGRAPH_AES_KEY must be 16, 24 or 32 bytes long (got {len(key)})")
+    strict = JsonPlusSerializer(allowed_msgpack_modules=None)
+    aes = EncryptedSerializer.from_pycryptodome_aes(strict, key=key)
+    return EncryptedSerializer(CheckedCipher(aes.cipher), strict)
+
+
+class _Sealed:
+    """A plain channel value routed to the (encrypted) blobs table instead of inline JSONB."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
+def _sealed_postgres_saver() -> type:
+    """`PostgresSaver` that stores no channel value in clear.
+
+    PostgresSaver keeps str/int/float/bool/None channel values inline in the `checkpoints`
+    JSONB column, outside the serializer, so with encryption on the ticket text (`query`,
+    `final_reply`) would still sit there in clear. Here every such value goes through the
+    serializer into `checkpoint_blobs`, the path non-primitive values already take. Unchanged
+    channels are re-offered at their current version (an existing blob row is kept), so a
+    thread begun before the key was set keeps its values.
+    """
+    from langgraph.checkpoint.postgres import PostgresSaver
+
+    def plain(value: Any) -> bool:
+        return value is None or isinstance(value, (str, int, float, bool))
+
+    class SealedPostgresSaver(PostgresSaver):
+        def put(self, config: Any, checkpoint: Any, metadata: Any, new_versions: Any) -> Any:
+            values = checkpoint["channel_values"]
+            known = checkpoint.get("channel_versions") or {}
+            sealed = {k for k, v in values.items() if plain(v) and k in known}
+            if sealed:
+                checkpoint = {**checkpoint, "channel_values": {
+                    k: _Sealed(v) if k in sealed else v for k, v in values.items()}}
+                new_versions = {**{k: known[k] for k in sealed}, **new_versions}
+            return super().put(config, checkpoint, metadata, new_versions)
+
+        def _dump_blobs(self, thread_id: str, checkpoint_ns: str, values: dict[str, Any],
+                        versions: Any) -> list:
+            values = {k: v.value if isinstance(v, _Sealed) else v for k, v in values.items()}
+            return super()._dump_blobs(thread_id, checkpoint_ns, values, versions)
+
+    return SealedPostgresSaver
+
+
 def open_checkpointer(db: Database, serde: Any = None) -> Any:
-    """A LangGraph checkpointer on the same database as our tables (tables set up once)."""
+    """A LangGraph checkpointer on the same database as our tables (tables set up once).
+
+    Without an explicit `serde`, `checkpoint_serde` with the environment's AES key is used
+    (read at the edge by `app.settings`; nodes never see it).
+    """
+    if serde is None:
+        from app.settings import checkpoint_aes_key
+
+        serde = checkpoint_serde(checkpoint_aes_key())
     if db.dialect == "postgres":
         from langgraph.checkpoint.postgres import PostgresSaver
+        from langgraph.checkpoint.serde.encrypted import EncryptedSerializer
 
-        saver = PostgresSaver(db.handle, serde=serde)
+        cls = _sealed_postgres_saver() if isinstance(serde, EncryptedSerializer) else PostgresSaver
+        saver = cls(db.handle, serde=serde)
     else:
         from langgraph.checkpoint.sqlite import SqliteSaver
 

@@ -1,0 +1,55 @@
+"""Fixtures for the chaos suite: a private home, worker processes, a Postgres we may restart."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from chaos_support import Proc
+
+
+@pytest.fixture
+def chaos_home(template_home: Path, tmp_path: Path) -> Path:
+    """A private copy of the prepared home for this test's processes (not set in the env)."""
+    home = tmp_path / "chaos_home"
+    shutil.copytree(template_home, home)
+    return home
+
+
+@pytest.fixture
+def spawn(chaos_home: Path) -> Iterator[Callable[..., Proc]]:
+    """Start `supportgraph ARGS` with the chaos home (and DATABASE_URL if given)."""
+    started: list[Proc] = []
+
+    def start(*args: str, database_url: str = "", env: dict | None = None) -> Proc:
+        full = {**os.environ, "SUPPORTGRAPH_HOME": str(chaos_home), **(env or {})}
+        if database_url:
+            full["DATABASE_URL"] = database_url
+        proc = Proc(list(args), full)
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        if proc.popen.poll() is None:
+            proc.kill()
+
+
+@pytest.fixture
+def own_pg(pg_server) -> Iterator:
+    """A Postgres cluster this test owns (it may stop and restart it); removed afterwards."""
+    root = Path(tempfile.mkdtemp(prefix="sg-pg-chaos-"))
+    server = type(pg_server)(pg_server.bindir, root)
+    try:
+        server.init()
+        server.start()
+        yield server
+    finally:
+        try:
+            server.stop()
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
