@@ -21,7 +21,9 @@ from models.intent_data import TrainingDataError, data_fingerprint, validate_tra
 FORMAT_VERSION = 1
 META_FILE = "model.json"
 WEIGHTS_FILE = "head.npz"
-_BATCH = 256
+_BATCH = 2048
+"""Texts encoded per call in `predict`: large, so the encoder batches them by token count
+with little padding (within 256-text chunks CLINC150 val padded 25% more tokens than whole)."""
 
 
 @dataclass(frozen=True)
@@ -48,9 +50,9 @@ def embedding_model_name() -> str:
 
 def encode(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """Return (sentence embeddings, head features) for texts; see `models.intent_encoder`."""
-    from models.intent_encoder import get_layer_encoder
+    from models.intent_encoder import encode_cached
 
-    return get_layer_encoder().encode(texts)
+    return encode_cached(texts)
 
 
 def feature_recipe() -> str:

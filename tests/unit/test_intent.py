@@ -210,3 +210,26 @@ def test_ensure_default_model_trains_once_and_retrains_on_edit(tmp_path):
     meta = json.loads((directory / "model.json").read_text())
     assert meta["metrics"]["n_examples"] == 81 and meta["created"] >= created
     assert IntentModel.load(directory).predict(["refund me"])[0].route == "billing"
+
+
+def test_encoding_does_not_depend_on_batch_composition():
+    # Texts are padded per token-count bucket: a text's features must not change with its
+    # neighbours, its position, or a huge text truncated in the same call. The encoder is
+    # called directly: `encode` would answer the single texts from its cache.
+    from models.intent_encoder import get_layer_encoder
+
+    encoder = get_layer_encoder()
+    texts = ["hi", "where is the invoice for my April subscription payment", "webhook", "x " * 3000]
+    sentence, features = encoder.encode(texts)
+    assert features.shape == (4, 1536) and sentence.shape == (4, 384)
+    np.testing.assert_allclose(np.linalg.norm(features, axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(sentence, axis=1), 1.0, rtol=1e-5)
+    for i, text in enumerate(texts):
+        alone_sentence, alone_features = encoder.encode([text])
+        np.testing.assert_allclose(features[i], alone_features[0], atol=1e-5)
+        np.testing.assert_allclose(sentence[i], alone_sentence[0], atol=1e-5)
+    reversed_features = encoder.encode(texts[::-1])[1]
+    np.testing.assert_allclose(reversed_features[::-1], features, atol=1e-5)
+    np.testing.assert_allclose(encode(texts)[1], features, atol=1e-5)
+    empty_sentence, empty_features = encode([])
+    assert empty_sentence.shape == (0, 384) and empty_features.shape == (0, 1536)
