@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from app.timerange import TimeRange
+from evals.records import predicted_intent
 
 TICKET_FIELDS = ("id", "channel", "subject", "body", "customer_id", "tenant")
 GOLD_FIELDS = ("expected_intent", "expected_route", "expected_outcome", "reference_answer")
@@ -68,7 +69,8 @@ def exported_records(runner: Any, span: TimeRange) -> Iterator[dict[str, Any]]:
         decision = _decision(review)
         record: dict[str, Any] = {k: ticket[k] for k in TICKET_FIELDS if ticket.get(k)}
         record.update(
-            expected_intent=summary["intent"],
+            # Same convention as the eval: a ticket the classifier rejected is out of scope.
+            expected_intent=predicted_intent(summary),
             expected_route=summary.get("route") or "human",
             expected_outcome=gold_outcome(run["status"], decision),
             reference_answer=outbox["reply"] if outbox else "",
