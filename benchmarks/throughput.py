@@ -82,6 +82,10 @@ def model_rate(sample: list[str], seconds: float, batch: int = 32) -> float:
     embedder = get_embedder()
     cache_size = embedder.cache_size
     embedder.configure(cache_size=0)
+    # Batches of similar length, as a batch job would make them: cycling the texts in file
+    # order pads every batch to its longest text (one 256-token ticket in a batch of 32 made
+    # the bare model look ~10x slower than it is, and the workflow look far above its ceiling).
+    sample = sorted(sample, key=len)
     try:
         embedder.encode(sample[:batch])  # warm
         done, started = 0, time.perf_counter()
@@ -152,8 +156,13 @@ def main(argv: list[str] | None = None) -> None:
 
     ceiling = figures["ceiling_tickets_per_s"]
     for level in levels:
+        # Each level against the model doing that level's own embeddings per ticket (a warm
+        # cache at 32 in flight needs far fewer than the cold first level).
+        level_ceiling = figures["model_texts_per_s"] / max(
+            figures[f"c{level}_model_texts_per_ticket"], 1e-9)
+        figures[f"c{level}_ceiling_tickets_per_s"] = round(level_ceiling, 3)
         figures[f"c{level}_share_of_ceiling"] = round(figures[f"c{level}_tickets_per_s"]
-                                                      / ceiling, 3)
+                                                      / level_ceiling, 3)
     reference = 32 if 32 in levels else max(levels)
     figures["meets_target"] = figures[f"c{reference}_share_of_ceiling"] >= TARGET_SHARE
 
@@ -163,9 +172,11 @@ def main(argv: list[str] | None = None) -> None:
         print(f"  {level:4d} in flight: {figures[f'c{level}_tickets_per_s']:.2f} tickets/s "
               f"({figures[f'c{level}_tickets']} tickets, p50 {figures[f'c{level}_p50_ms']:.0f} ms, "
               f"p95 {figures[f'c{level}_p95_ms']:.0f} ms), "
-              f"{figures[f'c{level}_share_of_ceiling']:.0%} of ceiling")
-    print(f"  ceiling: the model alone embeds {figures['model_texts_per_s']:.0f} texts/s; "
-          f"{per_ticket:.1f} texts/ticket -> {ceiling:.2f} tickets/s")
+              f"{figures[f'c{level}_share_of_ceiling']:.0%} of its ceiling "
+              f"{figures[f'c{level}_ceiling_tickets_per_s']:.2f} "
+              f"({figures[f'c{level}_model_texts_per_ticket']:.1f} texts/ticket)")
+    print(f"  the model alone embeds {figures['model_texts_per_s']:.0f} texts/s (length-sorted "
+          f"batches); at the most texts/ticket ({per_ticket:.1f}) -> {ceiling:.2f} tickets/s")
     print(f"  target >= {TARGET_SHARE:.0%} of ceiling at {reference} in flight: "
           f"{'met' if figures['meets_target'] else 'MISSED'}")
     print(json.dumps(figures, sort_keys=True))
