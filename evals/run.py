@@ -1,10 +1,10 @@
 """Replay eval tickets through the real workflow, concurrently, in an isolated home.
 
-The isolated home is a fresh folder under the output directory (`DIR/sg-eval-XXXX`): its own
+The isolated home is a fresh folder under the output directory (`DIR/sg-eval-<random>`): its own
 SQLite database and local Qdrant (a copy of the team's local knowledge base without its
 resolved cases, or the demo knowledge base ingested afresh) and the team's trained intent
 model loaded read-only. The team's database and Qdrant are never opened. The folder is kept, so
-`SUPPORTGRAPH_HOME=DIR/sg-eval-XXXX supportgraph audit show TICKET` explains any result; the
+`SUPPORTGRAPH_HOME=DIR/sg-eval-<random> supportgraph audit show TICKET` explains any result; the
 next eval into the same DIR removes it.
 """
 
