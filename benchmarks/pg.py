@@ -123,13 +123,20 @@ class PgServer:
             conn.execute(f'CREATE DATABASE "{dbname}"')
         return self.dsn(dbname)
 
+    def is_running(self) -> bool:
+        """Whether the postmaster of this cluster is up."""
+        return self._run("pg_ctl", "-D", str(self.data_dir), "status", check=False).returncode == 0
+
+    def restart(self) -> None:
+        """Fast restart (drops all connections), then wait until it accepts connections again."""
+        self._run("pg_ctl", "-D", str(self.data_dir), "-l", str(self.log_file),
+                  "-o", self._options(), "-m", "fast", "-w", "-t", "60", "restart")
+        self.wait_ready()
+
     def stop(self) -> None:
         """Stop the server if it runs (fast mode); safe to call twice."""
-        if self.data_dir.exists():
-            status = self._run("pg_ctl", "-D", str(self.data_dir), "status", check=False)
-            if status.returncode == 0:
-                self._run("pg_ctl", "-D", str(self.data_dir), "-m", "fast", "-w", "-t", "60",
-                          "stop")
+        if self.data_dir.exists() and self.is_running():
+            self._run("pg_ctl", "-D", str(self.data_dir), "-m", "fast", "-w", "-t", "60", "stop")
 
 
 @contextmanager
