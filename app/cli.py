@@ -265,16 +265,22 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _time_range(args: argparse.Namespace) -> Any:
+    """The `--since`/`--until` range of a command; bad dates are bad input."""
+    from app.timerange import RangeError, parse_range
+
+    try:
+        return parse_range(args.since, args.until)
+    except RangeError as exc:
+        raise BadInput(str(exc)) from None
+
+
 def cmd_audit_export(args: argparse.Namespace) -> int:
     """Write recorded tickets with gold fields (an eval dataset) for a date range."""
     from app.audit_export import export
     from app.runner import Runner
-    from app.timerange import RangeError, parse_range
 
-    try:
-        span = parse_range(args.since, args.until)
-    except RangeError as exc:
-        raise BadInput(str(exc)) from None
+    span = _time_range(args)
     out = Path(args.out)
     if out.is_dir() or not out.name:
         raise BadInput(f"--out {args.out!r} must be a file path")
@@ -291,13 +297,9 @@ def cmd_audit_export(args: argparse.Namespace) -> int:
 def cmd_stats(args: argparse.Namespace) -> int:
     """Tickets by state, escalation rate, cost per ticket and day, step latencies."""
     from app.stats import compute_stats, format_stats
-    from app.timerange import RangeError, parse_range
     from graph.persistence import open_database
 
-    try:
-        span = parse_range(args.since, args.until)
-    except RangeError as exc:
-        raise BadInput(str(exc)) from None
+    span = _time_range(args)
     ctx = _context(args)
     stats = compute_stats(open_database(ctx.database_url or None, ctx.home_path), span)
     print(json.dumps(stats) if args.json else format_stats(stats))

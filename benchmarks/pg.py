@@ -140,19 +140,27 @@ class PgServer:
 
 
 @contextmanager
-def throwaway_postgres(url: str | None = None) -> Iterator[str]:
-    """Yield a URL of an empty database: on `url`'s server if given, else on a new server."""
-    if url:
-        yield url
-        return
-    root = Path(tempfile.mkdtemp(prefix="sg-bench-pg-"))
-    server = PgServer(pg_bindir(), root)
+def running_server(prefix: str, *, bindir: Path | None = None,
+                   max_connections: int = 300) -> Iterator[PgServer]:
+    """A new cluster in a temp dir, started; stopped and removed on exit."""
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    server = PgServer(bindir or pg_bindir(), root, max_connections=max_connections)
     try:
         server.init()
         server.start()
-        yield server.create_database("bench")
+        yield server
     finally:
         try:
             server.stop()
         finally:
             shutil.rmtree(root, ignore_errors=True)
+
+
+@contextmanager
+def throwaway_postgres(url: str | None = None) -> Iterator[str]:
+    """Yield a URL of an empty database: on `url`'s server if given, else on a new server."""
+    if url:
+        yield url
+        return
+    with running_server("sg-bench-pg-") as server:
+        yield server.create_database("bench")

@@ -5,14 +5,13 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from benchmarks.pg import PgServer, PgUnavailable, pg_bindir
+from benchmarks.pg import PgServer, PgUnavailable, pg_bindir, running_server
 
 _PROVIDER_ENV = (
     "OPENAI_API_KEY",
@@ -55,18 +54,8 @@ def _pg_bindir() -> Path:
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[PgServer]:
     """A throwaway PostgreSQL server for the whole session, removed afterwards."""
-    bindir = _pg_bindir()
-    root = Path(tempfile.mkdtemp(prefix="sg-pg-"))
-    server = PgServer(bindir, root, max_connections=200)
-    try:
-        server.init()
-        server.start()
+    with running_server("sg-pg-", bindir=_pg_bindir(), max_connections=200) as server:
         yield server
-    finally:
-        try:
-            server.stop()
-        finally:
-            shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture

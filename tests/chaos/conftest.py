@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from chaos_support import Proc
+
+from benchmarks.pg import running_server
 
 
 @pytest.fixture
@@ -42,14 +43,5 @@ def spawn(chaos_home: Path) -> Iterator[Callable[..., Proc]]:
 @pytest.fixture
 def own_pg(pg_server) -> Iterator:
     """A Postgres cluster this test owns (it may stop and restart it); removed afterwards."""
-    root = Path(tempfile.mkdtemp(prefix="sg-pg-chaos-"))
-    server = type(pg_server)(pg_server.bindir, root)
-    try:
-        server.init()
-        server.start()
+    with running_server("sg-pg-chaos-", bindir=pg_server.bindir) as server:
         yield server
-    finally:
-        try:
-            server.stop()
-        finally:
-            shutil.rmtree(root, ignore_errors=True)
