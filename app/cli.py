@@ -321,14 +321,19 @@ def cmd_recover(args: argparse.Namespace) -> int:
 def cmd_ingest(args: argparse.Namespace) -> int:
     """Ingest markdown/text files or JSONL records into a collection."""
     from graph.resources import get_resources
+    from retrieval import sentence_cache
+    from retrieval.cases import COLLECTION as CASES_COLLECTION
     from retrieval.ingest import ingest_paths
 
     paths = [Path(p) for p in args.paths]
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
         raise BadInput(f"no such file or folder: {', '.join(missing)}")
-    store = get_resources(_context(args)).store
+    ctx = _context(args)
+    store = get_resources(ctx).store
     report = ingest_paths(store, args.collection, paths, progress=True)
+    if report.chunks and args.collection != CASES_COLLECTION:
+        sentence_cache.build(store, ctx.home_path, [args.collection])
     print(f"{args.collection}: {report.documents} documents, {report.chunks} chunks "
           f"in {report.seconds:.1f} s; skipped {len(report.skipped)}")
     for path, reason in report.skipped:

@@ -336,6 +336,12 @@ def open_checkpointer(db: Database, serde: Any = None) -> Any:
 
         cls = _sealed_postgres_saver() if isinstance(serde, EncryptedSerializer) else PostgresSaver
         saver = cls(db.handle, serde=serde)
+        # PostgresSaver holds one instance-wide lock around every cursor, even when each
+        # cursor checks out its own pooled connection, so all tickets' checkpoint writes in a
+        # process queued behind one another (langgraph#7259; the fix for the async saver is
+        # langgraph#7269). With a pool the lock only has to stop more threads than there are
+        # connections from waiting inside the pool.
+        saver.lock = threading.BoundedSemaphore(db.handle.max_size)
     else:
         from langgraph.checkpoint.sqlite import SqliteSaver
 

@@ -47,11 +47,16 @@ class Resources:
     @property
     def store(self) -> Any:
         """The Qdrant knowledge store (local folder or server)."""
+        from retrieval import sentence_cache
         from retrieval.store import open_store
 
-        return self._get("store", lambda: open_store(
-            home=self.ctx.home_path, url=self.ctx.qdrant_url or None,
-            api_key=_qdrant_api_key()))
+        def build() -> Any:
+            store = open_store(home=self.ctx.home_path, url=self.ctx.qdrant_url or None,
+                               api_key=_qdrant_api_key())
+            sentence_cache.load(self.ctx.home_path)
+            return store
+
+        return self._get("store", build)
 
     @property
     def intent_model(self) -> Any:
@@ -78,7 +83,7 @@ class Resources:
         """Make sure the shipped demo knowledge base is ingested (idempotent, fast when done)."""
         from retrieval.ingest import ensure_demo_kb
 
-        self._get("demo_kb", lambda: ensure_demo_kb(self.store) or True)
+        self._get("demo_kb", lambda: ensure_demo_kb(self.store, home=self.ctx.home_path) or True)
 
 
 def _qdrant_api_key() -> str | None:

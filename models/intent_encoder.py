@@ -18,7 +18,8 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from models.embeddings import DIMENSIONS, MODEL_NAME
+from models.batching import BatchStats, MicroBatcher, token_batches
+from models.embeddings import DIMENSIONS, MODEL_NAME, share
 
 LAYERS = (3, 4, 5, 6)
 """Hidden layers (0 = token embeddings, 6 = last) mean-pooled into the head's features."""
@@ -27,6 +28,8 @@ FEATURES = "minilm-mean-layers-" + "-".join(str(layer) for layer in LAYERS)
 MAX_TOKENS = 256
 """Same truncation as the sentence-transformers configuration of the model."""
 _BATCH = 64
+PASS_TOKENS = 1024
+"""Padded tokens per forward pass (texts x longest); see `models.batching.token_batches`."""
 SMALL_PASS = 16
 """Passes with fewer texts than this run on one torch thread."""
 
@@ -57,9 +60,10 @@ class LayerEncoder:
         last layer, normalised); the features are the normalised layer means, concatenated and
         scaled to unit norm overall.
 
-        Texts are tokenised once and batched by token count, so a batch pads to within a token
-        or two of its longest text: sorting by characters left about 30% of the forward pass
-        on CLINC150 computing padding, and the pass is compute-bound (Linear layers).
+        Texts are tokenised once and batched by token count (`models.batching.token_batches`),
+        so a pass pads to within a few tokens of its longest text: sorting by characters left
+        about 30% of the forward pass on CLINC150 computing padding, and the pass is
+        compute-bound (Linear layers).
         """
         import torch
 
@@ -73,12 +77,10 @@ class LayerEncoder:
             return_token_type_ids=False,
         )["input_ids"]
         lengths = np.array([len(x) for x in ids])
-        order = np.argsort(lengths, kind="stable")
         scale = np.float32(1.0 / np.sqrt(len(LAYERS)))
         pad = self._tokenizer.pad_token_id or 0
         with self._run_lock, torch.inference_mode(), _threads_for(n):
-            for start in range(0, n, _BATCH):
-                idx = order[start : start + _BATCH]
+            for idx in token_batches(lengths, max_tokens=PASS_TOKENS, max_texts=_BATCH):
                 width = int(lengths[idx].max())
                 input_ids = np.full((len(idx), width), pad, dtype=np.int64)
                 mask = np.zeros((len(idx), width), dtype=np.int64)
@@ -142,11 +144,28 @@ _cache: OrderedDict[str, tuple[np.ndarray, np.ndarray]] = OrderedDict()
 _cache_lock = threading.Lock()
 
 
+STATS = BatchStats()
+"""Forward passes and texts of the ticket-sized calls (micro-batched across tickets)."""
+_micro: MicroBatcher | None = None
+
+
+def _batcher() -> MicroBatcher:
+    global _micro
+    if _micro is None:
+        with _lock:
+            if _micro is None:
+                _micro = MicroBatcher(lambda texts: get_layer_encoder().encode(texts),
+                                      stats=STATS)
+    return _micro
+
+
 def encode_cached(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """`LayerEncoder.encode` with a bounded LRU cache for small calls.
 
     A ticket that comes back (a retry, a resumed run, a re-submitted batch, the same question
-    asked again) is classified without a forward pass; only the misses reach the model.
+    asked again) is classified without a forward pass; only the misses reach the model. The
+    misses of tickets classified at the same time share one pass (`models.batching`): at 32
+    tickets in flight that is one token-count-sorted batch instead of 32 single passes.
     """
     texts = list(texts)
     if not texts or len(texts) > CACHE_MAX_BATCH or CACHE_SIZE <= 0:
@@ -159,7 +178,9 @@ def encode_cached(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
                 found[text] = _cache[text]
     missing = [t for t in dict.fromkeys(texts) if t not in found]
     if missing:
-        sentence, features = get_layer_encoder().encode(missing)
+        sentence, features = _batcher().submit(missing)
+        # The same model's last layer: retrieval's query embedding, already computed.
+        share(missing, sentence)
         with _cache_lock:
             for i, text in enumerate(missing):
                 found[text] = _cache[text] = (sentence[i].copy(), features[i].copy())

@@ -37,7 +37,7 @@ def _tokens(text: str) -> set[str]:
     return {t for t in _TOKEN.findall(text.lower()) if t not in _STOP and len(t) > 1}
 
 
-def _sentences(passage_text: str) -> list[str]:
+def passage_sentences(passage_text: str) -> list[str]:
     """Plain-language sentences of a markdown passage (headings and code blocks dropped)."""
     text = re.sub(r"```.*?```", " ", passage_text, flags=re.DOTALL)
     out: list[str] = []
@@ -79,7 +79,7 @@ class OfflineProvider:
         passages = data.get("passages") or []
         candidates: list[tuple[int, int, str]] = []
         for p_index, passage in enumerate(passages):
-            for s_index, sentence in enumerate(_sentences(passage.get("text", ""))):
+            for s_index, sentence in enumerate(passage_sentences(passage.get("text", ""))):
                 candidates.append((p_index, s_index, sentence))
         if not candidates:
             raise InvalidOutput("no usable sentences in the retrieved passages")

@@ -434,11 +434,13 @@ def _fingerprint(files: Sequence[Path], base: Path) -> str:
     return digest.hexdigest()
 
 
-def ensure_demo_kb(store: KnowledgeStore, root: Path | None = None) -> dict[str, Any]:
+def ensure_demo_kb(store: KnowledgeStore, root: Path | None = None, *,
+                   home: Path | None = None) -> dict[str, Any]:
     """Ingest the shipped billing and technical docs unless the stored copy is current.
 
     Fast when nothing changed (one fingerprint read per collection); documents removed from
-    the package are removed from the collection.
+    the package are removed from the collection. With `home`, the docs' sentence vectors are
+    kept there too (`retrieval.sentence_cache`) when something changed or the file is missing.
     """
     root = root or demo_kb_root()
     summary: dict[str, Any] = {}
@@ -460,6 +462,12 @@ def ensure_demo_kb(store: KnowledgeStore, root: Path | None = None) -> dict[str,
         summary[collection] = {"status": "ingested", "documents": report.documents,
                                "chunks": report.chunks, "written": report.written,
                                "deleted": len(stale), "skipped": report.skipped}
+    if home is not None:
+        from retrieval import sentence_cache
+
+        changed = any(v["status"] == "ingested" for v in summary.values())
+        if changed or not sentence_cache.cache_path(home).is_file():
+            sentence_cache.build(store, home, DEMO_COLLECTIONS)
     return summary
 
 
