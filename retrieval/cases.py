@@ -24,7 +24,6 @@ from retrieval.store import (
     KnowledgeStore,
     embedding_text,
     point_id,
-    tenant_condition,
 )
 
 log = logging.getLogger(__name__)
@@ -97,11 +96,8 @@ def upsert_case(
                ticket_id, list(current.get("ticket_ids") or []))
         return "updated"
     vector = store.embedder.encode([embedding_text("", text)])
-    flt = models.Filter(must=[
-        tenant_condition(tenant),
-        models.FieldCondition(key="intent", match=models.MatchValue(value=intent)),
-    ])
-    nearest = store.search(COLLECTION, text, k=1, query_vector=vector[0], extra_filter=flt)
+    nearest = store.search(COLLECTION, text, k=1, query_vector=vector[0], tenant=tenant,
+                           tenant_filter=True, match={"intent": intent})
     if nearest and nearest[0].dense_score >= NEAR_DUPLICATE:
         payload = nearest[0].payload
         _write(store, payload["doc_id"], text, reply, intent, tenant, resolved_at, source,
@@ -114,8 +110,8 @@ def upsert_case(
 
 def _case_holding(store: KnowledgeStore, ticket_id: str) -> dict[str, Any] | None:
     """Find the case that absorbed this ticket as a near-duplicate earlier, if any."""
-    rows = store.scroll_payloads(COLLECTION, _ticket_filter(ticket_id))
-    return rows[0][1] if rows else None
+    rows = store.payloads_where(COLLECTION, "ticket_ids", str(ticket_id))
+    return rows[0] if rows else None
 
 
 def _write(

@@ -246,3 +246,45 @@ def test_concurrent_searches_share_one_local_client(store, kb):
         thread.join()
     assert errors == []
     assert set(tops) == {"kb/technical/webhooks.md#retries"}
+
+
+@pytest.mark.parametrize("tenant", [None, "acme", "globex", "nobody"])
+def test_local_exact_search_matches_qdrants_own_filtered_search(store, tenant):
+    """The numpy search over a local collection returns Qdrant's candidates, in order."""
+    import numpy as np
+    from qdrant_client import models
+
+    from retrieval.store import DENSE, Chunk, _exact_dense, tenant_condition
+
+    rng = np.random.default_rng(7)
+    tenants = [None, "acme", "globex"]
+    chunks = [Chunk(doc_id=f"d{i}", chunk=0, text=f"passage {i}", tenant=tenants[i % 3],
+                    extra={"intent": ("refund", "invoice")[i % 2]})
+              for i in range(300)]
+    vectors = rng.normal(size=(300, 384)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    store.ensure_collection("exact")
+    store.upsert_chunks("exact", chunks, vectors=vectors)
+    lexical = store._lexical_index("exact")
+    assert lexical.vectors is not None and lexical.vectors.shape == (300, 384)
+    queries = rng.normal(size=(5, 384)).astype(np.float32)
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    ours = _exact_dense(lexical, queries, 50, tenant)
+    for query, mine in zip(queries, ours, strict=True):
+        theirs = store.client.query_points(
+            "exact", query=query.tolist(), using=DENSE, limit=50,
+            query_filter=tenant_condition(tenant), with_payload=True).points
+        assert [pid for pid, _, _ in mine] == [str(p.id) for p in theirs]
+        assert np.allclose([s for _, s, _ in mine], [p.score for p in theirs], atol=1e-5)
+        assert all(payload.get("tenant") == tenant for _, _, payload in mine)
+    if tenant == "nobody":
+        assert ours == [[] for _ in queries]
+    # a payload match (what learning's near-duplicate search uses) as well as the tenant
+    ours = _exact_dense(lexical, queries, 50, tenant, {"intent": "refund"})
+    both = models.Filter(must=[tenant_condition(tenant), models.FieldCondition(
+        key="intent", match=models.MatchValue(value="refund"))])
+    for query, mine in zip(queries, ours, strict=True):
+        theirs = store.client.query_points("exact", query=query.tolist(), using=DENSE,
+                                           limit=50, query_filter=both).points
+        assert [pid for pid, _, _ in mine] == [str(p.id) for p in theirs]
+        assert all(payload["intent"] == "refund" for _, _, payload in mine)
