@@ -7,6 +7,7 @@ embeddings or whole documents: a checkpoint is written every step and its size i
 from __future__ import annotations
 
 import operator
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal, TypedDict
 
 Route = Literal["billing", "technical", "human"]
@@ -36,7 +37,11 @@ class IntentResult(TypedDict):
 
 
 class Passage(TypedDict):
-    """One retrieved chunk (text kept: the draft cites it and review shows it)."""
+    """One retrieved chunk (text kept: the draft cites it and review shows it).
+
+    Once its ticket is closed and pruned, `text` is "" (the knowledge base holds it, under
+    `collection` / `chunk_id`): see `compact_closed`.
+    """
 
     doc_id: str
     chunk_id: str
@@ -47,7 +52,7 @@ class Passage(TypedDict):
 
 
 class CaseHit(TypedDict):
-    """A similar resolved case from `resolved_cases`."""
+    """A similar resolved case from `resolved_cases` (`reply` is "" once closed and pruned)."""
 
     ticket_id: str
     intent: str
@@ -56,7 +61,10 @@ class CaseHit(TypedDict):
 
 
 class Draft(TypedDict):
-    """One version of the reply (the first draft, then each rewrite)."""
+    """One version of the reply (the first draft, then each rewrite).
+
+    Once its ticket is closed and pruned, only the last version keeps its `text`.
+    """
 
     text: str
     citations: list[str]
@@ -186,3 +194,27 @@ class State(InputState, total=False):
     """Per-step duration, cost and model effort, appended by each step."""
     started_at: str
     """When intake started (ISO 8601 UTC)."""
+
+
+def compact_closed(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The state update that shrinks a closed ticket's final state; {} when already compact.
+
+    For tickets that are over only (`app.prune` checks: closed, not waiting for review, nothing
+    left to run): texts that are stored elsewhere or no longer read are emptied, the shapes
+    stay. Passages keep doc id, chunk id, title, score and collection (citations `[n]` still
+    index the same list, and the knowledge base holds the text); cases keep ticket id, intent
+    and score (`resolved_cases` holds the reply); drafts before the last keep their citations
+    and model but not their text. Kept whole: the ticket (`normalized`, read by `audit
+    export`), the last draft, `final_reply`, intent, scores, flags, review, usage (the summary).
+    """
+    update: dict[str, Any] = {}
+    passages = values.get("passages") or []
+    if any(p.get("text") for p in passages):
+        update["passages"] = [{**p, "text": ""} for p in passages]
+    cases = values.get("cases") or []
+    if any(c.get("reply") for c in cases):
+        update["cases"] = [{**c, "reply": ""} for c in cases]
+    drafts = values.get("drafts") or []
+    if any(d.get("text") for d in drafts[:-1]):
+        update["drafts"] = [*({**d, "text": ""} for d in drafts[:-1]), drafts[-1]]
+    return update

@@ -30,11 +30,14 @@ class BatchStats:
     largest_batch: int = 0
     last_wait_ms: float = 0.0
     """How long the last leader held its pass back waiting for company."""
+    busy_s: float = 0.0
+    """Seconds spent inside forward passes (the model's share of a benchmark's wall time)."""
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def record(self, n_texts: int, n_requests: int) -> None:
+    def record(self, n_texts: int, n_requests: int, seconds: float = 0.0) -> None:
         """Count one forward pass over `n_texts` texts serving `n_requests` callers."""
         with self._lock:
+            self.busy_s += seconds
             self.forward_passes += 1
             self.texts += n_texts
             self.batched_requests += n_requests
@@ -115,8 +118,9 @@ class MicroBatcher:
             batch = self._gather()
             texts = [text for request in batch for text in request.texts]
             try:
+                started = time.perf_counter()
                 outputs: Any = self._forward(texts)
-                self.stats.record(len(texts), len(batch))
+                self.stats.record(len(texts), len(batch), time.perf_counter() - started)
                 self._last_batch_requests = len(batch)
                 self._last_batch_at = time.monotonic()
             except BaseException as exc:  # every waiting caller must hear about the failure

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections import OrderedDict
 
 import numpy as np
@@ -213,6 +214,11 @@ class Embedder:
                     self._cache.popitem(last=False)
         return out
 
+    def clear_cache(self) -> None:
+        """Forget the LRU cache (pinned vectors stay): benchmarks of fresh tickets."""
+        with self._cache_lock:
+            self._cache.clear()
+
     def remember(self, texts: list[str], vectors: np.ndarray) -> None:
         """Put vectors computed outside `encode` (by the same model) in the LRU cache."""
         if self.cache_size <= 0:
@@ -227,8 +233,9 @@ class Embedder:
     def _encode_uncached(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
         """Small requests from concurrent threads share forward passes; large ones go direct."""
         if not self.micro_batching or len(texts) >= self.direct_batch:
+            started = time.perf_counter()
             vectors = self._forward(texts, batch_size, small=len(texts) < self.direct_batch)
-            self.stats.record(len(texts), 1)
+            self.stats.record(len(texts), 1, time.perf_counter() - started)
             return vectors
         return self._batcher.submit(texts)[0]
 

@@ -159,6 +159,12 @@ def _batcher() -> MicroBatcher:
     return _micro
 
 
+def clear_cache() -> None:
+    """Forget cached features (benchmarks that must measure the model on every ticket)."""
+    with _cache_lock:
+        _cache.clear()
+
+
 def encode_cached(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """`LayerEncoder.encode` with a bounded LRU cache for small calls.
 

@@ -16,7 +16,8 @@ CASES = {
                    {"c1_tickets_per_s", "c3_tickets_per_s", "ceiling_tickets_per_s",
                     "c3_share_of_ceiling", "model_texts_per_ticket"}),
     "latency": (["--in-flight", "3", "--latency", "router=10,answer=300,planner=50"],
-                {"p95_ms", "extra_p95_ms", "critical_model_p50_ms", "c1_p50_ms"}),
+                {"p95_ms", "extra_p95_ms", "critical_model_p50_ms", "c1_p50_ms",
+                 "local_model_p95_ms", "beyond_all_models_p95_ms", "local_model_busy_s"}),
     "storage": (["--tickets", "3"],
                 {"postgres_kb_per_ticket_before", "postgres_kb_per_ticket_after",
                  "sqlite_kb_per_ticket_before", "sqlite_kb_per_ticket_after",
@@ -40,6 +41,9 @@ def test_benchmark_quick_run_ends_with_its_figures(
     assert len(lines) >= 3  # figures for people come first
     if name == "latency":  # the injected 300 ms answer latency is really waited for
         assert figures["c1_p50_ms"] >= figures["c1_critical_model_p50_ms"] >= 300
+        # the local router really ran for every ticket, and is counted apart from the rest
+        assert figures["local_model_p50_ms"] > 0 and figures["local_model_busy_s"] > 0
+        assert figures["beyond_all_models_p95_ms"] < figures["extra_p95_ms"]
 
 
 @pytest.mark.slow
