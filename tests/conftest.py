@@ -110,3 +110,44 @@ def demo_home(
     reset_resources()
     close_all()
     close_stores()
+
+
+# --------------------------------------------------------------------------- what is stored
+
+
+def inflated(rows: list[tuple]) -> bytes:
+    """The decompressed bytes of every compressed checkpoint value among `rows`.
+
+    Checkpoint values are zlib-compressed at rest (`graph.persistence.COMPRESSED`), so a scan
+    of raw bytes alone would miss a leaked string inside one. Encrypted values (type
+    `msgpack.z+aes`) stay opaque, as they should.
+    """
+    from graph.persistence import COMPRESSED, inflate
+
+    out = []
+    for row in rows:
+        if COMPRESSED in row:
+            out.extend(inflate(bytes(v)) for v in row if isinstance(v, (bytes, memoryview)))
+    return b"\n".join(out)
+
+
+@pytest.fixture
+def inflated_rows() -> object:
+    """`inflated(rows) -> bytes` for tests that scan database rows themselves."""
+    return inflated
+
+
+@pytest.fixture
+def sqlite_stored() -> object:
+    """`read(home) -> bytes`: the SQLite file and WAL, plus every compressed value inflated."""
+    import sqlite3
+    from contextlib import closing
+
+    def read(home: Path) -> bytes:
+        raw = b"".join(p.read_bytes() for p in sorted(Path(home).glob("state.db*")))
+        with closing(sqlite3.connect(Path(home) / "state.db")) as conn:
+            rows = [*conn.execute("SELECT type, checkpoint FROM checkpoints"),
+                    *conn.execute("SELECT type, value FROM writes")]
+        return raw + b"\n" + inflated(rows)
+
+    return read

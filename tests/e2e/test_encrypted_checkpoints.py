@@ -34,12 +34,9 @@ def cli(home: Path, *args: str, extra_env: dict | None = None) -> subprocess.Com
                           capture_output=True, text=True, timeout=600)
 
 
-def stored_bytes(home: Path) -> bytes:
-    return b"".join(p.read_bytes() for p in sorted(home.glob("state.db*")))
-
-
 @pytest.mark.slow
-def test_encrypted_sqlite_run_hides_ticket_text_and_resumes_elsewhere(e2e_home: Path) -> None:
+def test_encrypted_sqlite_run_hides_ticket_text_and_resumes_elsewhere(
+        e2e_home: Path, sqlite_stored) -> None:
     keyed = {**FORCE_REVIEW, "LANGGRAPH_AES_KEY": KEY}
     first = cli(e2e_home, "run", "--text", SECRET_SENTENCE, "--id", "enc-1", "--json",
                 extra_env=keyed)
@@ -49,7 +46,7 @@ def test_encrypted_sqlite_run_hides_ticket_text_and_resumes_elsewhere(e2e_home: 
                   extra_env=FORCE_REVIEW)
     assert control.returncode == 0, control.stderr
 
-    raw = stored_bytes(e2e_home)
+    raw = sqlite_stored(e2e_home)
     assert CONTROL_SENTENCE.encode() in raw  # the control run is stored in clear
     assert SECRET_SENTENCE.encode() not in raw
     assert b"bergamot" not in raw and b"cardamom" not in raw
@@ -74,16 +71,18 @@ def test_encrypted_sqlite_run_hides_ticket_text_and_resumes_elsewhere(e2e_home: 
                "--json", extra_env=keyed)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["status"] == "sent"
-    assert SECRET_SENTENCE.encode() not in stored_bytes(e2e_home)
+    assert SECRET_SENTENCE.encode() not in sqlite_stored(e2e_home)
 
 
-def _dump_checkpoint_tables(url: str) -> bytes:
+def _dump_checkpoint_tables(url: str, inflated) -> bytes:
     import psycopg
 
     chunks = []
     with psycopg.connect(url) as conn:
         for table in ("checkpoints", "checkpoint_blobs", "checkpoint_writes"):
-            for row in conn.execute(f"SELECT * FROM {table}"):
+            rows = list(conn.execute(f"SELECT * FROM {table}"))
+            chunks.append(inflated(rows))
+            for row in rows:
                 for value in row:
                     if isinstance(value, (bytes, memoryview)):
                         chunks.append(bytes(value))
@@ -94,7 +93,7 @@ def _dump_checkpoint_tables(url: str) -> bytes:
 
 @pytest.mark.postgres
 def test_encrypted_postgres_checkpoints(
-    demo_home: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch
+    demo_home: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch, inflated_rows
 ) -> None:
     from app.runner import Runner
     from graph.context import Context
@@ -105,7 +104,7 @@ def test_encrypted_postgres_checkpoints(
     runner = Runner(ctx)
     waiting = runner.run({"id": "enc-pg", "channel": "chat", "body": SECRET_SENTENCE})
     assert waiting.summary["status"] == "awaiting_review"
-    dumped = _dump_checkpoint_tables(pg_url)
+    dumped = _dump_checkpoint_tables(pg_url, inflated_rows)
     assert len(dumped) > 1000
     assert SECRET_SENTENCE.encode() not in dumped and b"bergamot" not in dumped
 
@@ -121,7 +120,7 @@ def test_encrypted_postgres_checkpoints(
         "body"] == SECRET_SENTENCE
     done = keyed.decide(waiting.thread_id, {"type": "ignore", "args": "not our product"})
     assert done.summary["status"] == "rejected"
-    assert SECRET_SENTENCE.encode() not in _dump_checkpoint_tables(pg_url)
+    assert SECRET_SENTENCE.encode() not in _dump_checkpoint_tables(pg_url, inflated_rows)
 
 
 def test_serializer_round_trip_and_allow_list() -> None:

@@ -85,7 +85,7 @@ def assert_qdrant_clean(runner: Runner) -> None:
         assert not leaked, f"PII in Qdrant collection {collection.name}: {leaked}"
 
 
-def pg_dump_text(url: str) -> bytes:
+def pg_dump_text(url: str, inflated) -> bytes:
     import psycopg
 
     chunks = []
@@ -95,7 +95,9 @@ def pg_dump_text(url: str) -> bytes:
         assert {"sg_audit", "sg_runs", "sg_outbox", "sg_reviews", "checkpoints",
                 "checkpoint_blobs", "checkpoint_writes"} <= set(tables)
         for table in tables:
-            for row in conn.execute(f'SELECT * FROM "{table}"'):
+            rows = list(conn.execute(f'SELECT * FROM "{table}"'))
+            chunks.append(inflated(rows))
+            for row in rows:
                 for value in row:
                     if isinstance(value, (bytes, memoryview)):
                         chunks.append(bytes(value))
@@ -107,7 +109,8 @@ def pg_dump_text(url: str) -> bytes:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
-def test_no_pii_at_rest_anywhere(backend: str, demo_home: Path, request) -> None:
+def test_no_pii_at_rest_anywhere(backend: str, demo_home: Path, request, sqlite_stored,
+                                 inflated_rows) -> None:
     url = request.getfixturevalue("pg_url") if backend == "postgres" else ""
     runner = Runner(Context(home=str(demo_home), database_url=url))
     counts = run_everything(runner, f"pii{backend[:2]}")
@@ -116,10 +119,10 @@ def test_no_pii_at_rest_anywhere(backend: str, demo_home: Path, request) -> None
 
     if backend == "sqlite":
         runner.db.fetchall("SELECT 1")  # the WAL is part of the stored bytes too
-        stored = b"".join(p.read_bytes() for p in sorted(demo_home.glob("state.db*")))
+        stored = sqlite_stored(demo_home)
         where = "the SQLite file and WAL"
     else:
-        stored = pg_dump_text(url)
+        stored = pg_dump_text(url, inflated_rows)
         where = "the Postgres tables"
     assert len(stored) > 10_000
     assert_clean(stored, where)

@@ -205,7 +205,7 @@ def test_prune_compacts_encrypted_checkpoints(
     kinds = runner.db.fetchall("SELECT type FROM checkpoints WHERE thread_id = :t",
                                {"t": outcome.thread_id})
     if dialect == "sqlite":
-        assert [k["type"] for k in kinds] == ["msgpack+aes"]
+        assert [k["type"] for k in kinds] == ["msgpack.z+aes"]  # compressed, then encrypted
     else:
         blobs = runner.db.fetchall("SELECT type FROM checkpoint_blobs WHERE thread_id = :t",
                                    {"t": outcome.thread_id})
