@@ -120,6 +120,18 @@ def _sqlite_columns(db: Any, table: str) -> list[str]:
     return [r["name"] for r in db.fetchall(f"PRAGMA table_info({table})")]
 
 
+def _prunable(runner: Any, thread_id: str, report: PruneReport) -> Any | None:
+    """The thread's final snapshot when pruning has work to do; else counts why not."""
+    why_not, snapshot = _final_state(runner, thread_id)
+    if why_not:
+        report.skip(why_not)
+        return None
+    if not _work_left(runner.db, thread_id, snapshot):
+        report.already_minimal += 1
+        return None
+    return snapshot
+
+
 def prune_closed(runner: Any, *, before: datetime | None = None,
                  dry_run: bool = False) -> PruneReport:
     """Cut each closed thread (ended before `before`, if given) to one compact checkpoint."""
@@ -138,12 +150,7 @@ def prune_closed(runner: Any, *, before: datetime | None = None,
         thread_id = row["thread_id"]
         report.candidates += 1
         # A cheap look first (no lease): most threads need nothing, or are plainly open.
-        why_not, snapshot = _final_state(runner, thread_id)
-        if why_not:
-            report.skip(why_not)
-            continue
-        if not _work_left(db, thread_id, snapshot):
-            report.already_minimal += 1
+        if _prunable(runner, thread_id, report) is None:
             continue
         if dry_run:
             report.pruned += 1
@@ -151,12 +158,8 @@ def prune_closed(runner: Any, *, before: datetime | None = None,
         try:
             with runner.leases.hold(thread_id):
                 # Again under the lease: a resume or review may have moved the thread since.
-                why_not, snapshot = _final_state(runner, thread_id)
-                if why_not:
-                    report.skip(why_not)
-                    continue
-                if not _work_left(db, thread_id, snapshot):
-                    report.already_minimal += 1
+                snapshot = _prunable(runner, thread_id, report)
+                if snapshot is None:
                     continue
                 report.compacted += _compact(runner, snapshot)
                 report.deleted_rows += _prune_thread(db, thread_id)

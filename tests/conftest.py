@@ -132,9 +132,28 @@ def inflated(rows: list[tuple]) -> bytes:
 
 
 @pytest.fixture
-def inflated_rows() -> object:
-    """`inflated(rows) -> bytes` for tests that scan database rows themselves."""
-    return inflated
+def pg_stored() -> object:
+    """`read(url, tables) -> bytes`: every value of those Postgres tables, inflated too."""
+    import json
+
+    import psycopg
+
+    def read(url: str, tables: list[str]) -> bytes:
+        chunks = []
+        with psycopg.connect(url) as conn:
+            for table in tables:
+                rows = list(conn.execute(f'SELECT * FROM "{table}"'))
+                chunks.append(inflated(rows))
+                for row in rows:
+                    for value in row:
+                        if isinstance(value, (bytes, memoryview)):
+                            chunks.append(bytes(value))
+                        elif value is not None:
+                            chunks.append(json.dumps(value, default=str, ensure_ascii=False)
+                                          .encode())
+        return b"\n".join(chunks)
+
+    return read
 
 
 @pytest.fixture

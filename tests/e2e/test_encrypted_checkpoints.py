@@ -74,26 +74,12 @@ def test_encrypted_sqlite_run_hides_ticket_text_and_resumes_elsewhere(
     assert SECRET_SENTENCE.encode() not in sqlite_stored(e2e_home)
 
 
-def _dump_checkpoint_tables(url: str, inflated) -> bytes:
-    import psycopg
-
-    chunks = []
-    with psycopg.connect(url) as conn:
-        for table in ("checkpoints", "checkpoint_blobs", "checkpoint_writes"):
-            rows = list(conn.execute(f"SELECT * FROM {table}"))
-            chunks.append(inflated(rows))
-            for row in rows:
-                for value in row:
-                    if isinstance(value, (bytes, memoryview)):
-                        chunks.append(bytes(value))
-                    elif value is not None:
-                        chunks.append(json.dumps(value, default=str).encode())
-    return b"\n".join(chunks)
+CHECKPOINT_TABLES = ["checkpoints", "checkpoint_blobs", "checkpoint_writes"]
 
 
 @pytest.mark.postgres
 def test_encrypted_postgres_checkpoints(
-    demo_home: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch, inflated_rows
+    demo_home: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch, pg_stored
 ) -> None:
     from app.runner import Runner
     from graph.context import Context
@@ -104,7 +90,7 @@ def test_encrypted_postgres_checkpoints(
     runner = Runner(ctx)
     waiting = runner.run({"id": "enc-pg", "channel": "chat", "body": SECRET_SENTENCE})
     assert waiting.summary["status"] == "awaiting_review"
-    dumped = _dump_checkpoint_tables(pg_url, inflated_rows)
+    dumped = pg_stored(pg_url, CHECKPOINT_TABLES)
     assert len(dumped) > 1000
     assert SECRET_SENTENCE.encode() not in dumped and b"bergamot" not in dumped
 
@@ -120,7 +106,7 @@ def test_encrypted_postgres_checkpoints(
         "body"] == SECRET_SENTENCE
     done = keyed.decide(waiting.thread_id, {"type": "ignore", "args": "not our product"})
     assert done.summary["status"] == "rejected"
-    assert SECRET_SENTENCE.encode() not in _dump_checkpoint_tables(pg_url, inflated_rows)
+    assert SECRET_SENTENCE.encode() not in pg_stored(pg_url, CHECKPOINT_TABLES)
 
 
 def test_serializer_round_trip_and_allow_list() -> None:

@@ -85,32 +85,22 @@ def assert_qdrant_clean(runner: Runner) -> None:
         assert not leaked, f"PII in Qdrant collection {collection.name}: {leaked}"
 
 
-def pg_dump_text(url: str, inflated) -> bytes:
+def pg_dump_text(url: str, pg_stored) -> bytes:
+    """Every value of every table we or LangGraph created."""
     import psycopg
 
-    chunks = []
     with psycopg.connect(url) as conn:
         tables = [r[0] for r in conn.execute(
             "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")]
-        assert {"sg_audit", "sg_runs", "sg_outbox", "sg_reviews", "checkpoints",
-                "checkpoint_blobs", "checkpoint_writes"} <= set(tables)
-        for table in tables:
-            rows = list(conn.execute(f'SELECT * FROM "{table}"'))
-            chunks.append(inflated(rows))
-            for row in rows:
-                for value in row:
-                    if isinstance(value, (bytes, memoryview)):
-                        chunks.append(bytes(value))
-                    elif value is not None:
-                        chunks.append(json.dumps(value, default=str, ensure_ascii=False)
-                                      .encode())
-    return b"\n".join(chunks)
+    assert {"sg_audit", "sg_runs", "sg_outbox", "sg_reviews", "checkpoints",
+            "checkpoint_blobs", "checkpoint_writes"} <= set(tables)
+    return pg_stored(url, tables)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 def test_no_pii_at_rest_anywhere(backend: str, demo_home: Path, request, sqlite_stored,
-                                 inflated_rows) -> None:
+                                 pg_stored) -> None:
     url = request.getfixturevalue("pg_url") if backend == "postgres" else ""
     runner = Runner(Context(home=str(demo_home), database_url=url))
     counts = run_everything(runner, f"pii{backend[:2]}")
@@ -122,7 +112,7 @@ def test_no_pii_at_rest_anywhere(backend: str, demo_home: Path, request, sqlite_
         stored = sqlite_stored(demo_home)
         where = "the SQLite file and WAL"
     else:
-        stored = pg_dump_text(url, inflated_rows)
+        stored = pg_dump_text(url, pg_stored)
         where = "the Postgres tables"
     assert len(stored) > 10_000
     assert_clean(stored, where)
