@@ -71,6 +71,7 @@ def prepare(ctx: Context, team: Context) -> None:
     to date in the copy (a fingerprint check when it already is).
     """
     from graph.resources import get_resources
+    from retrieval import sentence_cache
 
     source = team.home_path / "qdrant"
     local = not team.qdrant_url and (source / "meta.json").is_file()
@@ -82,6 +83,11 @@ def prepare(ctx: Context, team: Context) -> None:
     if local:
         shutil.copytree(source, ctx.home_path / "qdrant",
                         ignore=shutil.ignore_patterns(".lock"))
+        # and its sentence vectors, or the copy would embed every KB sentence again
+        vectors = sentence_cache.cache_path(team.home_path)
+        if vectors.is_file():
+            sentence_cache.cache_path(ctx.home_path).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(vectors, sentence_cache.cache_path(ctx.home_path))
     res = get_resources(ctx)
     if local and res.store.exists(CASES):
         res.store.client.delete_collection(CASES)

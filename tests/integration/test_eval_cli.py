@@ -73,6 +73,9 @@ def test_eval_reports_gates_and_leaves_team_data_alone(
     # The eval ran in its own home under --out; the team's home and database are untouched.
     home = Path(report["meta"]["home"])
     assert home.parent == base.resolve() and (home / "state.db").is_file()
+    # the team's KB sentence vectors came along with its KB (not embedded again)
+    assert (home / "cache" / "kb-sentences.npz").read_bytes() == (
+        demo_home / "cache" / "kb-sentences.npz").read_bytes()
     assert snapshot(demo_home) == before
     assert public_tables(pg_url) == 0
     capsys.readouterr()
