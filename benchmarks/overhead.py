@@ -36,8 +36,12 @@ PLAIN_TABLE = """CREATE TABLE IF NOT EXISTS bench_plain_steps (
 _REDUCED = ("planner_steps", "failures", "usage")  # the `operator.add` channels of State
 
 
-def _next_node(name: str, state: dict, runtime: Any) -> str:
-    """The same edges as `graph.builder`, through the same routing functions."""
+def _next_nodes(name: str, state: dict, runtime: Any) -> list[str]:
+    """The same edges as `graph.builder`, through the same routing functions, in order.
+
+    Where the graph runs steps side by side (`send` and `learn`), the plain loop runs them
+    one after the other, each with its own committed write.
+    """
     from graph import routing
 
     edges = {
@@ -49,11 +53,12 @@ def _next_node(name: str, state: dict, runtime: Any) -> str:
         "rewrite": lambda: "tone",
         "confidence": lambda: routing.after_confidence(state, runtime),
         "planner": lambda: routing.after_planner(state),
-        "send": lambda: routing.after_send(state),
+        "send": lambda: [],
         "learn": lambda: "audit",
         "audit": lambda: "end",
     }
-    return edges[name]()
+    following = edges[name]()
+    return list(following) if isinstance(following, list) else [following]
 
 
 def plain_run(ticket: dict, ctx: Any, db: Any) -> tuple[dict, float]:
@@ -69,8 +74,9 @@ def plain_run(ticket: dict, ctx: Any, db: Any) -> tuple[dict, float]:
 
     thread_id = f"plain:{ticket.get('tenant')}:{ticket['id']}"
     state: dict[str, Any] = {"ticket": ticket}
-    name, step = "intake", 0
-    while name not in ("end", "human_review"):
+    queue, step = ["intake"], 0
+    while queue and queue[0] not in ("end", "human_review"):
+        name = queue.pop(0)
         runtime = Runtime(context=ctx, execution_info=ExecutionInfo(
             checkpoint_id="", checkpoint_ns="", task_id=str(uuid.uuid4()), thread_id=thread_id))
         update = builder.nodes[name].runnable.func(state, runtime)
@@ -81,8 +87,8 @@ def plain_run(ticket: dict, ctx: Any, db: Any) -> tuple[dict, float]:
                    {"t": thread_id, "s": step, "n": name,
                     "u": json.dumps(update, ensure_ascii=False, default=str)})
         step += 1
-        name = _next_node(name, state, runtime)
-    if name == "human_review":
+        queue.extend(n for n in _next_nodes(name, state, runtime) if n not in queue)
+    if queue and queue[0] == "human_review":
         state["status"] = "awaiting_review"
     return state, sum(u["duration_ms"] for u in state.get("usage") or [])
 

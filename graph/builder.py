@@ -49,11 +49,11 @@ builder.add_conditional_edges("retrieve", routing.after_retrieve)
 builder.add_conditional_edges("draft", routing.after_draft)
 builder.add_conditional_edges("tone", routing.after_tone)
 builder.add_edge("rewrite", "tone")
-builder.add_conditional_edges("confidence", routing.after_confidence)
+builder.add_conditional_edges("confidence", routing.after_confidence,
+                              [*routing.DELIVER, "planner", "human_review"])
 builder.add_conditional_edges("planner", routing.after_planner)
-builder.add_conditional_edges("human_review", routing.after_review)
-builder.add_conditional_edges("send", routing.after_send)
-builder.add_edge("learn", "audit")
+builder.add_conditional_edges("human_review", routing.after_review, [*routing.DELIVER, "audit"])
+builder.add_edge(routing.DELIVER, "audit")  # waits for both
 builder.add_edge("audit", END)
 
 graph = builder.compile()

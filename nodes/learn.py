@@ -1,8 +1,10 @@
 """Learn: add the resolved case to `resolved_cases`, so the next similar ticket does better.
 
-Only replies we trust are learned from: sent with confidence at or above the threshold, or
-approved (accepted or edited) by a human. Text is redacted before it reaches Qdrant, and the
-point id comes from the ticket id, so a re-run updates instead of adding.
+Only replies we trust are learned from: delivered with confidence at or above the threshold,
+or approved (accepted or edited) by a human. It runs beside `send`, on the routes that deliver
+(`graph.routing.DELIVER`), and learns the same reply `send` puts in the outbox. Text is
+redacted before it reaches Qdrant, and the point id comes from the ticket id, so a re-run
+updates instead of adding.
 """
 
 from __future__ import annotations
@@ -10,11 +12,16 @@ from __future__ import annotations
 from graph.instrument import Step, node, now_iso
 from graph.pii import redact
 from graph.state import State
+from nodes.send import reply_of
 
 
 def trusted(state: State, threshold: float) -> str | None:
-    """Why this resolution may be learned from (`auto` or `human`), or None."""
-    if state.get("status") != "sent":
+    """Why this resolution may be learned from (`auto` or `human`), or None.
+
+    Called beside `send` (same superstep), so the status is not `sent` yet; a rejected,
+    stalled or failed ticket is never learned from.
+    """
+    if state.get("status") in ("rejected", "stalled", "failed") or state.get("error"):
         return None
     if (state.get("review") or {}).get("type") in ("accept", "edit"):
         return "human"
@@ -38,7 +45,7 @@ def learn(state: State, step: Step) -> dict:
     try:
         outcome = upsert_case(
             step.res.store, ticket_id=ticket["id"], text=redact(state["query"], salt=salt),
-            reply=redact(state["final_reply"], salt=salt), intent=state["intent"]["intent"],
+            reply=redact(reply_of(state), salt=salt), intent=state["intent"]["intent"],
             tenant=ticket.get("tenant"), resolved_at=now_iso(), source=source)
     except RetrievalUnavailable as exc:
         return {"failures": [f"learn: retrieval_unavailable: {exc}"]}

@@ -12,6 +12,11 @@ from graph.pii import redact
 from graph.state import State
 
 
+def reply_of(state: State) -> str:
+    """The reply being delivered: the reviewer's (accepted or edited) or the latest draft."""
+    return state.get("final_reply") or state["drafts"][-1]["text"]
+
+
 def delivery_key(ticket: dict) -> str:
     """The idempotency key of a reply: one delivery per (tenant, ticket id)."""
     return f"{ticket.get('tenant') or ''}:{ticket['id']}"
@@ -21,7 +26,7 @@ def delivery_key(ticket: dict) -> str:
 def send(state: State, step: Step) -> dict:
     """Put the final reply in the outbox once; later runs find it already there."""
     ticket = state["normalized"]
-    reply = state.get("final_reply") or state["drafts"][-1]["text"]
+    reply = reply_of(state)
     review = state.get("review") or {}
     inserted = step.res.db.execute(
         """INSERT INTO sg_outbox (delivery_key, ticket_id, thread_id, channel, customer_id,

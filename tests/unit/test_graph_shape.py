@@ -28,7 +28,8 @@ def test_compiled_graph_has_exactly_the_workflow_nodes():
 def test_required_edges():
     drawn = edges()
     required = {("__start__", "intake"), ("intake", "classify"), ("intake", "audit"),
-                ("rewrite", "tone"), ("learn", "audit"), ("audit", "__end__")}
+                ("rewrite", "tone"), ("send", "audit"), ("learn", "audit"),
+                ("audit", "__end__")}
     assert required <= drawn, required - drawn
 
 
@@ -36,10 +37,13 @@ def test_edges_follow_the_routers_literal_types():
     drawn = edges()
     assert {t for s, t in drawn if s == "classify"} == {"retrieve", "planner", "human_review"}
     assert {t for s, t in drawn if s == "tone"} == {"rewrite", "confidence", "human_review"}
-    assert {t for s, t in drawn if s == "confidence"} == {"send", "planner", "human_review"}
+    assert {t for s, t in drawn if s == "confidence"} == {"send", "learn", "planner",
+                                                          "human_review"}
     assert {t for s, t in drawn if s == "planner"} == {"retrieve", "draft", "human_review"}
-    assert {t for s, t in drawn if s == "human_review"} == {"send", "audit"}
-    assert {t for s, t in drawn if s == "send"} == {"learn", "audit"}
+    assert {t for s, t in drawn if s == "human_review"} == {"send", "learn", "audit"}
+    # Delivery and learning run side by side; audit waits for both.
+    assert {t for s, t in drawn if s == "send"} == {"audit"}
+    assert {t for s, t in drawn if s == "learn"} == {"audit"}
     # Only audit ends the run, and every node has a way out.
     assert {s for s, t in drawn if t == "__end__"} == {"audit"}
     assert NODES <= {s for s, _ in drawn}

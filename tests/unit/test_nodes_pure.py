@@ -297,3 +297,31 @@ def test_failed_statement_rolls_back(db):
 def test_non_postgres_url_is_rejected(tmp_path):
     with pytest.raises(ValueError, match="postgresql://"):
         open_database("mysql://localhost/db", tmp_path)
+
+
+# --------------------------------------------------------------------------- learn
+
+
+def test_learn_trusts_what_is_being_delivered_beside_send():
+    from nodes.learn import trusted
+
+    # Beside `send`, the status is still `processing`: a confident draft is learned...
+    assert trusted({"status": "processing", "confidence": {"score": 0.9}}, 0.8) == "auto"
+    assert trusted({"status": "processing", "confidence": {"score": 0.7},
+                    "review": {"type": "edit", "reply": "x"}}, 0.8) == "human"
+    assert trusted({"status": "processing", "review": {"type": "accept"}}, 0.8) == "human"
+    # ...but never a reply below the threshold, nor a closed, failed or erroring ticket.
+    assert trusted({"status": "processing", "confidence": {"score": 0.79}}, 0.8) is None
+    for status in ("rejected", "stalled", "failed"):
+        assert trusted({"status": status, "confidence": {"score": 0.99},
+                        "review": {"type": "accept"}}, 0.8) is None
+    assert trusted({"status": "processing", "error": "draft: boom",
+                    "confidence": {"score": 0.99}}, 0.8) is None
+
+
+def test_learn_and_send_deliver_the_same_reply():
+    from nodes.send import reply_of
+
+    drafts = [{"text": "first"}, {"text": "latest [1]"}]
+    assert reply_of({"drafts": drafts}) == "latest [1]"
+    assert reply_of({"drafts": drafts, "final_reply": "edited by a human"}) == "edited by a human"

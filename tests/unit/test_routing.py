@@ -154,8 +154,8 @@ def scored(score: float, **extra) -> dict:
 
 
 def test_confidence_at_exactly_the_threshold_sends():
-    assert routing.after_confidence(scored(0.8), rt(confidence_threshold=0.8)) == "send"
-    assert routing.after_confidence(scored(0.95), rt()) == "send"
+    assert routing.after_confidence(scored(0.8), rt(confidence_threshold=0.8)) == ["send", "learn"]
+    assert routing.after_confidence(scored(0.95), rt()) == ["send", "learn"]
 
 
 def test_low_confidence_planner_or_human():
@@ -205,8 +205,8 @@ def test_after_planner_raises_on_unknown_action():
 
 
 def test_after_review_branches():
-    assert routing.after_review({"review": {"type": "accept"}}) == "send"
-    assert routing.after_review({"review": {"type": "edit", "reply": "x"}}) == "send"
+    assert routing.after_review({"review": {"type": "accept"}}) == ["send", "learn"]
+    assert routing.after_review({"review": {"type": "edit", "reply": "x"}}) == ["send", "learn"]
     assert routing.after_review({"review": {"type": "ignore"}}) == "audit"
     assert routing.after_review({"review": {"type": "stalled"}}) == "audit"
 
@@ -215,9 +215,3 @@ def test_after_review_branches():
 def test_after_review_raises_on_unexpected_decision(review):
     with pytest.raises(ValueError, match="unexpected review decision"):
         routing.after_review({"review": review})
-
-
-def test_after_send_learns_only_from_sent():
-    assert routing.after_send({"status": "sent"}) == "learn"
-    assert routing.after_send({"status": "failed"}) == "audit"
-    assert routing.after_send({}) == "audit"
