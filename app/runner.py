@@ -83,8 +83,9 @@ class Runner:
     def _config(self, thread_id: str) -> dict:
         return {"configurable": {"thread_id": thread_id}}
 
-    def _invoke(self, value: Any, thread_id: str) -> None:
-        self.graph.invoke(value, self._config(thread_id), context=self.ctx, durability="sync")
+    def _invoke(self, value: Any, thread_id: str) -> dict[str, Any]:
+        return self.graph.invoke(value, self._config(thread_id), context=self.ctx,
+                                 durability="sync")
 
     def run(self, raw_ticket: dict) -> Outcome:
         """Run (or continue) one ticket; raises `graph.tickets.TicketError` on bad input."""
@@ -103,17 +104,31 @@ class Runner:
         # Never two interleaved runs on one thread: a second submission gets ThreadBusy.
         with self.leases.hold(thread_id):
             snapshot = self.graph.get_state(self._config(thread_id))
-            note = ""
+            note, values = "", None
             if snapshot.values and not _pending(snapshot):
                 note = "already processed; not run again"
             elif snapshot.values and snapshot.interrupts:
                 note = "already waiting for review"
             elif snapshot.values and _pending(snapshot):
                 note = "resumed an interrupted run from its last completed step"
-                self._invoke(None, thread_id)
+                values = self._invoke(None, thread_id)
             else:
-                self._invoke({"ticket": safe}, thread_id)
-        return Outcome(self.summary(thread_id), thread_id, note)
+                values = self._invoke({"ticket": safe}, thread_id)
+        return Outcome(self._finished_summary(thread_id, values) or self.summary(thread_id),
+                       thread_id, note)
+
+    def _finished_summary(self, thread_id: str, values: dict | None) -> dict[str, Any] | None:
+        """The stored summary of a run that just ended here, without re-reading its state.
+
+        A run that returned a closed status and no interrupt went through `audit`, which
+        stored the summary; if that row says otherwise (audit itself failed), None.
+        """
+        status = (values or {}).get("status")
+        if status not in ("sent", "rejected", "stalled", "failed") or "__interrupt__" in values:
+            return None
+        row = self.db.fetchone("SELECT status, summary FROM sg_runs WHERE thread_id = :t",
+                               {"t": thread_id})
+        return json.loads(row["summary"]) if row and row["status"] == status else None
 
     def run_many(self, tickets: Iterable[dict]) -> Iterable[Outcome]:
         """Run tickets one after another (each durable on its own)."""
