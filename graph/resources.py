@@ -8,6 +8,7 @@ different databases never share a handle.
 
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -92,14 +93,28 @@ def _qdrant_api_key() -> str | None:
     return qdrant_api_key()
 
 
+_by_setting: dict[tuple[str, ...], Resources] = {}
+
+
 def get_resources(ctx: Context) -> Resources:
-    """The shared resources for this context's locations."""
+    """The shared resources for this context's locations.
+
+    Every step asks, so the answer is remembered by the settings as written (and the working
+    directory a relative home depends on): resolving the home's path is a syscall per folder
+    level, and it showed up in every step's profile.
+    """
+    setting = (os.getcwd(), str(ctx.home), ctx.database_url, ctx.qdrant_url,
+               ctx.intent_model_dir)
+    res = _by_setting.get(setting)
+    if res is not None:
+        return res
     key = (str(ctx.home_path.resolve()), ctx.database_url, ctx.qdrant_url, ctx.intent_model_dir)
     with _lock:
         res = _resources.get(key)
         if res is None:
             res = Resources(ctx=ctx)
             _resources[key] = res
+        _by_setting[setting] = res
         return res
 
 
@@ -107,3 +122,4 @@ def reset_resources() -> None:
     """Forget every cached resource (tests that switch homes or databases)."""
     with _lock:
         _resources.clear()
+        _by_setting.clear()
