@@ -18,8 +18,12 @@ The router here is a local model sharing the CPU with everything else, so a burs
 queues for it: the time a ticket spent in its `classify` step (waiting for and inside the
 classifier's forward passes) is printed too, and the latency beyond remote *and* local model
 time, which is what the orchestration itself adds. So is the classifier's busy time during
-the wave: the floor a burst of this size cannot go below on this CPU. The last line is one
-JSON object.
+the wave: the floor a burst of this size cannot go below on this CPU.
+
+Beside it, the same waves through the workflow's shape with empty nodes on the same
+checkpointer (`benchmarks.empty_graph`): what LangGraph and Postgres alone add over the
+answer model's delay at 1 and at N in flight, a floor no change to our nodes can go below on
+this machine. The last line is one JSON object.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from benchmarks import empty_graph
 from benchmarks.pg import throwaway_postgres
 from benchmarks.workload import (
     cpu_count,
@@ -149,6 +154,11 @@ def main(argv: list[str] | None = None) -> None:
         forget_seen_texts()
         wave = run_wave(runner, tickets(in_flight, f"lat-{in_flight}", start=12), in_flight,
                         delays)
+        empty = empty_graph.build(runner.db, delays["answer"])
+        empty_graph.run_wave(empty, 4, 1, "warm", delays["answer"])
+        floor_serial = empty_graph.run_wave(empty, min(in_flight, 8), 1, "c1", delays["answer"])
+        floor = empty_graph.run_wave(empty, in_flight, in_flight, f"c{in_flight}",
+                                     delays["answer"])
         figures["load_after"] = load_average()
         close_all()
         close_stores()
@@ -156,6 +166,10 @@ def main(argv: list[str] | None = None) -> None:
         figures[f"c1_{key}"] = value
     for key, value in wave.items():
         figures[key] = value
+    for key, value in floor_serial.items():
+        figures[f"empty_graph_c1_{key}"] = value
+    for key, value in floor.items():
+        figures[f"empty_graph_{key}"] = value
     figures["meets_target"] = wave["extra_p95_ms"] <= TARGET_EXTRA_MS
 
     print(f"latency with injected model latency ({args.latency}), Postgres, {cpu_count()} CPUs; "
@@ -174,6 +188,10 @@ def main(argv: list[str] | None = None) -> None:
               f"p50 {figures_of['beyond_all_models_p50_ms']:.0f} ms, p95 "
               f"{figures_of['beyond_all_models_p95_ms']:.0f} ms; local models busy "
               f"{figures_of['local_model_busy_s']:.1f} s of the wave's {figures_of['seconds']} s")
+    print(f"  floor, the same supersteps with empty nodes (LangGraph + Postgres only): beyond "
+          f"the answer delay p95 {floor_serial['extra_p95_ms']:.0f} ms at 1 in flight, "
+          f"{floor['extra_p95_ms']:.0f} ms at {in_flight} in flight "
+          f"({floor['cpu_ms_per_ticket']:.1f} ms CPU per ticket)")
     print(f"  target p95 beyond model time <= {TARGET_EXTRA_MS:.0f} ms: "
           f"{'met' if figures['meets_target'] else 'MISSED'}")
     print(json.dumps(figures, sort_keys=True))

@@ -14,7 +14,10 @@ batches of 64, with no cache; tickets/s at that rate is what the model alone wou
 Each level starts with the classifier's and embedder's caches cleared and texts the warm-up
 did not use, so its tickets are new to the models (up to the demo set's 170 texts; beyond that
 texts repeat and are served from the caches, as a repeated ticket would be).
-Target: >= 50% of the ceiling at 32 in flight. The last line is one JSON object.
+Target: >= 50% of the ceiling at 32 in flight. Beside each level, the workflow's shape with
+empty nodes on the same checkpointer (`benchmarks.empty_graph`): the tickets/s LangGraph and
+Postgres alone allow at that level, with no model and no node code. The last line is one JSON
+object.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from benchmarks import empty_graph
 from benchmarks.pg import throwaway_postgres
 from benchmarks.workload import (
     cpu_count,
@@ -149,6 +153,13 @@ def main(argv: list[str] | None = None) -> None:
             result = run_level(runner, level, tickets(n, f"tp-{level}", start=8))
             for key, value in result.items():
                 figures[f"c{level}_{key}"] = value
+        empty = empty_graph.build(runner.db, 0.0)
+        empty_graph.run_wave(empty, 8, 1, "warm", 0.0)
+        for level in levels:
+            n = figures[f"c{level}_tickets"]
+            floor = empty_graph.run_wave(empty, max(n, 2 * level), level, f"c{level}", 0.0)
+            figures[f"c{level}_empty_graph_tickets_per_s"] = floor["tickets_per_s"]
+            figures[f"c{level}_empty_graph_cpu_ms_per_ticket"] = floor["cpu_ms_per_ticket"]
         per_ticket = max(figures[f"c{lv}_model_texts_per_ticket"] for lv in levels)
         rates.extend(model_rate(sample, seconds, batch) for batch in (8, 32))
         figures["model_texts_per_s"] = round(max(rates), 1)
@@ -179,7 +190,9 @@ def main(argv: list[str] | None = None) -> None:
               f"p95 {figures[f'c{level}_p95_ms']:.0f} ms), "
               f"{figures[f'c{level}_share_of_ceiling']:.0%} of its ceiling "
               f"{figures[f'c{level}_ceiling_tickets_per_s']:.2f} "
-              f"({figures[f'c{level}_model_texts_per_ticket']:.1f} texts/ticket)")
+              f"({figures[f'c{level}_model_texts_per_ticket']:.1f} texts/ticket); empty nodes on "
+              f"the same checkpointer: {figures[f'c{level}_empty_graph_tickets_per_s']:.1f} "
+              f"tickets/s")
     print(f"  the model alone embeds {figures['model_texts_per_s']:.0f} texts/s (length-sorted "
           f"batches); at the most texts/ticket ({per_ticket:.1f}) -> {ceiling:.2f} tickets/s")
     print(f"  target >= {TARGET_SHARE:.0%} of ceiling at {reference} in flight: "

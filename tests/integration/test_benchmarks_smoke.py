@@ -14,10 +14,12 @@ CASES = {
                   "graph_outside_nodes_p50_ms", "same_path"}),
     "throughput": (["--levels", "1,3", "--tickets", "3"],
                    {"c1_tickets_per_s", "c3_tickets_per_s", "ceiling_tickets_per_s",
-                    "c3_share_of_ceiling", "model_texts_per_ticket"}),
+                    "c3_share_of_ceiling", "model_texts_per_ticket",
+                    "c3_empty_graph_tickets_per_s"}),
     "latency": (["--in-flight", "3", "--latency", "router=10,answer=300,planner=50"],
                 {"p95_ms", "extra_p95_ms", "critical_model_p50_ms", "c1_p50_ms",
-                 "local_model_p95_ms", "beyond_all_models_p95_ms", "local_model_busy_s"}),
+                 "local_model_p95_ms", "beyond_all_models_p95_ms", "local_model_busy_s",
+                 "empty_graph_extra_p95_ms", "empty_graph_c1_extra_p95_ms"}),
     "storage": (["--tickets", "3"],
                 {"postgres_kb_per_ticket_before", "postgres_kb_per_ticket_after",
                  "sqlite_kb_per_ticket_before", "sqlite_kb_per_ticket_after",
@@ -44,6 +46,9 @@ def test_benchmark_quick_run_ends_with_its_figures(
         # the local router really ran for every ticket, and is counted apart from the rest
         assert figures["local_model_p50_ms"] > 0 and figures["local_model_busy_s"] > 0
         assert figures["beyond_all_models_p95_ms"] < figures["extra_p95_ms"]
+        # the empty-node floor really waits for the answer delay, and adds less than ours
+        assert figures["empty_graph_c1_p50_ms"] >= 300
+        assert 0 < figures["empty_graph_c1_extra_p50_ms"] < figures["c1_extra_p50_ms"]
 
 
 @pytest.mark.slow
