@@ -17,7 +17,9 @@ process) surface as `RetrievalUnavailable` with a one-line reason, within the ti
 from __future__ import annotations
 
 import atexit
+import bisect
 import hashlib
+import itertools
 import logging
 import math
 import threading
@@ -117,7 +119,12 @@ def content_hash(chunk: Chunk, n_chunks: int = 1) -> str:
 
 @dataclass
 class _Lexical:
-    """A BM25 index plus the payloads and ids it was built from."""
+    """A snapshot of one collection: BM25 index, ids, payloads (and local vectors), row for row.
+
+    Rows are sorted by point id (the order of a local scroll). Never mutated once published,
+    except for the lazily filled caches: a write makes a new snapshot (`patched`) and swaps it
+    in, so a reader holding one sees ids, payloads, vectors and BM25 that agree.
+    """
 
     index: LexicalIndex
     ids: list[str]
@@ -133,9 +140,7 @@ class _Lexical:
     def column(self, key: str) -> np.ndarray:
         """One payload field of every point, row for row (built on first use)."""
         if key not in self._columns:
-            values = np.empty(len(self.payloads), dtype=object)
-            values[:] = [p.get(key) for p in self.payloads]
-            self._columns[key] = values
+            self._columns[key] = _objects([p.get(key) for p in self.payloads])
         return self._columns[key]
 
     def payload_by_id(self) -> dict[str, dict[str, Any]]:
@@ -143,6 +148,85 @@ class _Lexical:
         if self._by_id is None:
             self._by_id = dict(zip(self.ids, self.payloads, strict=True))
         return self._by_id
+
+    def patched(
+        self, stored: dict[str, tuple[dict[str, Any], np.ndarray]], touched: Iterable[str]
+    ) -> _Lexical:
+        """A new snapshot with the `touched` points as `stored` (a touched id not in it: gone).
+
+        Rows stay sorted by id, so the result is row for row the snapshot a rebuild would make
+        (same ties, same BM25 sums). Only the touched points are handled one by one; the other
+        rows are list and array copies, and `self` stays as it was for readers still on it.
+        """
+        gone = sorted({row for pid in {*touched, *stored}
+                       if (row := _row(self.ids, pid)) is not None})
+        keep = np.ones(len(self.ids), dtype=bool)
+        keep[gone] = False
+        new_ids = sorted(stored)
+        payloads = [stored[pid][0] for pid in new_ids]
+        # np.insert positions among the kept rows: before the first larger id
+        before = np.array([bisect.bisect_left(self.ids, pid) for pid in new_ids], dtype=np.intp)
+        positions = before - np.searchsorted(np.array(gone, dtype=np.intp), before)
+        vectors = self.vectors
+        if vectors is not None:
+            new_vectors = np.array([stored[pid][1] for pid in new_ids], dtype=np.float32)
+            vectors = _inserted(vectors, keep, positions,
+                                new_vectors.reshape(len(new_ids), vectors.shape[1]))
+        ids = _spliced(self.ids, keep, positions, new_ids)
+        return _Lexical(
+            index=self.index.spliced(
+                keep, positions,
+                [str(p.get("title", "")) for p in payloads],
+                [str(p.get("text", "")) for p in payloads],
+                [p.get("tenant") for p in payloads],
+            ),
+            ids=ids,
+            payloads=_spliced(self.payloads, keep, positions, payloads),
+            generation=self.generation,
+            built_at=self.built_at,
+            points=len(ids),
+            vectors=vectors,
+            _columns={key: _inserted(values, keep, positions,
+                                     _objects([p.get(key) for p in payloads]))
+                      for key, values in dict(self._columns).items()},
+        )
+
+
+def _row(ids: list[str], pid: str) -> int | None:
+    """Row of `pid` in sorted `ids`, or None."""
+    row = bisect.bisect_left(ids, pid)
+    return row if row < len(ids) and ids[row] == pid else None
+
+
+def _objects(values: list[Any]) -> np.ndarray:
+    """A 1-d object array of `values` (filled one by one: list values must stay lists)."""
+    out = np.empty(len(values), dtype=object)
+    for i, value in enumerate(values):
+        out[i] = value
+    return out
+
+
+def _inserted(
+    array: np.ndarray, keep: np.ndarray, positions: np.ndarray, values: np.ndarray
+) -> np.ndarray:
+    """`array` without the rows where `keep` is False, with `values` inserted before `positions`."""
+    kept = array[keep]
+    return np.insert(kept, positions, values, axis=0) if len(positions) else kept
+
+
+def _spliced(
+    items: list[_T], keep: np.ndarray, positions: np.ndarray, values: list[_T]
+) -> list[_T]:
+    """`_inserted` for a list (slices, no per-item Python work for the untouched rows)."""
+    kept = list(itertools.compress(items, keep.tolist()))
+    out: list[_T] = []
+    start = 0
+    for position, value in zip(positions.tolist(), values, strict=True):
+        out.extend(kept[start:position])
+        out.append(value)
+        start = position
+    out.extend(kept[start:])
+    return out
 
 
 class KnowledgeStore:
@@ -198,8 +282,47 @@ class KnowledgeStore:
             ) from exc
 
     def _bump(self, collection: str) -> None:
+        """Mark the snapshot of `collection` stale: the next search rebuilds it."""
         with self._meta_lock:
             self._generation[collection] = self._generation.get(collection, 0) + 1
+
+    def _snapshot_lock(self, collection: str) -> threading.Lock:
+        """The lock that serialises building, patching and swapping one collection's snapshot."""
+        with self._meta_lock:
+            return self._lexical_locks.setdefault(collection, threading.Lock())
+
+    def _after_write(self, collection: str, ids: Sequence[str]) -> None:
+        """Bring the snapshot of `collection` up to date with our write of the points `ids`.
+
+        Local mode patches it from those points as now stored, so the next search does not
+        scroll and re-tokenise the whole collection. A server's snapshot is rebuilt instead:
+        other processes write there too, and its TTL and point-count checks assume a copy
+        made by one scroll.
+        """
+        if self.server:
+            self._bump(collection)
+            return
+        try:
+            self._patch(collection, ids)
+        except Exception as exc:  # the write itself went through: never serve a stale copy
+            log.warning("could not patch the snapshot of %s, rebuilding it: %s", collection, exc)
+            self._bump(collection)
+
+    def _patch(self, collection: str, ids: Sequence[str]) -> None:
+        """Replace the current snapshot of `collection` by one with `ids` as stored now.
+
+        The points are read back after the write and under the snapshot lock, so whatever
+        order concurrent writers of one point finish in, the last patch sees the last write
+        (and a point read back missing was deleted). Reading back also gives the payload and
+        vector exactly as a rebuild's scroll would (local mode normalises cosine vectors).
+        No snapshot yet, or one due for a rebuild anyway: nothing to do.
+        """
+        with self._snapshot_lock(collection):
+            current = self._lexical.get(collection)
+            if current is None or current.generation != self._generation.get(collection, 0):
+                return
+            stored = self._points_with_vectors(collection, ids)
+            self._lexical[collection] = current.patched(stored, ids)
 
     def close(self) -> None:
         """Release the client (and, in local mode, the folder lock)."""
@@ -331,31 +454,39 @@ class KnowledgeStore:
             stale.extend(point_id(doc_id, i) for i in range(count, previous))
         todo = [(pid, c) for pid, c in by_id.items()
                 if (existing.get(pid) or {}).get("hash") != hashes[pid]]
-        if stale:
-            self._call(
-                "delete stale chunks",
-                lambda: self.client.delete(
-                    collection, points_selector=models.PointIdsList(points=stale), wait=True
-                ),
-            )
-        for start in range(0, len(todo), batch_size):
-            part = todo[start : start + batch_size]
-            if all(pid in known for pid, _ in part):
-                encoded = np.stack([known[pid] for pid, _ in part])
-            else:
-                encoded = self.embedder.encode([embedding_text(c.title, c.text) for _, c in part])
-            points = [
-                models.PointStruct(
-                    id=pid, vector={DENSE: vector.tolist()},
-                    payload=_payload(c, counts[c.doc_id], hashes[pid]),
+        touched = stale + [pid for pid, _ in todo]
+        try:
+            if stale:
+                self._call(
+                    "delete stale chunks",
+                    lambda: self.client.delete(
+                        collection, points_selector=models.PointIdsList(points=stale), wait=True
+                    ),
                 )
-                for (pid, c), vector in zip(part, encoded, strict=True)
-            ]
-            self._call(
-                "upsert", lambda points=points: self.client.upsert(collection, points, wait=True)
-            )
-        if todo or stale:
-            self._bump(collection)
+            for start in range(0, len(todo), batch_size):
+                part = todo[start : start + batch_size]
+                if all(pid in known for pid, _ in part):
+                    encoded = np.stack([known[pid] for pid, _ in part])
+                else:
+                    encoded = self.embedder.encode(
+                        [embedding_text(c.title, c.text) for _, c in part])
+                points = [
+                    models.PointStruct(
+                        id=pid, vector={DENSE: vector.tolist()},
+                        payload=_payload(c, counts[c.doc_id], hashes[pid]),
+                    )
+                    for (pid, c), vector in zip(part, encoded, strict=True)
+                ]
+                self._call(
+                    "upsert",
+                    lambda points=points: self.client.upsert(collection, points, wait=True),
+                )
+        except BaseException:
+            if touched:  # perhaps partly written: rebuild rather than guess
+                self._bump(collection)
+            raise
+        if touched:
+            self._after_write(collection, touched)
         return len(todo)
 
     def _stored(self, collection: str, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
@@ -393,13 +524,17 @@ class KnowledgeStore:
         """Delete points by id; returns how many ids were given."""
         if not ids:
             return 0
-        self._call(
-            "delete",
-            lambda: self.client.delete(
-                collection, points_selector=models.PointIdsList(points=list(ids)), wait=True
-            ),
-        )
-        self._bump(collection)
+        try:
+            self._call(
+                "delete",
+                lambda: self.client.delete(
+                    collection, points_selector=models.PointIdsList(points=list(ids)), wait=True
+                ),
+            )
+        except BaseException:
+            self._bump(collection)
+            raise
+        self._after_write(collection, list(ids))
         return len(ids)
 
     def payload_of(self, collection: str, pid: str) -> dict[str, Any] | None:
@@ -487,6 +622,24 @@ class KnowledgeStore:
         matrix = np.asarray(vectors, dtype=np.float32).reshape(len(rows), DIMENSIONS)
         return rows, matrix
 
+    def _points_with_vectors(
+        self, collection: str, ids: Sequence[str]
+    ) -> dict[str, tuple[dict[str, Any], np.ndarray]]:
+        """Payload and dense vector of those of `ids` that are stored (lookups by id)."""
+        found: dict[str, tuple[dict[str, Any], np.ndarray]] = {}
+        for start in range(0, len(ids), 1024):
+            part = list(ids[start : start + 1024])
+            points = self._call(
+                "retrieve",
+                lambda part=part: self.client.retrieve(
+                    collection, ids=part, with_payload=True, with_vectors=[DENSE]
+                ),
+            )
+            for p in points:
+                vector = p.vector.get(DENSE) if isinstance(p.vector, dict) else p.vector
+                found[str(p.id)] = (dict(p.payload or {}), np.asarray(vector, dtype=np.float32))
+        return found
+
     def payloads_where(self, collection: str, key: str, value: str) -> list[dict[str, Any]]:
         """Payloads whose field `key` is `value` or, for a list field, contains it."""
         if self.server:
@@ -501,14 +654,14 @@ class KnowledgeStore:
         return out
 
     def _lexical_index(self, collection: str) -> _Lexical:
-        """Return the BM25 index of `collection`, rebuilt after our writes.
+        """Return the current snapshot (BM25 index, payloads, vectors) of `collection`.
 
+        Built by one scroll on first use, after `delete_where` and, on a server, after any
+        write; in local mode our upserts and `delete_ids` patch it instead (`_after_write`).
         On a server other processes may write too, so there it is also rebuilt when the point
         count moved or the index is older than the TTL.
         """
-        with self._meta_lock:
-            lock = self._lexical_locks.setdefault(collection, threading.Lock())
-        with lock:
+        with self._snapshot_lock(collection):
             current = self._lexical.get(collection)
             generation = self._generation.get(collection, 0)
             if current is not None and current.generation == generation:
@@ -523,6 +676,10 @@ class KnowledgeStore:
                 rows = self.scroll_payloads(collection)
             else:
                 rows, matrix = self._scroll_with_vectors(collection)
+            order = sorted(range(len(rows)), key=lambda i: rows[i][0])  # what `patched` keeps
+            rows = [rows[i] for i in order]
+            if matrix is not None:
+                matrix = matrix[order]
             index = LexicalIndex(
                 [str(p.get("title", "")) for _, p in rows],
                 [str(p.get("text", "")) for _, p in rows],
@@ -590,6 +747,8 @@ class KnowledgeStore:
         """`search` for several queries: one embedding pass, one batched Qdrant request.
 
         `mode` "dense" or "lexical" uses one signal only (ablations, benchmarks).
+        `fill_cosine`: fetch the real cosine of hits found by BM25 alone from Qdrant (local
+        mode always takes it from the in-memory vectors instead, at no cost).
         """
         if k < 1:
             raise ValueError("k must be >= 1")
@@ -631,7 +790,11 @@ class KnowledgeStore:
                 sparse_hits = [(lexical.ids[r], s, lexical.payloads[r]) for r, s in rows]
             cosine = {pid: score for pid, score, _ in dense}
             hits = self._fuse(collection, ranked_dense, sparse_hits, k, cosine, fusion)
-            results.append(self._fill_cosine(collection, hits, vector) if fill_cosine else hits)
+            if cached is not None and cached.vectors is not None:
+                hits = _snapshot_cosine(cached, hits, vector)  # free, and the hits' snapshot
+            elif fill_cosine:
+                hits = self._fill_cosine(collection, hits, vector)
+            results.append(hits)
         return results
 
     def _qdrant_dense(
@@ -779,9 +942,9 @@ def _exact_dense(
 
     Local Qdrant searches exactly too, but evaluates a payload filter point by point in
     Python: at 32 tickets in flight the tenant filter alone was 11% of the process's Python
-    time. The vectors already sit in memory next to the BM25 index (rebuilt after every
+    time. The vectors already sit in memory next to the BM25 index (patched after every
     write), so one matrix product and a numpy mask give the same candidates (equivalence:
-    tests/unit/test_retrieval.py). A Qdrant server does its own filtered search.
+    tests/integration/test_qdrant.py). A Qdrant server does its own filtered search.
     """
     assert lexical.vectors is not None
     if not lexical.ids:
@@ -798,6 +961,22 @@ def _exact_dense(
         top = top[np.argsort(-row[top], kind="stable")]
         out.append([(lexical.ids[i], float(row[i]), lexical.payloads[i])
                     for i in top if row[i] != -np.inf])
+    return out
+
+
+def _snapshot_cosine(lexical: _Lexical, hits: list[Hit], query_vector: np.ndarray) -> list[Hit]:
+    """Give hits found by BM25 alone their cosine from the local snapshot they came from.
+
+    `_fill_cosine` would read the vectors from Qdrant, which a concurrent write may already
+    have changed: payload and cosine of one hit must come from the same snapshot.
+    """
+    assert lexical.vectors is not None
+    out = []
+    for hit in hits:
+        row = _row(lexical.ids, hit.chunk_id) if math.isnan(hit.dense_score) else None
+        if row is not None:
+            hit = replace(hit, dense_score=float(np.dot(lexical.vectors[row], query_vector)))
+        out.append(hit)
     return out
 
 

@@ -132,3 +132,89 @@ def test_fusion_convex_keeps_margins_and_rrf_uses_ranks():
     rrf = fuse_scores([dense, lexical], "rrf")
     assert rrf["b"] == 1 / 62 + 1 / 61
     assert fuse_scores([[("x", 0.5)], []], "convex") == {"x": 0.5}
+
+
+def textbook_bm25(docs: list[tuple[str, str]], query: str, k1=1.2, b=0.75, title_weight=2.0):
+    """Plain-Python BM25 (title terms count `title_weight` times), the reference for the index."""
+    from collections import Counter
+    from math import log
+
+    counts = []
+    for title, text in docs:
+        c: Counter[str] = Counter()
+        for t in tokenize(text):
+            c[t] += 1.0
+        for t in tokenize(title):
+            c[t] += title_weight
+        counts.append(c)
+    n = len(docs)
+    avg = (sum(sum(c.values()) for c in counts) / n if n else 0.0) or 1.0
+    out = []
+    for c in counts:
+        length = sum(c.values())
+        score = 0.0
+        for term in set(tokenize(query)):
+            df = sum(1 for other in counts if term in other)
+            if term in c:
+                idf = log((n - df + 0.5) / (df + 0.5) + 1.0)
+                tf = c[term]
+                score += idf * tf * (k1 + 1) / (tf + k1 * (1 - b + b * length / avg))
+        out.append(score)
+    return np.array(out)
+
+
+WORDS = ("refund refunds charge invoice plan billing setting settings enabled webhook signature "
+         "api key rotate export seat upgrade cancel tax vat receipt sso error timeout").split()
+
+
+def random_doc(rng) -> tuple[str, str, str | None]:
+    title = " ".join(rng.choices(WORDS, k=rng.randrange(0, 3)))
+    text = " ".join(rng.choices(WORDS + [f"rare{rng.randrange(500)}"], k=rng.randrange(0, 25)))
+    return title, text, rng.choice([None, "acme", "globex"])
+
+
+def test_bm25_scores_are_textbook_bm25():
+    import random
+
+    rng = random.Random(5)
+    docs = [random_doc(rng) for _ in range(60)]
+    index = LexicalIndex([d[0] for d in docs], [d[1] for d in docs], [d[2] for d in docs])
+    for query in ("refund settings", "api key rotate rotate", "rare7 vat", "nothing here", ""):
+        expected = textbook_bm25([(d[0], d[1]) for d in docs], query)
+        assert np.allclose(index.scores(query), expected, rtol=1e-6, atol=1e-6), query
+    assert LexicalIndex([], []).scores("refund").shape == (0,)
+    assert LexicalIndex([], []).top("refund", 3) == []
+
+
+def test_bm25_spliced_index_scores_exactly_like_one_built_from_scratch():
+    """Removing and inserting documents keeps IDF and average length those of the whole set."""
+    import random
+
+    rng = random.Random(11)
+    docs = [random_doc(rng) for _ in range(40)]
+    index = LexicalIndex([d[0] for d in docs], [d[1] for d in docs], [d[2] for d in docs])
+    queries = ["refund settings", "api key rotate", "vat tax receipt", "timeout error sso",
+               "rare3 rare4 rare5 charge"]
+    for _step in range(60):
+        keep = np.array([rng.random() > 0.1 for _ in docs], dtype=bool)
+        kept = [d for d, k in zip(docs, keep, strict=True) if k]
+        new = [random_doc(rng) for _ in range(rng.randrange(0, 4))]
+        positions = sorted(rng.randrange(len(kept) + 1) for _ in new)
+        index = index.spliced(keep, positions, [d[0] for d in new], [d[1] for d in new],
+                              [d[2] for d in new])
+        docs = list(kept)
+        for offset, (position, doc) in enumerate(zip(positions, new, strict=True)):
+            docs.insert(position + offset, doc)
+        fresh = LexicalIndex([d[0] for d in docs], [d[1] for d in docs], [d[2] for d in docs])
+        assert index.size == fresh.size == len(docs)
+        assert list(index.tenants) == list(fresh.tenants)
+        for query in queries:
+            assert np.array_equal(index.scores(query), fresh.scores(query)), query
+            for tenant in (None, "acme"):
+                assert (index.top(query, 5, tenant=tenant, any_tenant=False)
+                        == fresh.top(query, 5, tenant=tenant, any_tenant=False))
+    empty = index.spliced(np.zeros(index.size, dtype=bool), [], [], [], [])
+    assert empty.size == 0 and empty.top("refund", 3) == []
+    again = empty.spliced(np.zeros(0, dtype=bool), [0], ["Refunds"], ["refund policy"], ["a"])
+    assert again.top("refund", 3) == LexicalIndex(["Refunds"], ["refund policy"], ["a"]).top(
+        "refund", 3)
