@@ -210,19 +210,33 @@ def _write_audit(step: Step, info: Any, started: str, t0: float, outcome: str,
 def _report(row: dict[str, Any], salt: str) -> None:
     """One JSON log line and one OpenTelemetry span per step: ids and figures, never text.
 
-    Quiet unless the `supportgraph.steps` logger is at INFO (`supportgraph -v`); the span is
-    a no-op unless the application installed a tracer provider (`app.observability`).
+    Quiet unless the `supportgraph.steps` logger is at INFO (`supportgraph -v`); no span
+    unless the application installed a tracer provider (`app.observability`). Neither costs
+    anything when off: this runs after every step.
     """
+    logging_on = log.isEnabledFor(logging.INFO)
+    tracing_on = _tracing_enabled()
+    if not (logging_on or tracing_on):
+        return
     fields = {"ticket_id": redact_obj(row["ticket_id"], salt=salt),
               "thread_id": redact_obj(row["thread_id"], salt=salt), "step": row["step"],
               "attempt": row["attempt"], "duration_ms": row["duration_ms"],
               "outcome": row["outcome"], "cost": row["cost_usd"],
               "model_calls": row["model_calls"]}
-    if log.isEnabledFor(logging.INFO):
+    if logging_on:
         log.info(json.dumps({"event": "step", **fields}, ensure_ascii=False))
-    if _otel_trace is not None:
+    if tracing_on:
         end = time.time_ns()
         span = _otel_trace.get_tracer("supportgraph").start_span(
             f"step {row['step']}", start_time=end - int(row["duration_ms"] * 1e6),
             attributes={f"supportgraph.{k}": v for k, v in fields.items()})
         span.end(end_time=end)
+
+
+def _tracing_enabled() -> bool:
+    """Whether a tracer provider was installed (before that, OpenTelemetry's is a proxy)."""
+    if _otel_trace is None:
+        return False
+    provider = _otel_trace.get_tracer_provider()
+    return not isinstance(provider, (_otel_trace.ProxyTracerProvider,
+                                     _otel_trace.NoOpTracerProvider))

@@ -7,6 +7,7 @@ placeholders and translated for psycopg, so every query runs unchanged on both.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import sqlite3
@@ -97,6 +98,7 @@ SCHEMA = [
 _PARAM = re.compile(r"(?<!:):([A-Za-z_][A-Za-z0-9_]*)")
 
 
+@functools.lru_cache(maxsize=512)
 def _to_psycopg(sql: str) -> str:
     """Translate `:name` placeholders to psycopg's `%(name)s` (and escape literal `%`)."""
     return _PARAM.sub(r"%(\1)s", sql.replace("%", "%%"))
