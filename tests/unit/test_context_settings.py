@@ -167,3 +167,22 @@ def test_replace_values_are_not_overridden_by_env(monkeypatch):
     base = Context()
     assert base.planner_enabled is False
     assert base.replace(planner_enabled=True).planner_enabled is True
+
+
+def test_resources_follow_the_folder_a_relative_home_names(tmp_path, monkeypatch):
+    from graph.resources import get_resources, reset_resources
+
+    reset_resources()
+    try:
+        (tmp_path / "a").mkdir()
+        (tmp_path / "b").mkdir()
+        monkeypatch.chdir(tmp_path / "a")
+        first = get_resources(Context(home="state"))
+        assert get_resources(Context(home="state")) is first  # remembered
+        assert get_resources(Context(home=str(tmp_path / "a" / "state"))) is first  # same folder
+        monkeypatch.chdir(tmp_path / "b")
+        other = get_resources(Context(home="state"))  # same words, another folder
+        assert other is not first
+        assert other.ctx.home_path.resolve() == tmp_path / "b" / "state"
+    finally:
+        reset_resources()

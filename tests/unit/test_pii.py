@@ -353,3 +353,16 @@ def test_adversarial_input_is_fast(text):
     start = time.perf_counter()
     redact(text)
     assert time.perf_counter() - start < 5.0
+
+
+def test_cached_short_texts_redact_exactly_like_long_ones_and_per_salt():
+    from graph import pii
+
+    value = "mail me at ana@example.com or call +44 20 7946 0958"
+    assert len(value) <= pii.SHORT_TEXT
+    padded = value + " " * (pii.SHORT_TEXT + 1 - len(value))  # takes the uncached path
+    assert pii.redact(value) == pii.redact(padded).rstrip()
+    # The salt is part of the cache key: one text, two salts, two different tokens.
+    a, b = pii.redact(value, salt="a"), pii.redact(value, salt="b")
+    assert a != b and "ana@example.com" not in a + b
+    assert pii.redact(value, salt="a") == a
