@@ -98,7 +98,7 @@ def after_confidence(
     if state.get("error") or state.get("review_reason"):
         return "human_review"
     if state["confidence"]["score"] >= ctx.confidence_threshold:
-        return DELIVER
+        return list(DELIVER)
     return "planner" if ctx.planner_enabled else "human_review"
 
 
@@ -119,7 +119,7 @@ def after_review(state: State) -> Literal["audit"] | list[Literal["send", "learn
     """Approved or edited replies are delivered; rejected (and stalled) tickets are closed."""
     decision = (state.get("review") or {}).get("type")
     if decision in ("accept", "edit"):
-        return DELIVER
+        return list(DELIVER)
     if decision in ("ignore", "stalled"):
         return "audit"
     raise ValueError(f"unexpected review decision {decision!r}")
