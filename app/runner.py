@@ -114,31 +114,27 @@ class Runner:
                 values = self._invoke(None, thread_id)
             else:
                 values = self._invoke({"ticket": safe}, thread_id)
-        return Outcome(self._finished_summary(thread_id, values) or self.summary(thread_id),
-                       thread_id, note)
-
-    def _finished_summary(self, thread_id: str, values: dict | None) -> dict[str, Any] | None:
-        """The stored summary of a run that just ended here, without re-reading its state.
-
-        A run that returned a closed status and no interrupt went through `audit`, which
-        stored the summary; if that row says otherwise (audit itself failed), None.
-        """
-        status = (values or {}).get("status")
-        if status not in ("sent", "rejected", "stalled", "failed") or "__interrupt__" in values:
-            return None
-        row = self.db.fetchone("SELECT status, summary FROM sg_runs WHERE thread_id = :t",
-                               {"t": thread_id})
-        return json.loads(row["summary"]) if row and row["status"] == status else None
+        return Outcome(self.summary(thread_id, values), thread_id, note)
 
     def run_many(self, tickets: Iterable[dict]) -> Iterable[Outcome]:
         """Run tickets one after another (each durable on its own)."""
         for ticket in tickets:
             yield self.run(ticket)
 
-    def summary(self, thread_id: str) -> dict[str, Any]:
-        """The run summary of a thread, from the database or built from its state."""
-        row = self.db.fetchone("SELECT summary FROM sg_runs WHERE thread_id = :t",
+    def summary(self, thread_id: str, values: dict | None = None) -> dict[str, Any]:
+        """The run summary of a thread, from the database or built from its state.
+
+        `values`: what an invoke in this process just returned. A run that returned a closed
+        status and no interrupt went through `audit`, which stored the summary, so the stored
+        row is used without loading the thread's state again (unless the row disagrees, as it
+        would if `audit` itself failed).
+        """
+        row = self.db.fetchone("SELECT status, summary FROM sg_runs WHERE thread_id = :t",
                                {"t": thread_id})
+        closed = (values or {}).get("status")
+        if (row and closed in ("sent", "rejected", "stalled", "failed")
+                and "__interrupt__" not in values and row["status"] == closed):
+            return json.loads(row["summary"])
         snapshot = self.graph.get_state(self._config(thread_id))
         if row and (snapshot.interrupts or not _pending(snapshot)):
             return json.loads(row["summary"])
