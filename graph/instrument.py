@@ -160,7 +160,7 @@ def node(
             usage = StepUsage(step=name, duration_ms=round((time.perf_counter() - t0) * 1000, 3),
                               cost=round(step.cost, 8), model_calls=step.model_calls,
                               cache_hits=step.cache_hits, retries=step.retries,
-                              models=step.models)
+                              models=step.models, started_at=started)
             update = {**update, "usage": [usage]}
             if step.failures:
                 update["failures"] = [*update.get("failures", []), *step.failures]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Mapping
-from typing import Annotated, Any, Literal, TypedDict
+from typing import Annotated, Any, Literal, NotRequired, TypedDict
 
 Route = Literal["billing", "technical", "human"]
 Status = Literal["processing", "sent", "awaiting_review", "rejected", "stalled", "failed"]
@@ -97,6 +97,9 @@ class StepUsage(TypedDict):
     cache_hits: int
     retries: int
     models: list[str]
+    started_at: NotRequired[str]
+    """When the step began (as in its audit row): steps that ran side by side finish in any
+    order, so the run summary lists them by start, as `audit show` does."""
 
 
 class ReviewDecision(TypedDict, total=False):

@@ -15,7 +15,9 @@ _CITATION = re.compile(r"\[(\d{1,3})\]")
 
 def build_summary(state: State, *, thread_id: str, status: str) -> dict[str, Any]:
     """Summarise a run from its state; field names are a contract other tools read."""
-    usage = state.get("usage") or []
+    # By start time, like the audit timeline (entries written before it was recorded keep
+    # their order: the sort is stable).
+    usage = sorted(state.get("usage") or [], key=lambda u: u.get("started_at") or "")
     intent = state.get("intent") or {}
     confidence = state.get("confidence") or {}
     breakdown: list[dict[str, Any]] = [

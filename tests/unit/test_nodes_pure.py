@@ -203,6 +203,27 @@ def test_summary_has_the_section_8_keys_and_sums_usage():
     assert summary["failures"] == ["draft: no citations"]
 
 
+def test_summary_lists_steps_that_ran_side_by_side_by_their_start():
+    def usage(step: str, started_at: str | None = None) -> dict:
+        entry = {"step": step, "duration_ms": 1.0, "cost": 0.0, "model_calls": 0,
+                 "cache_hits": 0, "retries": 0, "models": []}
+        return {**entry, "started_at": started_at} if started_at else entry
+
+    # send and learn share a superstep: LangGraph applies learn's writes first, but send began
+    # first, and `audit show` (ordered by start) says so; the summary must agree.
+    state = {"usage": [usage("confidence", "2026-12-01T10:00:00.000001+00:00"),
+                       usage("learn", "2026-12-01T10:00:00.000300+00:00"),
+                       usage("send", "2026-12-01T10:00:00.000200+00:00"),
+                       usage("audit", "2026-12-01T10:00:00.000900+00:00")]}
+    summary = build_summary(state, thread_id="th", status="sent")
+    assert [s["step"] for s in summary["step_breakdown"]] == ["confidence", "send", "learn",
+                                                              "audit"]
+    # Entries from before start times were recorded keep their order, ahead of newer ones.
+    old = {"usage": [usage("intake"), usage("classify"), usage("audit", "2026-12-01T10:00:01")]}
+    assert [s["step"] for s in build_summary(old, thread_id="th", status="sent")[
+        "step_breakdown"]] == ["intake", "classify", "audit"]
+
+
 def test_summary_of_an_empty_failed_run():
     summary = build_summary({"ticket": {"id": "raw-1"}, "error": "bad_input: empty"},
                             thread_id="th", status="failed")
