@@ -5,7 +5,8 @@ spans lose their backticks but keep their underscores (`rate_limited` stays rate
 emphasis markers go only where they really delimit words, links keep their address, tables
 become one line per row, and code blocks keep their lines. Pointers to other articles of the
 knowledge base ('See "Duplicate charges".', '(see below)', 'this guide shows ...') are
-dropped: the customer cannot open them. Pure functions, no state: the offline drafter calls them on every ticket.
+dropped: the customer cannot open them. Pure functions, no state: the offline drafter calls
+them on every ticket.
 """
 
 from __future__ import annotations
