@@ -33,7 +33,10 @@ _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
 _SEE_SENTENCE = re.compile(
     r"^\s*see\s+(\"[^\"]+\"|the\s+[\w\s-]*?(articles?|guides?|sections?)\b|below|above)",
     re.IGNORECASE)
-_META_SENTENCE = re.compile(r"\bthis (guide|article)\b", re.IGNORECASE)
+# Sentences about the article itself ("this guide shows how to ...").
+_META_SENTENCE = re.compile(
+    r"\bthis (guide|article|policy|page|document)\s+(also\s+)?(explains|shows|covers|describes"
+    r"|helps|lists|walks|tells)\b", re.IGNORECASE)
 _SEE_CLAUSE = re.compile(r"[;,]\s*see\s+\"[^\"]+\"(\s+for\b[^.;]*)?(?=[.;]|$)", re.IGNORECASE)
 _SEE_PAREN = re.compile(r"\s*\((see\s+(below|above)|see\s+\"[^\"]+\")\)", re.IGNORECASE)
 
