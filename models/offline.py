@@ -93,28 +93,41 @@ def _siblings(passage: dict, sections: list[tuple[int, dict, list[Block]]]) -> b
     return any(p is not passage and _article(p) == article for _, p, _ in sections)
 
 
-def _norm(sentence: str) -> str:
-    return " ".join(_TOKEN.findall(sentence.lower()))
-
-
 def _has_prose(blocks: list[Block]) -> bool:
     """Whether a passage has something to say besides code and tables."""
     return any(b.kind in ("para", "step", "bullet") and len(b.text.split()) >= 3 for b in blocks)
 
 
-def _render_section(blocks: list[Block], seen: set[str]) -> str:
+class _Said:
+    """The sentences a reply already contains.
+
+    A near copy (the same words, give or take one in five) counts as said too: knowledge bases
+    repeat facts across sections.
+    """
+
+    def __init__(self) -> None:
+        self._words: list[set[str]] = []
+
+    def already(self, sentence: str) -> bool:
+        """Whether `sentence` was said; if not, it is now."""
+        words = set(_TOKEN.findall(sentence.lower()))
+        for other in self._words:
+            if words == other or (words and len(words & other) / len(words | other) >= 0.8):
+                return True
+        self._words.append(words)
+        return False
+
+
+def _render_section(blocks: list[Block], said: _Said) -> str:
     """A section's blocks as reply lines, in source order, without sentences already said."""
     lines: list[str] = []
     for block in blocks:
         if block.kind == "para":
-            fresh = [s for s in split_sentences(block.text) if _norm(s) not in seen]
-            seen.update(_norm(s) for s in fresh)
+            fresh = [s for s in split_sentences(block.text) if not said.already(s)]
             if fresh:
                 lines.append(" ".join(fresh))
         elif block.kind in ("step", "bullet"):
-            key = _norm(block.text)
-            if key not in seen:
-                seen.add(key)
+            if not said.already(block.text):
                 lines.append(block.render())
         else:
             lines.append(block.render())
@@ -180,14 +193,16 @@ class OfflineProvider:
         sentence already said is not said again.
         """
         query = str(data.get("query") or "")
-        passages = [p for p in data.get("passages") or [] if isinstance(p, dict)]
+        passages = list(data.get("passages") or [])
+        # [n] is the n-th passage given, as in the prompt remote models read: `draft` maps the
+        # numbers back to doc ids by position.
         sections = [(i, p, markdown_blocks(str(p.get("text") or "")))
-                    for i, p in enumerate(passages)]
+                    for i, p in enumerate(passages) if isinstance(p, dict)]
         sections = [(i, p, blocks) for i, p, blocks in sections if _has_prose(blocks)]
         if not sections:
             raise InvalidOutput("no usable sentences in the retrieved passages")
         chosen = self._choose(query, sections)
-        seen: set[str] = set()
+        seen = _Said()
         paragraphs: list[str] = []
         cited: list[int] = []
         for p_index, blocks, lead in chosen:
@@ -195,19 +210,18 @@ class OfflineProvider:
             if not text:
                 continue
             opening = ""
-            if lead is not None and _norm(lead[1]) not in seen:
-                seen.add(_norm(lead[1]))
+            if lead is not None and not seen.already(lead[1]):
                 cited.append(lead[0])
-                opening = f"{lead[1]} [{len(cited)}]\n"
+                opening = f"{lead[1]} [{lead[0] + 1}]\n"
             elif not paragraphs:
                 opening = _CONNECTIVE.get(blocks[0].kind, "")
             cited.append(p_index)
-            paragraphs.append(opening + _cite(text, len(cited)))
+            paragraphs.append(opening + _cite(text, p_index + 1))
         if not paragraphs:
             raise InvalidOutput("no usable sentences in the retrieved passages")
         sources = "\n".join(
-            f"[{n}] {passages[p].get('title', '')} ({passages[p].get('doc_id', '')})"
-            for n, p in enumerate(cited, start=1))
+            f"[{p + 1}] {passages[p].get('title', '')} ({passages[p].get('doc_id', '')})"
+            for p in cited)
         greeting = data.get("greeting") or "Hi there,"
         signature = data.get("signature") or "The Support Team"
         return (f"{greeting}\n\nThanks for reaching out. " + "\n\n".join(paragraphs)

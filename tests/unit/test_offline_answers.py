@@ -128,7 +128,7 @@ def test_reply_opens_with_a_sentence_then_steps_then_sources():
     first_line = rest.splitlines()[0]
     assert first_line.endswith((".", ":", "]")) and not re.match(r"^\d\.", first_line)
     assert re.search(r"^1\. .*\n2\. .*\n3\. ", rest, re.M)
-    assert rest.index("1. ") < rest.index("\nSources:\n[1] ")
+    assert rest.index("1. ") < rest.index("\nSources:\n[")
 
 
 def test_code_blocks_and_header_names_are_kept():
@@ -189,3 +189,21 @@ def test_huge_and_hostile_markdown_is_rendered_quickly():
     out = rendered(hostile)
     assert time.perf_counter() - started < 2.0
     assert isinstance(out, str)
+
+
+def test_a_fact_repeated_across_sections_is_said_once():
+    said_twice = "Your templates and domains are kept for as long as the account exists."
+    near_copy = "Your templates and domains are kept, for as long as the account exists!"
+    passages = [
+        {"doc_id": "a.md#trial", "title": "Trial > Starting", "score": 0.6,
+         "text": f"{said_twice} To start the trial, sign up at relaypoint.example and choose "
+                 "Start free trial."},
+        {"doc_id": "a.md#end", "title": "Trial > When it ends", "score": 0.6,
+         "text": f"{near_copy} At the end of the trial the account moves to the Free plan."},
+    ]
+    request = ChatRequest(task="draft", system="s", user="u", data={
+        "query": "How do I start the trial? And what happens when the trial ends?",
+        "passages": passages})
+    text = OfflineProvider().complete(request, "offline-v1", timeout=5.0).text
+    assert "moves to the Free plan" in text and "sign up at relaypoint.example" in text
+    assert answer_of(text).count("as long as the account exists") == 1, text
