@@ -49,7 +49,9 @@ PLANNER_ACTIONS = (
 
 
 def _tokens(text: str) -> set[str]:
-    return {t for t in _TOKEN.findall(text.lower()) if t not in _STOP and len(t) > 1}
+    """Content words, plural -s folded ("limits" matches "limit")."""
+    return {t[:-1] if len(t) > 3 and t.endswith("s") and not t.endswith("ss") else t
+            for t in _TOKEN.findall(text.lower()) if t not in _STOP and len(t) > 1}
 
 
 def _overlap(query: set[str], other: set[str]) -> float:
@@ -221,7 +223,7 @@ class OfflineProvider:
             raise InvalidOutput("no usable sentences in the retrieved passages")
         sources = "\n".join(
             f"[{p + 1}] {passages[p].get('title', '')} ({passages[p].get('doc_id', '')})"
-            for p in cited)
+            for p in sorted(cited))
         greeting = data.get("greeting") or "Hi there,"
         signature = data.get("signature") or "The Support Team"
         return (f"{greeting}\n\nThanks for reaching out. " + "\n\n".join(paragraphs)
