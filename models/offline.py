@@ -49,9 +49,7 @@ PLANNER_ACTIONS = (
 
 
 def _tokens(text: str) -> set[str]:
-    """Content words, plural -s folded ("limits" matches "limit")."""
-    return {t[:-1] if len(t) > 3 and t.endswith("s") and not t.endswith("ss") else t
-            for t in _TOKEN.findall(text.lower()) if t not in _STOP and len(t) > 1}
+    return {t for t in _TOKEN.findall(text.lower()) if t not in _STOP and len(t) > 1}
 
 
 def _overlap(query: set[str], other: set[str]) -> float:
