@@ -330,6 +330,44 @@ def test_builders_on_small_limits(tmp_path: Path) -> None:
     assert [t.id for t in load_dataset(out)] == [r["id"] for r in oos]
 
 
+def test_emanual_builders_give_gold_sources_that_are_ingestable_ids(tmp_path: Path) -> None:
+    from evals.builders import build_emanual, build_emanual_kb
+
+    rows = build_emanual(shared_data())
+    assert len(rows) == 50  # every question has a section of the manual
+    records = build_emanual_kb(shared_data())
+    ids = {r["id"] for r in records}
+    for row in rows:
+        assert row["expected_doc_ids"] and set(row["expected_doc_ids"]) <= ids
+        assert row["expected_route"] == "technical" and row["reference_answer"]
+    # the camera question's gold is the section titled like its path's last part
+    camera = next(r for r in rows if r["id"] == "s10-266")
+    titles = {r["id"]: r["title"] for r in records}
+    assert any(titles[d] == "Camera settings" for d in camera["expected_doc_ids"])
+    out = tmp_path / "s10.jsonl"
+    assert builders_main(["emanual", "--out", str(out), "--limit", "7"]) == 0
+    assert [t.expected_doc_ids for t in load_dataset(out)] == [
+        tuple(r["expected_doc_ids"]) for r in build_emanual(shared_data(), limit=7)]
+
+
+def test_emanual_builder_bad_corpus(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "emanual_s10"
+    folder.mkdir()
+    monkeypatch.setenv("SUPPORTGRAPH_SHARED_DATA", str(tmp_path))
+    for corpus in ("[1, 2]", "{not json", '{"s": {"text": "not a list"}}'):
+        (folder / "s10_manual_corpus.json").write_text(corpus)
+        assert builders_main(["emanual", "--out", str(tmp_path / "x.jsonl")]) == 2
+        assert "not the E-Manual corpus layout" in capsys.readouterr().err
+    (folder / "s10_manual_corpus.json").write_text('{"s1": {"title": "Wi-Fi", "text": ["x"]}}')
+    assert builders_main(["emanual", "--out", str(tmp_path / "x.jsonl")]) == 2
+    assert "s10_50_questions.csv: not found" in capsys.readouterr().err
+    (folder / "s10_50_questions.csv").write_text("question,answer\nq,a\n")
+    assert builders_main(["emanual", "--out", str(tmp_path / "x.jsonl")]) == 2
+    assert "missing columns question_id, section_path" in capsys.readouterr().err
+    assert not (tmp_path / "x.jsonl").exists()
+
+
 def test_builders_bad_input(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                             capsys: pytest.CaptureFixture[str]) -> None:
     assert builders_main(["bitext", "--out", str(tmp_path / "x.jsonl"), "--limit", "0"]) == 2
