@@ -1,7 +1,9 @@
 """The `offline` provider: deterministic, retrieval-grounded, free, no network.
 
-It does what an answer model does, by extraction: it picks the retrieved sentences that best
-answer the ticket and composes them into a reply with numbered citations. Rewrites use fixed
+It does what an answer model does, by extraction: it picks the retrieved section that best
+answers the ticket (one per part of a multi-part ticket) and quotes it whole, as plain text,
+with numbered citations; a customer gets the whole procedure, never fragments stitched from
+several articles. Rewrites use fixed
 templates; plans use a fixed policy. It reads the structured `request.data` the nodes attach,
 never the rendered prompt, so prompt wording cannot change its behaviour.
 """
