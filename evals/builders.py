@@ -2,6 +2,8 @@
 
     python -m evals.builders bitext --out bitext_eval.jsonl [--limit 500]
     python -m evals.builders clinc150 --out oos_eval.jsonl [--limit 100]
+    python -m evals.builders emanual --out s10_eval.jsonl
+    python -m evals.builders emanual-kb --out s10_manual.jsonl
 
 - `bitext`: Bitext customer-support utterances; `expected_route` from the intent's category via
   `benchmarks/bitext_routes.toml` (unlisted intents go to a human), `expected_outcome` is
@@ -10,6 +12,13 @@
 - `clinc150`: CLINC150 out-of-scope utterances (`oos_val`, then `oos_train`): expected intent
   `out_of_scope`, route and outcome `human`. Any intent model should send all of them to a
   person.
+- `emanual`: the 50 Galaxy S10 questions of E-Manual QA, route `technical`, outcome `sent`,
+  the manual's answer as reference, and `expected_doc_ids`: the manual sections whose title or
+  one of whose lines equals the last part of the question's `section_path` (the gold rule of
+  `benchmarks/retrieval.py`). The ids are the corpus's section ids, which are the doc ids of
+  the `emanual-kb` records once ingested (`supportgraph ingest --collection kb_technical
+  s10_manual.jsonl`), so `gold_citation_precision` measures a KB-only deployment of the manual.
+- `emanual-kb`: the manual itself as ingest JSONL records `{"id", "title", "text"}`.
 
 A `--limit` takes a seeded random sample (kept in file order), so small sets still cover
 every category. The folder is `$SUPPORTGRAPH_SHARED_DATA`, else `../shared/data` beside the
@@ -105,7 +114,65 @@ def build_clinc150_oos(data: Path, limit: int | None = None,
     return _sample(rows, limit, seed)
 
 
-BUILDERS = {"bitext": build_bitext, "clinc150": build_clinc150_oos}
+def _norm(text: str) -> str:
+    return " ".join(text.split()).casefold()
+
+
+def _emanual(data: Path) -> tuple[dict[str, dict[str, Any]], Path]:
+    folder = data / "emanual_s10"
+    corpus = folder / "s10_manual_corpus.json"
+    if not corpus.is_file():
+        raise BuildError(f"{corpus}: not found (set SUPPORTGRAPH_SHARED_DATA)")
+    try:
+        sections = json.loads(corpus.read_text(encoding="utf-8"))
+        if not isinstance(sections, dict) or not all(
+                isinstance(s, dict) and isinstance(s.get("text", []), list)
+                for s in sections.values()):
+            raise TypeError("expected {section id: {title, text: [lines]}}")
+    except (ValueError, TypeError) as exc:
+        raise BuildError(f"{corpus}: not the E-Manual corpus layout: {exc}") from None
+    return sections, folder / "s10_50_questions.csv"
+
+
+def build_emanual(data: Path, limit: int | None = None, seed: int = SEED) -> list[dict[str, Any]]:
+    """Eval rows from the S10 questions, with the gold manual sections as expected_doc_ids."""
+    sections, questions = _emanual(data)
+    if not questions.is_file():
+        raise BuildError(f"{questions}: not found (set SUPPORTGRAPH_SHARED_DATA)")
+    rows = []
+    with questions.open(encoding="utf-8-sig", newline="") as fh:
+        reader = csv.DictReader(fh)
+        missing = {"question_id", "question", "section_path", "answer"} - set(
+            reader.fieldnames or ())
+        if missing:
+            raise BuildError(f"{questions}: missing columns {', '.join(sorted(missing))}")
+        for row in reader:
+            target = _norm(row["section_path"].split(">")[-1])
+            gold = sorted(sid for sid, sec in sections.items()
+                          if _norm(str(sec.get("title", ""))) == target
+                          or any(_norm(str(line)) == target for line in sec.get("text", [])))
+            question = (row["question"] or "").strip()
+            if not question or not gold:
+                continue  # a question the manual has no section for cannot be scored
+            rows.append({"id": f"s10-{row['question_id']}", "channel": "chat", "body": question,
+                         "expected_route": "technical", "expected_outcome": "sent",
+                         "reference_answer": (row["answer"] or "").strip(),
+                         "expected_doc_ids": gold[:50], "tags": ["emanual_s10"]})
+    return _sample(rows, limit, seed)
+
+
+def build_emanual_kb(data: Path, limit: int | None = None,
+                     seed: int = SEED) -> list[dict[str, Any]]:
+    """The S10 manual as ingest records; their ids are what `emanual` rows expect cited."""
+    sections, _ = _emanual(data)
+    rows = [{"id": sid, "title": str(sec.get("title") or sid),
+             "text": "\n".join(str(line) for line in sec.get("text", []))}
+            for sid, sec in sections.items()]
+    return _sample([r for r in rows if r["text"].strip()], limit, seed)
+
+
+BUILDERS = {"bitext": build_bitext, "clinc150": build_clinc150_oos, "emanual": build_emanual,
+            "emanual-kb": build_emanual_kb}
 
 
 def write_jsonl(rows: list[dict[str, Any]], out: Path) -> None:
@@ -134,7 +201,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"evals.builders: {exc}", file=sys.stderr)
         return 2
     write_jsonl(rows, Path(args.out))
-    print(f"{args.out}: {len(rows)} tickets")
+    print(f"{args.out}: {len(rows)} {'records' if args.source.endswith('-kb') else 'tickets'}")
     return 0
 
 

@@ -20,7 +20,9 @@ ROUTES = ("billing", "technical", "human")
 OUTCOMES = ("sent", "human")
 TICKET_FIELDS = ("id", "channel", "subject", "body", "customer_id", "tenant")
 GOLD_FIELDS = ("expected_intent", "expected_route", "expected_outcome", "reference_answer",
-               "tags")
+               "tags", "expected_doc_ids")
+MAX_DOC_IDS = 50
+MAX_DOC_ID_CHARS = 500
 MAX_ROWS = 100_000
 MAX_REPORTED = 50
 
@@ -48,6 +50,9 @@ class EvalTicket:
     expected_intent: str | None = None
     reference_answer: str = ""
     tags: tuple[str, ...] = field(default_factory=tuple)
+    expected_doc_ids: tuple[str, ...] = field(default_factory=tuple)
+    """Source ids a right answer cites: a passage's `doc_id` (`path#section`) or a whole
+    article (`path`, which any of its sections matches). Empty when unknown."""
 
     @property
     def id(self) -> str:
@@ -63,6 +68,30 @@ def _optional_text(row: dict, name: str, problems: list[str]) -> str | None:
         problems.append(f"{name} must be a string, got {type(value).__name__}")
         return None
     return value
+
+
+def _doc_ids(row: dict, problems: list[str]) -> tuple[str, ...]:
+    """`expected_doc_ids`: absent, or a non-empty list of at most MAX_DOC_IDS non-empty ids."""
+    if "expected_doc_ids" not in row or row["expected_doc_ids"] is None:
+        return ()
+    value = row["expected_doc_ids"]
+    if not isinstance(value, list):
+        problems.append(f"expected_doc_ids must be a list of source ids, got "
+                        f"{type(value).__name__}")
+        return ()
+    if not value:
+        problems.append("expected_doc_ids is empty (leave it out when unknown)")
+        return ()
+    if len(value) > MAX_DOC_IDS:
+        problems.append(f"expected_doc_ids has {len(value):,} ids (at most {MAX_DOC_IDS})")
+        return ()
+    bad = [v for v in value if not isinstance(v, str) or not v.strip()
+           or len(v) > MAX_DOC_ID_CHARS]
+    if bad:
+        problems.append(f"expected_doc_ids must hold non-empty strings of at most "
+                        f"{MAX_DOC_ID_CHARS} characters, got {bad[0]!r:.60}")
+        return ()
+    return tuple(dict.fromkeys(v.strip() for v in value))
 
 
 def parse_row(row: Any) -> tuple[EvalTicket | None, list[str]]:
@@ -89,12 +118,13 @@ def parse_row(row: Any) -> tuple[EvalTicket | None, list[str]]:
     if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
         problems.append("tags must be a list of strings")
         tags = []
+    doc_ids = _doc_ids(row, problems)
     if problems:
         return None, problems
     ticket = {k: row[k] for k in TICKET_FIELDS if row.get(k) is not None}
     return EvalTicket(line=0, ticket=ticket, expected_route=route, expected_outcome=outcome,
                       expected_intent=intent, reference_answer=reference,
-                      tags=tuple(tags)), []
+                      tags=tuple(tags), expected_doc_ids=doc_ids), []
 
 
 def read_rows(path: Path) -> Iterator[tuple[int, Any]]:

@@ -138,6 +138,21 @@ def _default_embed(texts: list[str]) -> np.ndarray:
     return get_embedder().encode(texts)
 
 
+class GoldCitationPrecision:
+    """Of the auto-sent tickets that have gold source ids, the share citing at least one.
+
+    None (not 0 or 1) when no auto-sent ticket has gold ids: the dataset says nothing then.
+    """
+
+    name = "gold_citation_precision"
+
+    def evaluate(self, records: Sequence[EvalRecord]) -> dict[str, Score]:
+        """Score the records."""
+        hits = [float(bool(r.cites_gold)) for r in records
+                if r.auto_sent and r.cites_gold is not None]
+        return {self.name: mean_score(hits)}
+
+
 class AnswerSimilarity:
     """The model's last draft against the reference answer, for gold-`sent` tickets.
 
@@ -264,6 +279,47 @@ def reliability(records: Sequence[EvalRecord], bins: int = 10) -> dict[str, Any]
     """Intent confidence against intent correctness, binned, with the calibration error (ECE)."""
     pairs = [(r.intent_confidence, float(r.intent == r.gold_intent)) for r in records
              if r.gold_intent and r.intent_confidence is not None]
+    return _binned(pairs, bins)
+
+
+# Escalations that only the confidence threshold decided: a lower threshold would have sent them.
+THRESHOLD_REASONS = frozenset({"low_answer_confidence"})
+CURVE_THRESHOLDS = tuple(round(t / 20, 2) for t in range(10, 21))
+
+
+def threshold_curve(records: Sequence[EvalRecord],
+                    thresholds: Sequence[float] = CURVE_THRESHOLDS) -> list[dict[str, Any]]:
+    """Auto-send precision and rate had the confidence threshold been each of `thresholds`.
+
+    Replayed from the recorded confidences: a ticket counts as sent at threshold t when it was
+    auto-sent or escalated only for low answer confidence, and its confidence is >= t. Tickets
+    escalated for any other reason (out of scope, injection, non-English, ...) stay escalated.
+    The planner's retries are not replayed, so rows far below the run's threshold are an
+    estimate.
+    """
+    eligible = [r for r in records if r.confidence is not None
+                and (r.auto_sent or r.review_reason in THRESHOLD_REASONS)]
+    gold_sent = sum(1 for r in records if r.gold_outcome == "sent")
+    rows = []
+    for t in thresholds:
+        sent = [r for r in eligible if float(r.confidence) >= t]
+        right = sum(1 for r in sent if r.gold_outcome == "sent")
+        rows.append({"threshold": t, "auto_sent": len(sent),
+                     "auto_send_rate": round(len(sent) / len(records), 4) if records else None,
+                     "auto_send_precision": round(right / len(sent), 4) if sent else None,
+                     "auto_send_recall": round(right / gold_sent, 4) if gold_sent else None})
+    return rows
+
+
+def answer_correct(record: EvalRecord) -> bool:
+    """What answer confidence should predict: this reply is right and should be sent.
+
+    The ticket's gold outcome is `sent` and, when it has gold source ids, the draft cites one.
+    """
+    return record.gold_outcome == "sent" and record.cites_gold is not False
+
+
+def _binned(pairs: Sequence[tuple[float, float]], bins: int) -> dict[str, Any]:
     rows = []
     for b in range(bins):
         low, high = b / bins, (b + 1) / bins
@@ -277,10 +333,49 @@ def reliability(records: Sequence[EvalRecord], bins: int = 10) -> dict[str, Any]
     return {"bins": rows, "ece": round(ece, 4) if ece is not None else None, "n": len(pairs)}
 
 
+def confidence_reliability(records: Sequence[EvalRecord], bins: int = 10) -> dict[str, Any]:
+    """Answer confidence against `answer_correct`, binned, with its calibration error (ECE).
+
+    Over every ticket that got a confidence score, sent or escalated.
+    """
+    pairs = [(min(1.0, max(0.0, float(r.confidence))), float(answer_correct(r)))
+             for r in records if r.confidence is not None]
+    return {**_binned(pairs, bins), "label": "gold outcome sent, and the draft cites a gold "
+                                             "source when the ticket has gold source ids"}
+
+
+WORST_KINDS = {"wrongly_auto_sent": "sent with no human, gold outcome human",
+               "wrongly_escalated": "sent to a human, gold outcome sent"}
+
+
+def worst_tickets(records: Sequence[EvalRecord], k: int = 10) -> list[dict[str, Any]]:
+    """The `k` worst decisions: wrongly auto-sent first, then wrongly escalated.
+
+    Within each kind the most confident come first: a confidently wrong send is the worst
+    failure, and a confident draft that still went to a human wasted the most work.
+    """
+    def row(r: EvalRecord, kind: str) -> dict[str, Any]:
+        return {"id": r.id, "tenant": r.tenant, "kind": kind, "confidence": r.confidence,
+                "review_reason": r.review_reason, "gold_route": r.gold_route, "route": r.route,
+                "gold_intent": r.gold_intent, "intent": r.intent}
+
+    def by_confidence(r: EvalRecord) -> tuple[float, str]:
+        return (-(r.confidence if r.confidence is not None else -1.0), r.id)
+
+    sent = sorted((r for r in records if r.auto_sent and r.gold_outcome == "human"),
+                  key=by_confidence)
+    escalated = sorted((r for r in records if r.escalated and r.gold_outcome == "sent"),
+                       key=by_confidence)
+    rows = [row(r, "wrongly_auto_sent") for r in sent]
+    rows += [row(r, "wrongly_escalated") for r in escalated]
+    return rows[:k]
+
+
 def default_evaluators(embed: Callable[[list[str]], np.ndarray] | None = None) -> list[Any]:
     """Every evaluator of a full report, in report order."""
     return [IntentAccuracy(), RouteAccuracy(), EscalationPrecisionRecall(), AutoSendPrecision(),
-            AnswerSimilarity(embed), Groundedness(), CostPerTicket(), Latency(), Failures()]
+            GoldCitationPrecision(), AnswerSimilarity(embed), Groundedness(), CostPerTicket(),
+            Latency(), Failures()]
 
 
 GROUP_EVALUATORS = (IntentAccuracy, RouteAccuracy, EscalationPrecisionRecall, AutoSendPrecision)

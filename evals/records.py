@@ -25,6 +25,8 @@ class EvalRecord:
     gold_intent: str | None = None
     reference_answer: str = ""
     tags: list[str] = field(default_factory=list)
+    gold_doc_ids: list[str] = field(default_factory=list)
+    tenant: str | None = None
     intent: str | None = None
     route: str | None = None
     status: str = "failed"
@@ -48,6 +50,18 @@ class EvalRecord:
         return self.status == "sent" and not self.escalated
 
     @property
+    def cites_gold(self) -> bool | None:
+        """Whether the last draft cites a gold source (None when the ticket has no gold ids).
+
+        A gold id with a `#section` must be cited exactly; a gold id without one names a whole
+        article, which any of its sections satisfies.
+        """
+        if not self.gold_doc_ids:
+            return None
+        gold = set(self.gold_doc_ids)
+        return any(doc in gold or doc.split("#", 1)[0] in gold for doc in self.cited_doc_ids)
+
+    @property
     def predicted_outcome(self) -> str:
         """`sent` (automatic), `human` (went to review) or `failed` (neither)."""
         if self.auto_sent:
@@ -60,7 +74,7 @@ class EvalRecord:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> EvalRecord:
-        """Read back a `to_json` dict."""
+        """Read back a `to_json` dict (older records lack the newer fields)."""
         return cls(**data)
 
 
@@ -85,7 +99,9 @@ def build_record(gold: EvalTicket, summary: dict[str, Any], *, escalated: bool,
     return EvalRecord(
         id=gold.id, gold_route=gold.expected_route, gold_outcome=gold.expected_outcome,
         gold_intent=gold.expected_intent, reference_answer=gold.reference_answer,
-        tags=list(gold.tags), intent=predicted_intent(summary), route=effective_route(summary),
+        tags=list(gold.tags), gold_doc_ids=list(gold.expected_doc_ids),
+        tenant=gold.ticket.get("tenant"), intent=predicted_intent(summary),
+        route=effective_route(summary),
         status=summary.get("status") or "failed", escalated=escalated,
         review_reason=summary.get("review_reason"),
         review_decision=summary.get("review_decision"),
@@ -103,4 +119,6 @@ def failed_record(gold: EvalTicket, error: str) -> EvalRecord:
     return EvalRecord(id=gold.id, gold_route=gold.expected_route,
                       gold_outcome=gold.expected_outcome, gold_intent=gold.expected_intent,
                       reference_answer=gold.reference_answer, tags=list(gold.tags),
-                      status="failed", error=error, failures=[f"eval: {error}"])
+                      gold_doc_ids=list(gold.expected_doc_ids),
+                      tenant=gold.ticket.get("tenant"), status="failed", error=error,
+                      failures=[f"eval: {error}"])

@@ -62,7 +62,25 @@ def make_home(out: Path) -> Path:
     return home
 
 
-def prepare(ctx: Context, team: Context) -> None:
+class Progress:
+    """One concise stderr line per setup phase, with its time (silent when disabled).
+
+    Setting up the isolated home takes about a minute on a cold machine (loading models,
+    ingesting the demo KB); a silent minute looks like a hang.
+    """
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self._started = time.perf_counter()
+
+    def __call__(self, message: str) -> None:
+        """Say what setup does next, and how long setup has taken so far."""
+        if self.enabled:
+            elapsed = time.perf_counter() - self._started
+            print(f"eval: [{elapsed:5.1f} s] {message}", file=sys.stderr, flush=True)
+
+
+def prepare(ctx: Context, team: Context, say: Progress | None = None) -> None:
     """Load the intent model and fill the isolated knowledge base before any ticket runs.
 
     The team's local Qdrant folder is copied (read only; its `resolved_cases` dropped, since
@@ -73,6 +91,8 @@ def prepare(ctx: Context, team: Context) -> None:
     from graph.resources import get_resources
     from retrieval import sentence_cache
 
+    say = say or Progress(enabled=False)
+
     source = team.home_path / "qdrant"
     local = not team.qdrant_url and (source / "meta.json").is_file()
     if not ctx.demo_kb and not local:
@@ -81,6 +101,7 @@ def prepare(ctx: Context, team: Context) -> None:
             f"({'a Qdrant server is configured' if team.qdrant_url else source}); "
             "evaluate with demo_kb=true or a local SUPPORTGRAPH_HOME")
     if local:
+        say(f"copying the knowledge base from {source}")
         shutil.copytree(source, ctx.home_path / "qdrant",
                         ignore=shutil.ignore_patterns(".lock"))
         # and its sentence vectors, or the copy would embed every KB sentence again
@@ -88,12 +109,20 @@ def prepare(ctx: Context, team: Context) -> None:
         if vectors.is_file():
             sentence_cache.cache_path(ctx.home_path).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(vectors, sentence_cache.cache_path(ctx.home_path))
+    say("opening the isolated home's knowledge base")
     res = get_resources(ctx)
     if local and res.store.exists(CASES):
         res.store.client.delete_collection(CASES)
     if ctx.demo_kb:
+        say("checking the demo knowledge base" if local else
+            "ingesting the demo knowledge base (about a minute)")
         res.demo_kb_ready()
+    say("loading the intent model")
     res.intent_model.predict(["warm-up"])
+    say("loading the embedding model")
+    from models.embeddings import get_embedder
+
+    get_embedder().encode_one("warm-up")
 
 
 def gold_decision(gold: EvalTicket, has_draft: bool) -> dict[str, Any]:
@@ -135,8 +164,12 @@ def run_eval(ctx: Context, team: Context, tickets: Sequence[EvalTicket], *,
 
     from app.runner import Runner
 
-    prepare(ctx, team)
+    say = Progress(enabled=progress)
+    say(f"preparing an isolated home in {ctx.home_path}")
+    prepare(ctx, team, say)
+    say("building the workflow")
     runner = Runner(ctx)
+    say(f"running {len(tickets)} tickets, {concurrency} at a time")
     started = time.perf_counter()
     records: list[EvalRecord | None] = [None] * len(tickets)
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="eval") as pool, \

@@ -122,6 +122,41 @@ def test_eval_review_wait_leaves_tickets_waiting(
     assert len(list(out.glob("sg-eval-*"))) == 1
 
 
+def test_eval_gold_sources_curve_calibration_and_worst_tickets(
+        demo_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rows = {json.loads(line)["id"]: json.loads(line)
+            for line in DEMO.read_text(encoding="utf-8").splitlines()}
+    # 001 auto-sends the SMS allowance section (gold: the SMS pricing article); 007 is gold sent
+    # but waits for low answer confidence (wrongly escalated); 135 is out of scope.
+    rows["demo-001"]["expected_doc_ids"] = ["billing/sms-pricing.md"]
+    rows["demo-007"]["expected_doc_ids"] = ["billing/plan-comparison-and-quotas.md"]
+    dataset = tmp_path / "gold.jsonl"
+    dataset.write_text("\n".join(json.dumps(rows[i]) for i in ("demo-001", "demo-007",
+                                                               "demo-135")) + "\n")
+    out = tmp_path / "gold"
+    assert main(["eval", "--dataset", str(dataset), "--out", str(out), "--concurrency", "2"]) == 0
+    err = capsys.readouterr().err
+    # Setup says what it is doing (concise, on stderr), before the tickets run.
+    setup = [line for line in err.splitlines() if line.startswith("eval: [")]
+    assert any("loading the intent model" in line for line in setup), err
+    assert setup[-1].endswith("running 3 tickets, 2 at a time")
+    report = json.loads((out / "report.json").read_text())
+    m = report["metrics"]
+    assert m["gold_citation_precision"] == 1.0 and report["counts"][
+        "gold_citation_precision"] == 1
+    assert m["confidence_ece"] is not None and report["confidence_calibration"]["n"] == 2
+    curve = {row["threshold"]: row for row in report["threshold_curve"]}
+    assert curve[0.5]["auto_sent"] == 2 and curve[0.5]["auto_send_precision"] == 1.0
+    assert [(w["id"], w["kind"]) for w in report["worst_tickets"]] == [
+        ("demo-007", "wrongly_escalated")]
+    md = (out / "report.md").read_text()
+    home = report["meta"]["home"]
+    assert f"`SUPPORTGRAPH_HOME={home} supportgraph show demo-007 --tenant " in md
+    assert "## Auto-send precision against the confidence threshold" in md
+    assert (out / "threshold_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "gold_doc_ids" in (out / "records.jsonl").read_text()
+
+
 BAD_ROWS = [
     '{"id": "a", "channel": "chat", "body": "hi", "expected_route": "billing"}',
     'not json at all',
@@ -152,6 +187,19 @@ def test_eval_bad_input_exits_2_before_running(
         assert "d.jsonl:1: expected_outcome" in err and "d.jsonl:2: invalid JSON" in err
         assert "d.jsonl:3: ticket channel" in err
     assert not out.exists()
+
+
+def test_eval_malformed_gold_sources_exit_2(tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    row = json.loads(DEMO.read_text(encoding="utf-8").splitlines()[0])
+    dataset = tmp_path / "d.jsonl"
+    dataset.write_text("\n".join(json.dumps({**row, "id": f"x{i}", "expected_doc_ids": value})
+                                 for i, value in enumerate(("a.md", [], [1], ["d"] * 51)))
+                       + "\n")
+    assert main(["eval", "--dataset", str(dataset), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "4 bad row(s)" in err and "d.jsonl:4: expected_doc_ids has 51 ids" in err
+    assert not (tmp_path / "o").exists()
 
 
 def test_eval_bad_files_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

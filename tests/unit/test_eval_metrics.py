@@ -330,6 +330,44 @@ def test_builders_on_small_limits(tmp_path: Path) -> None:
     assert [t.id for t in load_dataset(out)] == [r["id"] for r in oos]
 
 
+def test_emanual_builders_give_gold_sources_that_are_ingestable_ids(tmp_path: Path) -> None:
+    from evals.builders import build_emanual, build_emanual_kb
+
+    rows = build_emanual(shared_data())
+    assert len(rows) == 50  # every question has a section of the manual
+    records = build_emanual_kb(shared_data())
+    ids = {r["id"] for r in records}
+    for row in rows:
+        assert row["expected_doc_ids"] and set(row["expected_doc_ids"]) <= ids
+        assert row["expected_route"] == "technical" and row["reference_answer"]
+    # the camera question's gold is the section titled like its path's last part
+    camera = next(r for r in rows if r["id"] == "s10-266")
+    titles = {r["id"]: r["title"] for r in records}
+    assert any(titles[d] == "Camera settings" for d in camera["expected_doc_ids"])
+    out = tmp_path / "s10.jsonl"
+    assert builders_main(["emanual", "--out", str(out), "--limit", "7"]) == 0
+    assert [t.expected_doc_ids for t in load_dataset(out)] == [
+        tuple(r["expected_doc_ids"]) for r in build_emanual(shared_data(), limit=7)]
+
+
+def test_emanual_builder_bad_corpus(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "emanual_s10"
+    folder.mkdir()
+    monkeypatch.setenv("SUPPORTGRAPH_SHARED_DATA", str(tmp_path))
+    for corpus in ("[1, 2]", "{not json", '{"s": {"text": "not a list"}}'):
+        (folder / "s10_manual_corpus.json").write_text(corpus)
+        assert builders_main(["emanual", "--out", str(tmp_path / "x.jsonl")]) == 2
+        assert "not the E-Manual corpus layout" in capsys.readouterr().err
+    (folder / "s10_manual_corpus.json").write_text('{"s1": {"title": "Wi-Fi", "text": ["x"]}}')
+    assert builders_main(["emanual", "--out", str(tmp_path / "x.jsonl")]) == 2
+    assert "s10_50_questions.csv: not found" in capsys.readouterr().err
+    (folder / "s10_50_questions.csv").write_text("question,answer\nq,a\n")
+    assert builders_main(["emanual", "--out", str(tmp_path / "x.jsonl")]) == 2
+    assert "missing columns question_id, section_path" in capsys.readouterr().err
+    assert not (tmp_path / "x.jsonl").exists()
+
+
 def test_builders_bad_input(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                             capsys: pytest.CaptureFixture[str]) -> None:
     assert builders_main(["bitext", "--out", str(tmp_path / "x.jsonl"), "--limit", "0"]) == 2
@@ -353,3 +391,206 @@ def test_one_eval_at_a_time_per_output_folder(tmp_path: Path) -> None:
     (tmp_path / "out" / "sg-eval-not-ours").mkdir()
     make_home(tmp_path / "out")
     assert (tmp_path / "out" / "sg-eval-not-ours").is_dir()  # no marker: never deleted
+
+
+# ------------------------------------------------------- gold sources, curve, ECE, worst list
+
+def cited(rid: str, outcome: str, *, auto: bool, gold: list[str], docs: list[str],
+          confidence: float | None = 0.9, reason: str | None = None,
+          tenant: str | None = "acme") -> EvalRecord:
+    return EvalRecord(id=rid, gold_route="billing", gold_outcome=outcome, status="sent",
+                      escalated=not auto, gold_doc_ids=gold, cited_doc_ids=docs,
+                      confidence=confidence, review_reason=reason, tenant=tenant)
+
+
+def test_gold_citation_precision_by_hand() -> None:
+    records = [
+        # auto-sent, cites the gold section exactly -> hit
+        cited("g1", "sent", auto=True, gold=["billing/a.md#pdf"], docs=["billing/a.md#pdf"]),
+        # auto-sent, gold is a whole article, a section of it is cited -> hit
+        cited("g2", "sent", auto=True, gold=["billing/a.md"], docs=["billing/a.md#other"]),
+        # auto-sent, cites another section of the gold section's article -> miss
+        cited("g3", "sent", auto=True, gold=["billing/a.md#pdf"], docs=["billing/a.md#vat"]),
+        # auto-sent, no gold ids -> not counted
+        cited("g4", "sent", auto=True, gold=[], docs=["billing/b.md"]),
+        # escalated -> not counted, whatever it cites
+        cited("g5", "sent", auto=False, gold=["billing/a.md"], docs=[]),
+    ]
+    report = build_report(records, {"dataset_name": "gold"}, embed=lambda t: np.ones((len(t), 3)))
+    assert report["metrics"]["gold_citation_precision"] == pytest.approx(2 / 3)
+    assert report["counts"]["gold_citation_precision"] == 3
+    assert [r.cites_gold for r in records] == [True, True, False, None, False]
+
+
+def test_gold_citation_precision_is_null_without_gold_ids() -> None:
+    records = [cited("n1", "sent", auto=True, gold=[], docs=["billing/a.md"]),
+               cited("n2", "sent", auto=False, gold=["billing/a.md"], docs=["billing/a.md"])]
+    report = build_report(records, {"dataset_name": "none"}, embed=lambda t: np.ones((len(t), 3)))
+    assert report["metrics"]["gold_citation_precision"] is None
+    assert "| gold_citation_precision | n/a |" in markdown(report, [])
+
+
+def test_threshold_curve_by_hand() -> None:
+    from evals.evaluators import threshold_curve
+
+    records = [
+        cited("c1", "sent", auto=True, gold=[], docs=[], confidence=0.95),
+        cited("c2", "human", auto=True, gold=[], docs=[], confidence=0.85),
+        cited("c3", "sent", auto=False, gold=[], docs=[], confidence=0.7,
+              reason="low_answer_confidence"),
+        cited("c4", "human", auto=False, gold=[], docs=[], confidence=0.6,
+              reason="low_answer_confidence"),
+        # escalated for another reason: never counts as sent, whatever the threshold
+        cited("c5", "human", auto=False, gold=[], docs=[], confidence=0.99,
+              reason="possible_injection"),
+        cited("c6", "human", auto=False, gold=[], docs=[], confidence=None, reason="out_of_scope"),
+    ]
+    rows = {r["threshold"]: r for r in threshold_curve(records, (0.5, 0.65, 0.8, 0.9, 1.0))}
+    assert rows[0.5]["auto_sent"] == 4 and rows[0.5]["auto_send_precision"] == 0.5
+    assert rows[0.65]["auto_sent"] == 3 and rows[0.65]["auto_send_precision"] == pytest.approx(
+        2 / 3, abs=1e-4)
+    assert rows[0.8]["auto_send_precision"] == 0.5 and rows[0.8]["auto_send_rate"] == 0.3333
+    assert rows[0.9]["auto_send_precision"] == 1.0 and rows[0.9]["auto_send_recall"] == 0.5
+    assert rows[1.0]["auto_sent"] == 0 and rows[1.0]["auto_send_precision"] is None
+    assert threshold_curve([], (0.5,)) == [{"threshold": 0.5, "auto_sent": 0,
+                                           "auto_send_rate": None, "auto_send_precision": None,
+                                           "auto_send_recall": None}]
+
+
+def test_confidence_ece_by_hand_and_its_label() -> None:
+    records = [
+        cited("e1", "sent", auto=True, gold=[], docs=[], confidence=0.95),       # right
+        cited("e2", "sent", auto=True, gold=["a.md"], docs=["b.md"], confidence=0.95),  # wrong
+        cited("e3", "human", auto=False, gold=[], docs=[], confidence=0.15,
+              reason="low_answer_confidence"),                                   # not to send
+        cited("e4", "sent", auto=False, gold=[], docs=[], confidence=0.15,
+              reason="low_answer_confidence"),                                   # right
+        cited("e5", "sent", auto=False, gold=[], docs=[], confidence=None),      # not counted
+    ]
+    report = build_report(records, {"dataset_name": "ece"}, embed=lambda t: np.ones((len(t), 3)))
+    cal = report["confidence_calibration"]
+    assert [(b["low"], b["n"], b["accuracy"]) for b in cal["bins"]] == [(0.1, 2, 0.5),
+                                                                        (0.9, 2, 0.5)]
+    assert report["metrics"]["confidence_ece"] == pytest.approx((2 * 0.35 + 2 * 0.45) / 4)
+    assert report["counts"]["confidence_ece"] == 4
+    md = markdown(report, [])
+    assert "## Answer confidence calibration" in md and "gold outcome is `sent`" in md
+    empty = build_report([cited("x", "sent", auto=True, gold=[], docs=[], confidence=None)],
+                         {"dataset_name": "none"}, embed=lambda t: np.ones((len(t), 3)))
+    assert empty["metrics"]["confidence_ece"] is None
+
+
+def test_worst_tickets_order_and_show_commands() -> None:
+    records = [
+        cited("ok", "sent", auto=True, gold=[], docs=[], confidence=0.99),
+        cited("w-low", "human", auto=True, gold=[], docs=[], confidence=0.81),
+        cited("w-high", "human", auto=True, gold=[], docs=[], confidence=0.97, tenant=None),
+        cited("esc", "sent", auto=False, gold=[], docs=[], confidence=0.7,
+              reason="low_answer_confidence", tenant="globex; rm -rf /"),
+        cited("esc-none", "sent", auto=False, gold=[], docs=[], confidence=None,
+              reason="out_of_scope"),
+    ] + [cited(f"more{i}", "sent", auto=False, gold=[], docs=[], confidence=0.1)
+         for i in range(10)]
+    report = build_report(records, {"dataset_name": "w", "home": "/tmp/eval home/sg-eval-1"},
+                          embed=lambda t: np.ones((len(t), 3)))
+    worst = report["worst_tickets"]
+    assert len(worst) == 10
+    assert [w["id"] for w in worst[:4]] == ["w-high", "w-low", "esc", "more0"]
+    assert worst[0]["kind"] == "wrongly_auto_sent" and worst[2]["kind"] == "wrongly_escalated"
+    assert "esc-none" not in [w["id"] for w in worst]  # no confidence: ranked last, cut at 10
+    md = markdown(report, [])
+    assert "## Worst tickets" in md
+    assert "`SUPPORTGRAPH_HOME='/tmp/eval home/sg-eval-1' supportgraph show w-low --tenant acme`" \
+        in md
+    assert "supportgraph show w-high`" in md  # no tenant on the ticket: no --tenant
+    assert "--tenant 'globex; rm -rf /'" in md  # quoted, never a second command
+    none = build_report(records[:1], {"dataset_name": "w"}, embed=lambda t: np.ones((len(t), 3)))
+    assert none["worst_tickets"] == []
+    assert "None: no ticket was wrongly" in markdown(none, [])
+
+
+@pytest.mark.parametrize("value, message", [
+    ("billing/a.md", "must be a list of source ids, got str"),
+    ({"id": "x"}, "must be a list of source ids, got dict"),
+    (7, "must be a list of source ids, got int"),
+    ([], "expected_doc_ids is empty"),
+    (["ok", 3], "non-empty strings"),
+    (["ok", "  "], "non-empty strings"),
+    ([None], "non-empty strings"),
+    (["x" * 501], "non-empty strings of at most 500"),
+    ([f"doc{i}" for i in range(51)], "51 ids (at most 50)"),
+    (["d"] * 10_000, "10,000 ids (at most 50)"),
+    # a huge list is refused by the line limit before it is ever decoded
+    ([f"doc{i}" for i in range(100_000)], "line is longer than"),
+])
+def test_dataset_rejects_malformed_expected_doc_ids(tmp_path: Path, value, message) -> None:
+    path = tmp_path / "gold.jsonl"
+    path.write_text(json.dumps(GOOD) + "\n" + json.dumps(
+        {**GOOD, "id": "a2", "expected_doc_ids": value}) + "\n", encoding="utf-8")
+    with pytest.raises(DatasetError) as info:
+        load_dataset(path)
+    assert info.value.problems == [f"{path}:2: " + info.value.problems[0].split(":2: ", 1)[1]]
+    assert message in str(info.value)
+
+
+def test_dataset_reads_expected_doc_ids(tmp_path: Path) -> None:
+    path = tmp_path / "gold.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in (
+        {**GOOD, "expected_doc_ids": ["billing/a.md#pdf", " billing/a.md#pdf ", "billing/b.md"]},
+        {**GOOD, "id": "a2", "expected_doc_ids": None},
+        {**GOOD, "id": "a3"})) + "\n", encoding="utf-8")
+    tickets = load_dataset(path)
+    assert [t.expected_doc_ids for t in tickets] == [("billing/a.md#pdf", "billing/b.md"), (), ()]
+    from evals.dataset import unknown_fields
+
+    assert unknown_fields(path) == []
+    from evals.records import build_record
+
+    record = build_record(tickets[0], {"status": "sent", "cited_doc_ids": ["billing/b.md#x"]},
+                          escalated=False, draft="d")
+    assert record.gold_doc_ids == ["billing/a.md#pdf", "billing/b.md"] and record.cites_gold
+    # an older records.jsonl row (no gold ids, no tenant) still reads back
+    old = record.to_json()
+    del old["gold_doc_ids"], old["tenant"]
+    assert EvalRecord.from_json(old).cites_gold is None
+
+
+def test_plots_without_cost_say_so_and_draw_the_curve(tmp_path: Path) -> None:
+    from evals.plots import write_plots
+
+    records = [cited("p1", "sent", auto=True, gold=[], docs=[], confidence=0.9),
+               cited("p2", "human", auto=False, gold=[], docs=[], confidence=0.5,
+                     reason="low_answer_confidence")]
+    report = build_report(records, {"dataset_name": "p", "settings": {
+        "confidence_threshold": 0.8}}, embed=lambda t: np.ones((len(t), 3)))
+    names = write_plots(report, records, tmp_path)
+    assert "threshold_curve.png" in names and "cost_distribution.png" in names
+    for name in names:
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    md = markdown(report, names)
+    assert "| **0.80** |" in md and "![threshold_curve.png](threshold_curve.png)" in md
+    # The cost plot: with no cost at all it is a message, not a histogram on a made-up axis.
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    from matplotlib import pyplot as plt
+
+    from evals import plots
+
+    drawn: list = []
+    real_hist = plt.Axes.hist
+
+    def spy(self, *args, **kwargs):
+        drawn.append(self)  # titled after the histogram is drawn
+        return real_hist(self, *args, **kwargs)
+
+    plt.Axes.hist = spy
+    try:
+        plots.write_plots(report, records, tmp_path)
+        assert "Cost per ticket" not in [ax.get_title() for ax in drawn]
+        records[0].cost = 0.002
+        plots.write_plots(build_report(records, {"dataset_name": "p"},
+                                       embed=lambda t: np.ones((len(t), 3))), records, tmp_path)
+        assert "Cost per ticket" in [ax.get_title() for ax in drawn]
+    finally:
+        plt.Axes.hist = real_hist
