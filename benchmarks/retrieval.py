@@ -161,21 +161,20 @@ def main(argv: list[str] | None = None) -> int:
         # whose embedded text is the whole section already has that vector: reuse it (BERT
         # tokenisation ignores the whitespace the chunker normalises), embed only the rest.
         ids = [sid for sid in sections]
-        stored = store.client.scroll("manual", limit=100_000, with_payload=True,
-                                     with_vectors=True)[0]
+        stored = store.scroll_points("manual")
         per_doc: dict[str, list[Any]] = {}
         for point in stored:
-            per_doc.setdefault(str((point.payload or {})["doc_id"]), []).append(point)
+            per_doc.setdefault(str(point[1]["doc_id"]), []).append(point)
         full = {sid: "\n".join(sections[sid].get("text", [])) or sections[sid]["title"]
                 for sid in ids}
         reuse = {}
         for sid in ids:
             points = per_doc.get(sid, [])
             if len(points) == 1:
-                payload = points[0].payload or {}
+                payload = points[0][1]
                 if embedding_text(payload["title"], payload["text"]).split() == \
                         full[sid].split():
-                    reuse[sid] = np.asarray(points[0].vector["dense"], dtype=np.float32)
+                    reuse[sid] = points[0][2]
         todo = [sid for sid in ids if sid not in reuse]
         fresh = dict(zip(todo, embedder.encode([full[sid] for sid in todo]), strict=True))
         whole = np.stack([reuse[sid] if sid in reuse else fresh[sid] for sid in ids])
@@ -184,10 +183,10 @@ def main(argv: list[str] | None = None) -> int:
         figures["baseline"] = recall(baseline, qs)
 
         # ---- ours, and its parts
-        variants = (("dense, chunks", "dense", "dense", "convex"),
-                    ("BM25 only", "lexical", "lexical", "convex"),
+        variants = (("dense, chunks", "dense", "dense", "dbsf"),
+                    ("BM25 only", "lexical", "lexical", "dbsf"),
                     ("hybrid, RRF k=60", "hybrid_rrf", "hybrid", "rrf"),
-                    ("hybrid, convex (ours)", "hybrid", "hybrid", "convex"))
+                    ("hybrid, DBSF (ours)", "hybrid", "hybrid", "dbsf"))
         for _label, key, mode, fusion in variants:
             results = store.best_documents_many("manual", questions, k=args.k,
                                                 query_vectors=qv, mode=mode, fusion=fusion)
@@ -242,14 +241,13 @@ def main(argv: list[str] | None = None) -> int:
         total = 0
         while total < scale:
             chunks, vectors = [], []
-            for point in base_points:
-                payload = point.payload or {}
+            for _pid, payload, vector in base_points:
                 if total + len(chunks) >= scale:
                     break
                 chunks.append(Chunk(doc_id=f"copy{copies}/{payload['doc_id']}",
                                     chunk=int(payload["chunk"]), text=payload["text"],
                                     title=payload["title"], source="bench"))
-                vectors.append(point.vector["dense"])
+                vectors.append(vector)
             store.upsert_chunks("scale", chunks, vectors=np.asarray(vectors, dtype=np.float32))
             total += len(chunks)
             copies += 1

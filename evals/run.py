@@ -72,16 +72,17 @@ def prepare(ctx: Context, team: Context) -> None:
     """
     from graph.resources import get_resources
     from retrieval import sentence_cache
+    from retrieval.store import EMBEDDED_DIR
 
-    source = team.home_path / "qdrant"
-    local = not team.qdrant_url and (source / "meta.json").is_file()
+    source = team.home_path / EMBEDDED_DIR
+    local = not team.qdrant_url and source.is_dir()
     if not ctx.demo_kb and not local:
         raise EvalSetupError(
             "the demo KB is off and there is no local knowledge base to copy "
             f"({'a Qdrant server is configured' if team.qdrant_url else source}); "
             "evaluate with demo_kb=true or a local SUPPORTGRAPH_HOME")
     if local:
-        shutil.copytree(source, ctx.home_path / "qdrant",
+        shutil.copytree(source, ctx.home_path / EMBEDDED_DIR,
                         ignore=shutil.ignore_patterns(".lock"))
         # and its sentence vectors, or the copy would embed every KB sentence again
         vectors = sentence_cache.cache_path(team.home_path)
@@ -90,7 +91,7 @@ def prepare(ctx: Context, team: Context) -> None:
             shutil.copy2(vectors, sentence_cache.cache_path(ctx.home_path))
     res = get_resources(ctx)
     if local and res.store.exists(CASES):
-        res.store.client.delete_collection(CASES)
+        res.store.delete_collection(CASES)
     if ctx.demo_kb:
         res.demo_kb_ready()
     res.intent_model.predict(["warm-up"])
