@@ -292,7 +292,8 @@ class ClientBackend:
         from qdrant_client import models
 
         self.m = models
-        self.client = client
+        # qdrant-client's local mode is not thread-safe: serialise it (a server client is)
+        self.client = client if server else _Serialized(client)
         self.location = location
         self.server = server
 
@@ -419,6 +420,25 @@ class ClientBackend:
 
     def close(self) -> None:
         self.client.close()
+
+
+class _Serialized:
+    """Every method call of the wrapped object under one lock."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self._lock = threading.RLock()
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._inner, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with self._lock:
+                return attr(*args, **kwargs)
+
+        return call
 
 
 def cosine(query: np.ndarray, stored: list[float] | None) -> float:
