@@ -9,6 +9,7 @@ id are two points, never one overwriting the other. Passages without a tenant ke
 from __future__ import annotations
 
 import hashlib
+import json
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +19,7 @@ from models.embeddings import MODEL_NAME
 DENSE = "dense"
 SPARSE = "bm25"
 POINT_NAMESPACE = uuid.UUID("6f1c3b1e-5d0a-4f5e-9a57-2d8f0c1b7e42")
+TENANT_NAMESPACE = uuid.uuid5(POINT_NAMESPACE, "tenant")
 INDEXED_FIELDS = ("tenant", "doc_id", "intent", "ticket_ids")
 """Keyword payload indexes of every collection: the filters searches and lookups use."""
 
@@ -67,9 +69,14 @@ class Hit:
 
 
 def point_id(doc_id: str, chunk: int | str, tenant: str | None = None) -> str:
-    """Deterministic point id of one passage of one tenant (None: no tenant)."""
-    key = f"{doc_id}\x1f{chunk}" if tenant is None else f"{tenant}\x1e{doc_id}\x1f{chunk}"
-    return str(uuid.uuid5(POINT_NAMESPACE, key))
+    """Deterministic point id of one passage of one tenant (None: no tenant).
+
+    Tenant ids hash a JSON list in their own namespace: no choice of ids and separators can
+    make one tenant's id another's, or a tenant-less one's.
+    """
+    if tenant is None:
+        return str(uuid.uuid5(POINT_NAMESPACE, f"{doc_id}\x1f{chunk}"))
+    return str(uuid.uuid5(TENANT_NAMESPACE, json.dumps([tenant, doc_id, str(chunk)])))
 
 
 def embedding_text(title: str, text: str) -> str:
