@@ -322,8 +322,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     """Ingest markdown/text files or JSONL records into a collection."""
     from graph.resources import get_resources
     from retrieval import sentence_cache
-    from retrieval.cases import COLLECTION as CASES_COLLECTION
     from retrieval.backends import check_name
+    from retrieval.cases import COLLECTION as CASES_COLLECTION
     from retrieval.ingest import ingest_paths
 
     try:

@@ -86,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--upserts", type=int, default=200)
     parser.add_argument("--batch", type=int, default=2_000)
     parser.add_argument("--vocabulary", type=int, default=20_000)
-    parser.add_argument("--url", default=None, help="a Qdrant server instead of the embedded engine")
+    parser.add_argument("--url", default=None,
+                        help="a Qdrant server instead of the embedded engine")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     if not 1 <= args.points <= 10_000_000 or not 1 <= args.tenants <= 1000:

@@ -55,8 +55,10 @@ ANY_TENANT = AnyTenant()
 
 @dataclass(frozen=True)
 class Where:
-    """Points of one tenant (None: points without a tenant; ANY_TENANT: all) whose payload
-    has these exact keyword values (a list field matches when it contains the value)."""
+    """Which points: one tenant's (None: without a tenant; ANY_TENANT: all) with these values.
+
+    A list field matches when it contains the value.
+    """
 
     tenant: str | None | AnyTenant = ANY_TENANT
     match: tuple[tuple[str, str], ...] = ()
@@ -128,9 +130,11 @@ class EdgeBackend:
             return shard
 
     def exists(self, name: str) -> bool:
+        """Whether the collection exists."""
         return name in self._shards or (self._path(name) / "edge_config.json").is_file()
 
     def create(self, name: str) -> None:
+        """Create the collection: dense + BM25 sparse (IDF) vectors, keyword payload indexes."""
         q = self.q
         with self._lock:
             path = self._path(name)
@@ -145,6 +149,7 @@ class EdgeBackend:
             self._shards[name] = _Shard(handle)
 
     def drop(self, name: str) -> None:
+        """Remove the collection and its points."""
         import shutil
 
         with self._lock:
@@ -164,6 +169,7 @@ class EdgeBackend:
         return q.Filter(must=must) if must else None
 
     def upsert(self, name: str, points: Sequence[StoredPoint]) -> None:
+        """Write points (insert or replace by id)."""
         q = self.q
         shard = self._shard(name)
         structs = []
@@ -188,15 +194,18 @@ class EdgeBackend:
             shard.optimizing.start()
 
     def optimize(self, name: str) -> None:
+        """Build the index of everything written so far (blocking)."""
         shard = self._shard(name)
         shard.handle.optimize()
         with self._lock:
             shard.written = 0
 
     def delete_ids(self, name: str, ids: Sequence[str]) -> None:
+        """Delete points by id (missing ids are ignored)."""
         self._shard(name).handle.update(self.q.UpdateOperation.delete_points(list(ids)))
 
     def delete_where(self, name: str, where: Where) -> None:
+        """Delete the points matching `where` (never all of them)."""
         flt = self._filter(where)
         if flt is None:
             raise ValueError("refusing to delete every point of a collection")
@@ -204,6 +213,7 @@ class EdgeBackend:
 
     def retrieve(self, name: str, ids: Sequence[str], *, payload: bool | list[str] = True,
                  vector: bool = False) -> list[StoredPoint]:
+        """Points by id (missing ones left out)."""
         records = self._shard(name).handle.retrieve(
             list(ids), with_payload=payload, with_vector=[DENSE] if vector else False)
         return [self._stored(r) for r in records]
@@ -214,11 +224,13 @@ class EdgeBackend:
                            dense=vectors.get(DENSE), score=score)
 
     def count(self, name: str, where: Where = Where()) -> int:
+        """Exact number of points matching `where`."""
         return int(self._shard(name).handle.count(
             self.q.CountRequest(exact=True, filter=self._filter(where))))
 
     def scroll(self, name: str, where: Where, *, limit: int, offset: Any = None,
                vector: bool = False) -> tuple[list[StoredPoint], Any]:
+        """One page of points matching `where`, and the next page's offset."""
         records, nxt = self._shard(name).handle.scroll(self.q.ScrollRequest(
             offset=offset, limit=limit, filter=self._filter(where), with_payload=True,
             with_vector=[DENSE] if vector else False))
@@ -243,6 +255,7 @@ class EdgeBackend:
             query=fusion, **common)
 
     def query(self, name: str, queries: Sequence[HybridQuery]) -> list[list[StoredPoint]]:
+        """Answer each query with one request of one batch."""
         requests = []
         for query in queries:
             if query.mode == "lexical" and not query.sparse[0]:
@@ -256,6 +269,7 @@ class EdgeBackend:
                 for r in requests]
 
     def get_meta(self, key: str) -> dict[str, Any] | None:
+        """A bookkeeping value, or None."""
         path = self.root / "meta.json"
         if not path.is_file():
             return None
@@ -264,6 +278,7 @@ class EdgeBackend:
         return dict(value) if isinstance(value, dict) else None
 
     def set_meta(self, key: str, value: dict[str, Any]) -> None:
+        """Store a bookkeeping value durably."""
         with self._lock:
             path = self.root / "meta.json"
             data = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
@@ -276,6 +291,7 @@ class EdgeBackend:
             os.replace(tmp, path)
 
     def close(self) -> None:
+        """Release the engine."""
         with self._lock:
             shards = list(self._shards.values())
             self._shards.clear()
@@ -298,9 +314,11 @@ class ClientBackend:
         self.server = server
 
     def exists(self, name: str) -> bool:
+        """Whether the collection exists."""
         return bool(self.client.collection_exists(check_name(name)))
 
     def create(self, name: str) -> None:
+        """Create the collection: dense + BM25 sparse (IDF) vectors, keyword payload indexes."""
         m = self.m
         self.client.create_collection(
             check_name(name),
@@ -314,6 +332,7 @@ class ClientBackend:
                 self.client.create_payload_index(name, key, field_schema=schema)
 
     def drop(self, name: str) -> None:
+        """Remove the collection and its points."""
         self.client.delete_collection(check_name(name))
 
     def _filter(self, where: Where) -> Any:
@@ -327,6 +346,7 @@ class ClientBackend:
         return m.Filter(must=must) if must else None
 
     def upsert(self, name: str, points: Sequence[StoredPoint]) -> None:
+        """Write points (insert or replace by id)."""
         m = self.m
         structs = []
         for p in points:
@@ -341,10 +361,12 @@ class ClientBackend:
         """A server indexes in the background by itself."""
 
     def delete_ids(self, name: str, ids: Sequence[str]) -> None:
+        """Delete points by id (missing ids are ignored)."""
         self.client.delete(name, points_selector=self.m.PointIdsList(points=list(ids)),
                            wait=True)
 
     def delete_where(self, name: str, where: Where) -> None:
+        """Delete the points matching `where` (never all of them)."""
         flt = self._filter(where)
         if flt is None:
             raise ValueError("refusing to delete every point of a collection")
@@ -352,6 +374,7 @@ class ClientBackend:
 
     def retrieve(self, name: str, ids: Sequence[str], *, payload: bool | list[str] = True,
                  vector: bool = False) -> list[StoredPoint]:
+        """Points by id (missing ones left out)."""
         points = self.client.retrieve(name, ids=list(ids), with_payload=payload,
                                       with_vectors=[DENSE] if vector else False)
         return [self._stored(p) for p in points]
@@ -362,10 +385,12 @@ class ClientBackend:
                            dense=vectors.get(DENSE), score=score)
 
     def count(self, name: str, where: Where = Where()) -> int:
+        """Exact number of points matching `where`."""
         return int(self.client.count(name, count_filter=self._filter(where), exact=True).count)
 
     def scroll(self, name: str, where: Where, *, limit: int, offset: Any = None,
                vector: bool = False) -> tuple[list[StoredPoint], Any]:
+        """One page of points matching `where`, and the next page's offset."""
         points, nxt = self.client.scroll(name, scroll_filter=self._filter(where), limit=limit,
                                          offset=offset, with_payload=True,
                                          with_vectors=[DENSE] if vector else False)
@@ -391,6 +416,7 @@ class ClientBackend:
             query=fusion, **common)
 
     def query(self, name: str, queries: Sequence[HybridQuery]) -> list[list[StoredPoint]]:
+        """Answer each query with one request of one batch."""
         requests = [None if q.mode == "lexical" and not q.sparse[0] else self._request(q)
                     for q in queries]
         live = [r for r in requests if r is not None]
@@ -399,6 +425,7 @@ class ClientBackend:
                 for r in requests]
 
     def get_meta(self, key: str) -> dict[str, Any] | None:
+        """A bookkeeping value, or None."""
         from retrieval.points import point_id
 
         if not self.client.collection_exists(META_COLLECTION):
@@ -408,6 +435,7 @@ class ClientBackend:
         return dict(points[0].payload or {}) if points else None
 
     def set_meta(self, key: str, value: dict[str, Any]) -> None:
+        """Store a bookkeeping value durably."""
         from retrieval.points import point_id
 
         m = self.m
@@ -419,6 +447,7 @@ class ClientBackend:
         self.client.upsert(META_COLLECTION, [point], wait=True)
 
     def close(self) -> None:
+        """Release the engine."""
         self.client.close()
 
 

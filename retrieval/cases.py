@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
+
 from retrieval.backends import ANY_TENANT, AnyTenant
 from retrieval.points import Chunk, embedding_text, point_id
 from retrieval.store import KnowledgeStore

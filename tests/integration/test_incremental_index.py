@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from retrieval.cases import COLLECTION, delete_case, search_cases, upsert_case
+from retrieval.cases import delete_case, search_cases, upsert_case
 from retrieval.store import Chunk, close_stores, open_client_store, open_store, point_id
 
 C = "inc"
