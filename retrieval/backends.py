@@ -14,11 +14,12 @@ copy of any collection: a search or a write is one request, never a scroll.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -26,6 +27,8 @@ import numpy as np
 
 from models.embeddings import DIMENSIONS
 from retrieval.points import DENSE, INDEXED_FIELDS, SPARSE
+
+log = logging.getLogger(__name__)
 
 Fusion = Literal["dbsf", "rrf"]
 SearchMode = Literal["hybrid", "dense", "lexical"]
@@ -312,10 +315,26 @@ class ClientBackend:
         self.client = client if server else _Serialized(client)
         self.location = location
         self.server = server
+        self._dense_only: dict[str, bool] = {}
 
     def exists(self, name: str) -> bool:
         """Whether the collection exists."""
         return bool(self.client.collection_exists(check_name(name)))
+
+    def dense_only(self, name: str) -> bool:
+        """Whether `name` predates BM25 sparse vectors (a server collection of an older release).
+
+        Such a collection keeps answering, dense only, instead of failing every search; a
+        warning says so once. Re-ingesting into a new collection brings BM25 back.
+        """
+        if name not in self._dense_only:
+            info = self.client.get_collection(name)
+            old = SPARSE not in (info.config.params.sparse_vectors or {})
+            if old:
+                log.warning("collection %s at %s has no %s sparse vectors (made by an older "
+                            "release): searching it dense only", name, self.location, SPARSE)
+            self._dense_only[name] = old
+        return self._dense_only[name]
 
     def create(self, name: str) -> None:
         """Create the collection: dense + BM25 sparse (IDF) vectors, keyword payload indexes."""
@@ -333,6 +352,7 @@ class ClientBackend:
 
     def drop(self, name: str) -> None:
         """Remove the collection and its points."""
+        self._dense_only.pop(name, None)
         self.client.delete_collection(check_name(name))
 
     def _filter(self, where: Where) -> Any:
@@ -349,9 +369,10 @@ class ClientBackend:
         """Write points (insert or replace by id)."""
         m = self.m
         structs = []
+        dense_only = self.dense_only(name)
         for p in points:
             vector: dict[str, Any] = {DENSE: list(p.dense or [])}
-            if p.sparse and p.sparse[0]:
+            if p.sparse and p.sparse[0] and not dense_only:
                 vector[SPARSE] = m.SparseVector(indices=list(p.sparse[0]),
                                                 values=list(p.sparse[1]))
             structs.append(m.PointStruct(id=p.id, vector=vector, payload=p.payload))
@@ -417,6 +438,8 @@ class ClientBackend:
 
     def query(self, name: str, queries: Sequence[HybridQuery]) -> list[list[StoredPoint]]:
         """Answer each query with one request of one batch."""
+        if self.dense_only(name):
+            queries = [replace(q, sparse=([], [])) for q in queries]
         requests = [None if q.mode == "lexical" and not q.sparse[0] else self._request(q)
                     for q in queries]
         live = [r for r in requests if r is not None]

@@ -330,3 +330,24 @@ def test_hostile_collection_names_are_refused(store):
     for name in ("../escape", "", "a/b", "x" * 300, "..", ".hidden"):
         with pytest.raises(ValueError, match="invalid collection name"):
             store.ensure_collection(name)
+
+
+def test_a_server_collection_of_an_older_release_still_answers(tmp_path, caplog):
+    """No BM25 sparse vectors in it: searches and learning go on, dense only, with a warning."""
+    import numpy as np
+    from qdrant_client import QdrantClient, models
+
+    client = QdrantClient(path=str(tmp_path / "server"))
+    client.create_collection(COLLECTION, vectors_config={"dense": models.VectorParams(
+        size=384, distance=models.Distance.COSINE)})
+    remote = open_client_store(client, location="old-server", server=False)
+    try:
+        assert case(remote, "o1", "Refund the duplicate charge on my invoice") == "added"
+        [hit] = search_cases(remote, "duplicate charge refund", k=3, tenant="acme")
+        assert hit.ticket_id == "o1" and hit.score > 0.7
+        assert "searching it dense only" in caplog.text
+        rng = np.random.default_rng(0)
+        assert remote.search(COLLECTION, "refund", k=3, mode="lexical",
+                             query_vector=rng.normal(size=384)) == []
+    finally:
+        remote.close()
