@@ -6,7 +6,7 @@ N points of 10 tenants go into one collection through the store's own ingest pat
 (`upsert_chunks`, batches of `--batch`): texts of 12-40 words drawn from a synthetic
 vocabulary with a Zipf-like frequency (so BM25's IDF has common and rare terms to work with),
 and random unit vectors (no embedding model: this measures the engine, not MiniLM). Then the
-index is built (`optimize`), and:
+index is built (`optimize`; `--no-optimize` searches the points as written), and:
 
 - search: `--queries` hybrid searches (dense + BM25 prefetch, fused in Qdrant) for k=5 with a
   tenant filter, query texts of 2-6 vocabulary words and random unit vectors;
@@ -89,6 +89,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--url", default=None,
                         help="a Qdrant server instead of the embedded engine")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-optimize", action="store_true",
+                        help="search the points as written (no index build): what `learn` "
+                             "leaves between two ingests")
     args = parser.parse_args(argv)
     if not 1 <= args.points <= 10_000_000 or not 1 <= args.tenants <= 1000:
         print("retrieval_scale: --points must be 1..10M and --tenants 1..1000", file=sys.stderr)
@@ -100,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     figures: dict[str, object] = {"benchmark": "retrieval_scale", "points": args.points,
                                   "tenants": args.tenants,
                                   "engine": "server" if args.url else "embedded",
+                                  "optimized": not args.no_optimize,
                                   "cpus": os.cpu_count(),
                                   "load_avg_start": round(os.getloadavg()[0], 2)}
     try:
@@ -116,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
             if start and start % (10 * args.batch) == 0:
                 print(f"  {start} points in {time.perf_counter() - started:.0f} s", flush=True)
         insert_s = time.perf_counter() - started
-        store.optimize(COLLECTION)
+        if not args.no_optimize:
+            store.optimize(COLLECTION)
         build_s = time.perf_counter() - started
         assert store.count(COLLECTION) == args.points
         print(f"ingested {args.points} points in {insert_s:.1f} s, index built after "

@@ -19,7 +19,7 @@ import os
 import re
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -34,9 +34,6 @@ Fusion = Literal["dbsf", "rrf"]
 SearchMode = Literal["hybrid", "dense", "lexical"]
 RRF_K = 60
 META_COLLECTION = "supportgraph_meta"
-OPTIMIZE_AFTER = 20_000
-"""Embedded: points written since the last optimize that start one in the background (the
-appendable segment is searched exactly; past this size an HNSW segment pays)."""
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 
@@ -94,12 +91,17 @@ class StoredPoint:
 @dataclass
 class _Shard:
     handle: Any
-    written: int = 0
-    optimizing: threading.Thread | None = field(default=None, repr=False)
 
 
 class EdgeBackend:
-    """Qdrant's engine in process: one EdgeShard per collection folder, thread-safe."""
+    """Qdrant's engine in process: one EdgeShard per collection folder, thread-safe.
+
+    Index builds (`optimize`) run only when asked (`supportgraph ingest` does, after a bulk
+    load), never in the background: qdrant-edge-py 0.9 holds the GIL for the whole build
+    (measured: 20,000 points, 206 s on the loaded 2-core machine, during which another
+    Python thread of the process got no time at all). Unindexed points are searched exactly,
+    and with the tenant filter that stays fast (benchmarks/retrieval_scale.py).
+    """
 
     server = False
 
@@ -182,26 +184,10 @@ class EdgeBackend:
                 vector[SPARSE] = q.SparseVector(list(p.sparse[0]), list(p.sparse[1]))
             structs.append(q.Point(p.id, vector, p.payload))
         shard.handle.update(q.UpdateOperation.upsert_points(structs))
-        self._written(name, shard, len(structs))
-
-    def _written(self, name: str, shard: _Shard, n: int) -> None:
-        """Start a background optimize once enough unindexed points piled up."""
-        with self._lock:
-            shard.written += n
-            busy = shard.optimizing is not None and shard.optimizing.is_alive()
-            if shard.written < OPTIMIZE_AFTER or busy:
-                return
-            shard.written = 0
-            shard.optimizing = threading.Thread(target=shard.handle.optimize,
-                                                name=f"optimize-{name}", daemon=True)
-            shard.optimizing.start()
 
     def optimize(self, name: str) -> None:
         """Build the index of everything written so far (blocking)."""
-        shard = self._shard(name)
-        shard.handle.optimize()
-        with self._lock:
-            shard.written = 0
+        self._shard(name).handle.optimize()
 
     def delete_ids(self, name: str, ids: Sequence[str]) -> None:
         """Delete points by id (missing ids are ignored)."""
@@ -299,8 +285,6 @@ class EdgeBackend:
             shards = list(self._shards.values())
             self._shards.clear()
         for shard in shards:
-            if shard.optimizing is not None:
-                shard.optimizing.join()
             shard.handle.close()
 
 
