@@ -138,6 +138,10 @@ class EdgeBackend:
         """Whether the collection exists."""
         return name in self._shards or (self._path(name) / "edge_config.json").is_file()
 
+    def names(self) -> list[str]:
+        """Every collection of this home."""
+        return sorted(p.parent.name for p in self.root.glob("*/edge_config.json"))
+
     def create(self, name: str) -> None:
         """Create the collection: dense + BM25 sparse (IDF) vectors, keyword payload indexes."""
         q = self.q
@@ -304,6 +308,11 @@ class ClientBackend:
     def exists(self, name: str) -> bool:
         """Whether the collection exists."""
         return bool(self.client.collection_exists(check_name(name)))
+
+    def names(self) -> list[str]:
+        """Every collection (the bookkeeping one left out)."""
+        return sorted(c.name for c in self.client.get_collections().collections
+                      if c.name != META_COLLECTION)
 
     def dense_only(self, name: str) -> bool:
         """Whether `name` predates BM25 sparse vectors (a server collection of an older release).

@@ -118,6 +118,10 @@ class KnowledgeStore:
             return True
         return self._call("check collection", lambda: self.backend.exists(collection))
 
+    def collections(self) -> list[str]:
+        """Names of every collection in this store."""
+        return self._call("list collections", self.backend.names)
+
     def require(self, collection: str) -> None:
         """Fail fast with a clear reason when `collection` is missing."""
         if not self.exists(collection):
