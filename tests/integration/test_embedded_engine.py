@@ -81,7 +81,7 @@ def committed_after_kill(proc: subprocess.Popen, after: int) -> list[int]:
 @pytest.mark.parametrize("what", ["ingest", "learn"])
 def test_sigkill_during_a_write_loses_nothing_committed(tmp_path, what):
     home = tmp_path / "home"
-    done = committed_after_kill(child(home, what), 15)
+    done = committed_after_kill(child(home, what), 6)
     store = open_store(home=home)  # the lock died with the process; the log replays
     try:
         if what == "ingest":
