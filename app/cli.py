@@ -322,9 +322,14 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     """Ingest markdown/text files or JSONL records into a collection."""
     from graph.resources import get_resources
     from retrieval import sentence_cache
+    from retrieval.backends import check_name
     from retrieval.cases import COLLECTION as CASES_COLLECTION
     from retrieval.ingest import ingest_paths
 
+    try:
+        check_name(args.collection)
+    except ValueError as exc:
+        raise BadInput(str(exc)) from None
     paths = [Path(p) for p in args.paths]
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
@@ -344,8 +349,13 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 def cmd_retrieve(args: argparse.Namespace) -> int:
     """Answer a JSONL file of queries with the K best distinct documents each."""
     from graph.resources import get_resources
+    from retrieval.backends import check_name
     from retrieval.ingest import retrieve_file
 
+    try:
+        check_name(args.collection)
+    except ValueError as exc:
+        raise BadInput(str(exc)) from None
     if not Path(args.input).is_file():
         raise BadInput(f"no such file: {args.input}")
     if args.k < 1 or args.k > 100:

@@ -77,7 +77,7 @@ def prepare_home(target: Path, template: str | None) -> Path:
     """Copy `template` (an initialised home) to `target`, or initialise `target` from scratch."""
     if template:
         source = Path(template)
-        if not (source / "models").is_dir() or not (source / "qdrant").is_dir():
+        if not (source / "models").is_dir() or not (source / "qdrant_edge").is_dir():
             raise SystemExit(f"--home {template}: not an initialised home (run supportgraph init)")
         shutil.copytree(source, target)
         for stale in ("state.db", "state.db-wal", "state.db-shm"):

@@ -90,11 +90,12 @@ def prepare(ctx: Context, team: Context, say: Progress | None = None) -> None:
     """
     from graph.resources import get_resources
     from retrieval import sentence_cache
+    from retrieval.store import EMBEDDED_DIR
 
     say = say or Progress(enabled=False)
 
-    source = team.home_path / "qdrant"
-    local = not team.qdrant_url and (source / "meta.json").is_file()
+    source = team.home_path / EMBEDDED_DIR
+    local = not team.qdrant_url and source.is_dir()
     if not ctx.demo_kb and not local:
         raise EvalSetupError(
             "the demo KB is off and there is no local knowledge base to copy "
@@ -102,7 +103,7 @@ def prepare(ctx: Context, team: Context, say: Progress | None = None) -> None:
             "evaluate with demo_kb=true or a local SUPPORTGRAPH_HOME")
     if local:
         say(f"copying the knowledge base from {source}")
-        shutil.copytree(source, ctx.home_path / "qdrant",
+        shutil.copytree(source, ctx.home_path / EMBEDDED_DIR,
                         ignore=shutil.ignore_patterns(".lock"))
         # and its sentence vectors, or the copy would embed every KB sentence again
         vectors = sentence_cache.cache_path(team.home_path)
@@ -112,7 +113,7 @@ def prepare(ctx: Context, team: Context, say: Progress | None = None) -> None:
     say("opening the isolated home's knowledge base")
     res = get_resources(ctx)
     if local and res.store.exists(CASES):
-        res.store.client.delete_collection(CASES)
+        res.store.delete_collection(CASES)
     if ctx.demo_kb:
         say("checking the demo knowledge base" if local else
             "ingesting the demo knowledge base (about a minute)")

@@ -2,9 +2,12 @@
 
 A case is a ticket text (already redacted by the caller, redacted again here defensively) with
 the reply that resolved it, its intent, tenant and time. One point per case, id derived from
-the ticket id, so a re-run of the learn step updates rather than adds. A new ticket that is a
-near-duplicate (cosine >= `NEAR_DUPLICATE`) of a case of the same tenant and intent refreshes
-that case instead of adding another, so the collection does not fill with copies.
+the tenant and the ticket id, so a re-run of the learn step updates rather than adds, and two
+tenants' tickets with one id are two cases. A new ticket that is a near-duplicate (cosine >=
+`NEAR_DUPLICATE`) of a case of the same tenant and intent refreshes that case instead of adding
+another, so the collection does not fill with copies; cases of other tenants are never looked
+at. Learning is one lookup by id, one filtered lookup on an indexed field, one search and one
+upsert: nothing reads the whole collection.
 
 Tenants are walls: a search for tenant A sees only A's cases; a search without a tenant sees
 only cases stored without one.
@@ -17,14 +20,10 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
-from qdrant_client import models
 
-from retrieval.store import (
-    Chunk,
-    KnowledgeStore,
-    embedding_text,
-    point_id,
-)
+from retrieval.backends import ANY_TENANT, AnyTenant
+from retrieval.points import Chunk, embedding_text, point_id
+from retrieval.store import KnowledgeStore
 
 log = logging.getLogger(__name__)
 
@@ -83,10 +82,10 @@ def upsert_case(
     ticket_id = str(ticket_id)
     text, reply = _redact(text), _redact(reply)
     store.ensure_collection(COLLECTION)
-    own = point_id(_doc_id(ticket_id), 0)
+    own = point_id(_doc_id(ticket_id), 0, tenant)
     current = store.payload_of(COLLECTION, own)
     if current is None:
-        current = _case_holding(store, ticket_id)
+        current = _case_holding(store, ticket_id, tenant)
     if current is not None:
         same = (current.get("text"), current.get("reply"), current.get("intent"),
                 current.get("tenant")) == (text, reply, intent, tenant)
@@ -97,7 +96,7 @@ def upsert_case(
         return "updated"
     vector = store.embedder.encode([embedding_text("", text)])
     nearest = store.search(COLLECTION, text, k=1, query_vector=vector[0], tenant=tenant,
-                           tenant_filter=True, match={"intent": intent})
+                           tenant_filter=True, match={"intent": intent}, mode="dense")
     if nearest and nearest[0].dense_score >= NEAR_DUPLICATE:
         payload = nearest[0].payload
         _write(store, payload["doc_id"], text, reply, intent, tenant, resolved_at, source,
@@ -108,9 +107,12 @@ def upsert_case(
     return "added"
 
 
-def _case_holding(store: KnowledgeStore, ticket_id: str) -> dict[str, Any] | None:
-    """Find the case that absorbed this ticket as a near-duplicate earlier, if any."""
-    rows = store.payloads_where(COLLECTION, "ticket_ids", str(ticket_id))
+def _case_holding(
+    store: KnowledgeStore, ticket_id: str, tenant: str | None
+) -> dict[str, Any] | None:
+    """Find the case of this tenant that absorbed this ticket as a near-duplicate, if any."""
+    rows = store.payloads_where(COLLECTION, "ticket_ids", str(ticket_id), tenant=tenant,
+                                limit=1)
     return rows[0] if rows else None
 
 
@@ -134,12 +136,6 @@ def _write(
                "intent": intent, "reply": reply, "resolved_at": resolved_at},
     )
     store.upsert_chunks(COLLECTION, [chunk], vectors=vector)
-
-
-def _ticket_filter(ticket_id: str) -> models.Filter:
-    return models.Filter(must=[
-        models.FieldCondition(key="ticket_ids", match=models.MatchValue(value=str(ticket_id)))
-    ])
 
 
 def search_cases(
@@ -178,11 +174,16 @@ def search_cases(
     return cases
 
 
-def delete_case(store: KnowledgeStore, ticket_id: str) -> bool:
-    """Remove the case holding `ticket_id` (also one it was merged into); True if removed."""
+def delete_case(
+    store: KnowledgeStore, ticket_id: str, tenant: str | None | AnyTenant = ANY_TENANT
+) -> bool:
+    """Remove the case holding `ticket_id` (also one it was merged into); True if removed.
+
+    `tenant`: only that tenant's case (None: a case without tenant); default: any tenant's.
+    """
     if not store.exists(COLLECTION):
         return False
-    return store.delete_where(COLLECTION, _ticket_filter(ticket_id)) > 0
+    return store.delete_where(COLLECTION, {"ticket_ids": str(ticket_id)}, tenant=tenant) > 0
 
 
 __all__ = ["COLLECTION", "CaseHit", "delete_case", "search_cases", "upsert_case"]

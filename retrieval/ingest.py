@@ -25,7 +25,8 @@ from typing import Any
 from tqdm import tqdm
 
 from models.embeddings import MODEL_NAME
-from retrieval.store import Chunk, KnowledgeStore, RetrievalUnavailable
+from retrieval.points import Chunk, RetrievalUnavailable
+from retrieval.store import KnowledgeStore
 
 log = logging.getLogger(__name__)
 
@@ -352,6 +353,8 @@ def ingest_paths(
         bar.set_postfix(chunks=report.chunks, skipped=len(report.skipped))
     flush()
     bar.close()
+    if report.written:
+        store.optimize(collection)  # embedded: index the bulk now, not on the first searches
     report.documents = len(report.doc_ids)
     report.seconds = time.perf_counter() - started
     for path, reason in report.skipped:

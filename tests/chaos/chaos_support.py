@@ -124,21 +124,15 @@ def assert_each_ticket_once(url: str, ticket_ids: set[str]) -> Counter:
 
 def assert_no_duplicate_cases(home: Path, ticket_ids: set[str]) -> int:
     """Each ticket is held by at most one point of `resolved_cases`; returns the point count."""
-    from qdrant_client import QdrantClient
+    from retrieval.store import close_stores, open_store
 
-    client = QdrantClient(path=str(home / "qdrant"))
     try:
-        points, offset = [], None
-        while True:
-            batch, offset = client.scroll("resolved_cases", limit=1000, offset=offset,
-                                          with_payload=True)
-            points.extend(batch)
-            if offset is None:
-                break
+        rows = open_store(home=home).scroll_payloads("resolved_cases")
     finally:
-        client.close()
-    holders = Counter(t for p in points for t in p.payload.get("ticket_ids") or [])
+        close_stores()
+    points = [payload for _, payload in rows]
+    holders = Counter(t for p in points for t in p.get("ticket_ids") or [])
     assert all(n == 1 for n in holders.values()), "a ticket is in two resolved cases"
     assert set(holders) <= ticket_ids
-    assert len({p.id for p in points}) == len(points)
+    assert len({pid for pid, _ in rows}) == len(rows)
     return len(points)

@@ -1,20 +1,21 @@
-"""Our own writes patch a local collection's in-memory snapshot instead of rebuilding it.
+"""Writes go straight to Qdrant and the next search sees them; nothing scans a collection.
 
-Every check compares against a rebuild: a second `KnowledgeStore` on the same client, whose
-first search scrolls the collection and builds its snapshot from scratch.
+Both engines: qdrant-edge (embedded) and qdrant-client (local mode standing in for a server).
+Every engine request is counted at the engine object itself, below our code.
 """
 
 from __future__ import annotations
 
 import random
 import threading
+from collections import Counter
+from typing import Any
 
 import numpy as np
 import pytest
 
-from retrieval.cases import COLLECTION, delete_case, search_cases, upsert_case
-from retrieval.lexical import LexicalIndex
-from retrieval.store import Chunk, KnowledgeStore, close_stores, open_store, point_id
+from retrieval.cases import delete_case, search_cases, upsert_case
+from retrieval.store import Chunk, close_stores, open_client_store, open_store, point_id
 
 C = "inc"
 TENANTS = [None, "acme", "globex"]
@@ -23,130 +24,60 @@ WORDS = ("refund charge invoice plan billing card payment failed login password 
          "signature api key rotate export seat upgrade cancel tax vat receipt sso").split()
 
 
-@pytest.fixture
-def store(tmp_path):
-    opened = open_store(home=tmp_path / "home")
+@pytest.fixture(params=["embedded", "client"])
+def store(request, tmp_path):
+    if request.param == "embedded":
+        yield open_store(home=tmp_path / "home")
+        close_stores()
+        return
+    from qdrant_client import QdrantClient
+
+    opened = open_client_store(QdrantClient(path=str(tmp_path / "client")),
+                               location=str(tmp_path / "client"), server=False)
     yield opened
-    close_stores()
+    opened.close()
 
 
-def rebuilt(store: KnowledgeStore) -> KnowledgeStore:
-    """Another store on the same client: its snapshots come from a fresh scroll."""
-    return KnowledgeStore(store.client, location=store.location, server=False,
-                          embedder=store._embedder)
+class Counting:
+    """Wraps an engine object (an EdgeShard or a QdrantClient) and counts its calls."""
+
+    def __init__(self, inner: Any, calls: Counter, scans: list[str]) -> None:
+        self._inner, self._calls, self._scans = inner, calls, scans
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._inner, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            self._calls[name] += 1
+            if name == "scroll":
+                request = args[0] if args and not isinstance(args[0], str) else None
+                flt = (getattr(request, "filter", None) if request is not None
+                       else kwargs.get("scroll_filter"))
+                if flt is None:
+                    self._scans.append(name)
+            return attr(*args, **kwargs)
+
+        return call
 
 
-def count_rebuilds(store: KnowledgeStore, monkeypatch) -> list[str]:
-    calls: list[str] = []
-    original = store._scroll_with_vectors
-
-    def counting(collection):
-        calls.append(collection)
-        return original(collection)
-
-    monkeypatch.setattr(store, "_scroll_with_vectors", counting)
-    return calls
+def count_calls(store) -> tuple[Counter, list[str]]:
+    """Count every request the store sends to its engine from now on."""
+    calls: Counter = Counter()
+    scans: list[str] = []
+    backend = store.backend
+    if hasattr(backend, "_shards"):  # embedded: wrap each open shard
+        for name in list(backend._shards):
+            backend._shard(name)
+            backend._shards[name].handle = Counting(backend._shards[name].handle, calls, scans)
+    else:
+        backend.client = Counting(backend.client, calls, scans)
+    return calls, scans
 
 
 def unit(vector: np.ndarray) -> np.ndarray:
     return (vector / np.linalg.norm(vector, axis=-1, keepdims=True)).astype(np.float32)
-
-
-def assert_same_snapshot(mine, ref) -> None:
-    assert mine.ids == ref.ids == sorted(ref.ids)
-    assert mine.payloads == ref.payloads
-    assert mine.points == len(mine.ids)
-    assert np.array_equal(mine.vectors, ref.vectors)
-    assert list(mine.index.tenants) == list(ref.index.tenants)
-    assert np.array_equal(mine.index.lengths, ref.index.lengths)
-    for key, column in mine._columns.items():  # carried caches agree with the payloads
-        assert list(column) == [p.get(key) for p in mine.payloads], key
-    assert mine.payload_by_id() == dict(zip(ref.ids, ref.payloads, strict=True))
-
-
-def test_random_writes_keep_the_snapshot_equal_to_a_rebuild(store, monkeypatch):
-    """Adds, replacements (text, payload lists, vector, chunk count) and deletes, 60 steps."""
-    rng = random.Random(20261125)
-    nprng = np.random.default_rng(20261125)
-    docs: dict[str, tuple[list[Chunk], np.ndarray]] = {}  # doc_id -> what is stored
-    stored_vectors: list[np.ndarray] = []
-
-    def chunks_of(doc_id: str, n: int) -> tuple[list[Chunk], np.ndarray]:
-        tenant, intent = rng.choice(TENANTS), rng.choice(INTENTS)
-        out, vectors = [], []
-        for i in range(n):
-            text = " ".join(rng.choices(WORDS, k=rng.randrange(1, 12)))
-            if rng.random() < 0.2:
-                text = "refund charge"  # identical texts: BM25 ties
-            out.append(Chunk(
-                doc_id=doc_id, chunk=i, text=text, title=rng.choice(["", "Billing", "Login"]),
-                tenant=tenant, metadata={"n": rng.randrange(3)} if rng.random() < 0.3 else {},
-                extra={"intent": intent,
-                       "ticket_ids": [f"t{rng.randrange(50)}" for _ in range(rng.randrange(3))]},
-            ))
-            if stored_vectors and rng.random() < 0.2:  # identical vectors: dense ties
-                vectors.append(rng.choice(stored_vectors))
-            else:
-                vectors.append(unit(nprng.normal(size=384)))
-        stored_vectors.extend(vectors)
-        return out, np.stack(vectors)
-
-    def write(doc_id: str, n: int) -> None:
-        chunks, vectors = chunks_of(doc_id, n)
-        assert store.upsert_chunks(C, chunks, vectors=vectors) == n
-        docs[doc_id] = chunks, vectors
-
-    store.ensure_collection(C)
-    for i in range(8):
-        write(f"d{i}", rng.randrange(1, 4))
-    store.search(C, "refund", k=3, query_vector=unit(nprng.normal(size=384)),
-                 tenant="acme", match={"intent": "refund"})  # builds; caches the intent column
-    store._lexical_index(C).column("ticket_ids")  # a list-valued column is carried too
-    rebuilds = count_rebuilds(store, monkeypatch)
-    next_doc = 8
-    for _step in range(60):
-        op = rng.choice(["add", "add", "replace", "replace", "delete", "same"])
-        if op == "add" or not docs:
-            for _ in range(rng.randrange(1, 3)):
-                write(f"d{next_doc}", rng.randrange(1, 4))
-                next_doc += 1
-        elif op == "replace":  # same, fewer (stale tail) or more chunks
-            doc_id = rng.choice(sorted(docs))
-            write(doc_id, max(1, len(docs[doc_id][0]) + rng.choice([-1, 0, 0, 1])))
-        elif op == "delete":
-            doomed = rng.sample(sorted(docs), k=min(len(docs), rng.randrange(1, 3)))
-            ids = [point_id(d, i) for d in doomed for i in range(len(docs.pop(d)[0]))]
-            store.delete_ids(C, ids + [point_id("never-stored", 0)])
-        else:  # an unchanged re-upsert writes nothing
-            chunks, vectors = docs[rng.choice(sorted(docs))]
-            assert store.upsert_chunks(C, chunks, vectors=vectors) == 0
-
-        ref = rebuilt(store)
-        queries = [" ".join(rng.choices(WORDS, k=3)) for _ in range(3)] + ["refund charge"]
-        vectors = unit(nprng.normal(size=(len(queries), 384)))
-        vectors[-1] = rng.choice(stored_vectors)  # a query sitting on tied stored vectors
-        filters = [{}, *({"tenant": t, "tenant_filter": True} for t in TENANTS),
-                   *({"tenant": t, "tenant_filter": True, "match": {"intent": i}}
-                     for t in TENANTS for i in INTENTS[:2])]
-        for kwargs in filters:
-            for mode in ("hybrid", "lexical"):
-                ours = store.search_many(C, queries, k=5, query_vectors=vectors, mode=mode,
-                                         **kwargs)
-                theirs = ref.search_many(C, queries, k=5, query_vectors=vectors, mode=mode,
-                                         **kwargs)
-                assert ours == theirs, (op, kwargs, mode)
-        for ticket in ("t1", "t7"):
-            assert (store.payloads_where(C, "ticket_ids", ticket)
-                    == ref.payloads_where(C, "ticket_ids", ticket))
-        mine = store._lexical_index(C)
-        assert_same_snapshot(mine, ref._lexical_index(C))
-        fresh = LexicalIndex([str(p.get("title", "")) for p in mine.payloads],
-                             [str(p.get("text", "")) for p in mine.payloads],
-                             [p.get("tenant") for p in mine.payloads])
-        for query in queries:
-            assert np.array_equal(mine.index.scores(query), fresh.scores(query))
-    assert store.count(C) == len(mine.ids) == sum(len(c) for c, _ in docs.values())
-    assert rebuilds == []
 
 
 def case(store, ticket_id, text, *, tenant="acme", intent="refund_request", reply="Refunded."):
@@ -154,96 +85,70 @@ def case(store, ticket_id, text, *, tenant="acme", intent="refund_request", repl
                        tenant=tenant, resolved_at="2026-11-25T12:00:00Z", source="auto")
 
 
-CASE_SEQUENCE = [
-    ("t1", "I was charged twice for the Growth plan this month, please refund one charge",
-     {}),
-    ("t1", "I was charged twice for the Growth plan this month, please refund one charge",
-     {}),  # re-run: unchanged
-    ("t1", "I was charged twice for the Growth plan this month, please refund one charge",
-     {"reply": "Refunded in 5-10 business days."}),  # changed reply: updated in place
-    ("t2", "I was charged twice for the Growth plan this month, please refund one charge.",
-     {}),  # near-duplicate: refreshes t1's case
-    ("t2", "I was charged twice for the Growth plan this month, please refund one charge.",
-     {}),  # re-run of an absorbed ticket: unchanged
-    ("t3", "I was charged twice for the Growth plan this month, please refund one charge",
-     {"intent": "payment_failed"}),
-    ("t4", "I was charged twice for the Growth plan this month, please refund one charge",
-     {"tenant": "globex"}),
-    ("t5", "How do I verify webhook signatures?", {"intent": "webhooks", "tenant": None}),
-    ("t6", "Our invoices are missing the VAT ID", {"intent": "invoice_request"}),
-    ("t7", "Invoices are missing our VAT ID number", {"intent": "invoice_request"}),
-    ("t8", "Please cancel my subscription at the end of the period",
-     {"intent": "cancellation"}),
-    ("t2", "Charged twice, refund please", {}),  # the absorbed ticket changes: updates the case
-    ("t9", "Where do I rotate my API key?", {"intent": "api", "tenant": None}),
-]
-QUERIES = [("charged twice refund", "acme"), ("VAT ID missing on invoice", "acme"),
-           ("webhook signature", None), ("refund", "globex"), ("API key", None)]
-
-
-def test_cases_give_the_same_results_as_with_a_rebuild_after_every_write(tmp_path, monkeypatch):
-    """upsert_case / search_cases / payloads_where: patched store vs the old rebuild path."""
-    patched = open_store(home=tmp_path / "patched")
-    rebuilding = open_store(home=tmp_path / "rebuilding")
-    try:
-        rebuilds = count_rebuilds(patched, monkeypatch)
-        statuses: dict[str, list[str]] = {"patched": [], "rebuilding": []}
-        for step, (ticket, text, options) in enumerate([*CASE_SEQUENCE, ("del", "", {}),
-                                                        *CASE_SEQUENCE[8:]]):
-            for name, store in (("patched", patched), ("rebuilding", rebuilding)):
-                if ticket == "del":
-                    statuses[name].append(str(delete_case(store, "t6")))
-                else:
-                    statuses[name].append(case(store, f"{ticket}", text, **options))
-                if name == "rebuilding":
-                    store._bump(COLLECTION)  # what every write did before
-            for query, tenant in QUERIES:
-                assert (search_cases(patched, query, k=5, tenant=tenant)
-                        == search_cases(rebuilding, query, k=5, tenant=tenant)), step
-            for ticket_id in ("t1", "t2", "t6", "t7"):
-                assert (patched.payloads_where(COLLECTION, "ticket_ids", ticket_id)
-                        == rebuilding.payloads_where(COLLECTION, "ticket_ids", ticket_id))
-        assert statuses["patched"] == statuses["rebuilding"]
-        assert statuses["patched"][:5] == ["added", "unchanged", "updated", "updated",
-                                           "unchanged"]
-        [hit] = search_cases(patched, "charged twice", k=5, tenant="acme")[:1]
-        assert hit.ticket_ids == ["t1", "t2"]
-        # built once (first case) and once more after delete_case's filtered delete
-        assert rebuilds == [COLLECTION, COLLECTION]
-        assert patched.count(COLLECTION) == rebuilding.count(COLLECTION)
-    finally:
-        close_stores()
-
-
-def test_fifty_upserts_and_searches_scroll_nothing(store, monkeypatch):
-    """After the first build, a write and the next search never rescan the collection."""
+def test_learn_and_search_never_scan_the_collection(store):
+    """50 learns and 50 searches: 0 whole-collection scrolls, a bounded number of requests."""
     case(store, "w0", "The export of our data to CSV times out")
-    search_cases(store, "export", k=3, tenant="acme")
-    rebuilds = count_rebuilds(store, monkeypatch)
+    calls, scans = count_calls(store)
     rng = random.Random(3)
     for i in range(1, 51):
         text = f"Ticket {i}: " + " ".join(rng.choices(WORDS, k=10))
+        tenant = rng.choice(TENANTS)
+        before = sum(calls.values())
         assert case(store, f"w{i}", text, intent=rng.choice(INTENTS),
-                    tenant=rng.choice(TENANTS)) in ("added", "updated")
-        assert search_cases(store, text, k=3, tenant="acme") is not None
+                    tenant=tenant) in ("added", "updated")
+        assert sum(calls.values()) - before <= 5  # lookup, holder lookup, search, (re)upsert
+        before = sum(calls.values())
+        found = search_cases(store, text, k=3, tenant=tenant)
+        assert sum(calls.values()) - before == 1  # one hybrid query
+        assert found and found[0].score > 0.9  # learned, then found at once
         if i % 10 == 0:
-            store.delete_ids(COLLECTION, [point_id(f"case:w{i - 5}", 0)])
-    assert rebuilds == []
-    ref = rebuilt(store)
-    assert_same_snapshot(store._lexical_index(COLLECTION), ref._lexical_index(COLLECTION))
-    for tenant in TENANTS:
-        assert (search_cases(store, "export data", k=5, tenant=tenant)
-                == search_cases(ref, "export data", k=5, tenant=tenant))
+            assert delete_case(store, f"w{i - 5}") in (True, False)
+    assert scans == []
+    assert calls["scroll"] <= 50  # only the filtered, limit-1 holder lookups
+
+
+def test_random_writes_are_what_searches_see(store):
+    """Adds, replacements (longer, shorter) and deletes; after each, the store equals a model."""
+    rng = random.Random(20261125)
+    nprng = np.random.default_rng(20261125)
+    model: dict[tuple[str | None, str], list[Chunk]] = {}
+    store.ensure_collection(C)
+
+    def write(doc_id: str, tenant: str | None, n: int) -> None:
+        chunks = [Chunk(doc_id=doc_id, chunk=i, text=" ".join(rng.choices(WORDS, k=8)),
+                        tenant=tenant, extra={"intent": rng.choice(INTENTS)})
+                  for i in range(n)]
+        store.upsert_chunks(C, chunks, vectors=unit(nprng.normal(size=(n, 384))))
+        model[(tenant, doc_id)] = chunks
+
+    for step in range(40):
+        op = rng.choice(["add", "add", "replace", "delete"])
+        if op == "add" or not model:
+            write(f"d{step}", rng.choice(TENANTS), rng.randrange(1, 4))
+        elif op == "replace":
+            tenant, doc_id = rng.choice(sorted(model, key=str))
+            write(doc_id, tenant, max(1, len(model[(tenant, doc_id)]) + rng.choice([-1, 1])))
+        else:
+            tenant, doc_id = rng.choice(sorted(model, key=str))
+            chunks = model.pop((tenant, doc_id))
+            store.delete_ids(C, [point_id(doc_id, c.chunk, tenant) for c in chunks])
+        assert store.count(C) == sum(len(v) for v in model.values())
+        for tenant in TENANTS:
+            hits = store.search(C, "refund charge", k=200, tenant=tenant, tenant_filter=True,
+                                query_vector=unit(nprng.normal(size=384)), mode="dense")
+            expected = {(c.doc_id, c.chunk, c.text) for (t, _), chunks in model.items()
+                        if t == tenant for c in chunks}
+            assert {(h.doc_id, h.chunk, h.text) for h in hits} == expected
 
 
 def test_readers_never_see_a_half_applied_write(store):
     """Searches on threads while one thread rewrites and deletes points.
 
     Each write gives a point a new version: text, payload and vector all derive from it, so a
-    hit whose cosine does not match the vector of its payload's version, or a snapshot whose
-    parts disagree, would be a reader seeing a mix of two snapshots.
+    hit whose cosine does not match the vector of its payload's version would be a reader
+    seeing a mix of two writes.
     """
-    n_docs = 40  # all within one dense candidate pool: every hit's cosine comes from a snapshot
+    n_docs = 40
 
     def vector(doc: int, version: int) -> np.ndarray:
         return unit(np.random.default_rng(doc * 1000 + version).normal(size=384))
@@ -255,7 +160,6 @@ def test_readers_never_see_a_half_applied_write(store):
     store.ensure_collection(C)
     store.upsert_chunks(C, [chunk(d, 0) for d in range(n_docs)],
                         vectors=np.stack([vector(d, 0) for d in range(n_docs)]))
-    store.search(C, "refund", k=3, query_vector=vector(0, 0))
     done = threading.Event()
     errors: list[BaseException] = []
     searches = [0]
@@ -264,24 +168,15 @@ def test_readers_never_see_a_half_applied_write(store):
         rng = random.Random(seed)
         try:
             while not done.is_set():
-                snap = store._lexical_index(C)
-                assert (len(snap.ids) == len(snap.payloads) == snap.vectors.shape[0]
-                        == snap.index.size == len(snap.index.tenants) == snap.points)
-                assert snap.ids == sorted(snap.ids)
-                for pid, payload, tenant in zip(snap.ids, snap.payloads, snap.index.tenants,
-                                                strict=True):
-                    assert point_id(payload["doc_id"], 0) == pid
-                    assert tenant == (payload.get("tenant") or "")
                 query = vector(rng.randrange(n_docs), rng.randrange(30))
                 tenant = rng.choice(TENANTS)
                 for hit in store.search(C, f"version{rng.randrange(30)} refund", k=5,
-                                        query_vector=query, tenant=tenant,
-                                        tenant_filter=True):
+                                        query_vector=query, tenant=tenant, tenant_filter=True):
                     doc, version = int(hit.doc_id[1:]), hit.payload["version"]
                     assert hit.text.startswith(f"version{version} ")
                     assert hit.payload.get("tenant") == tenant
                     expected = float(np.dot(vector(doc, version), query))
-                    assert abs(hit.dense_score - expected) < 1e-5, (hit, expected)
+                    assert abs(hit.dense_score - expected) < 1e-4, (hit, expected)
                 searches[0] += 1
         except BaseException as exc:
             errors.append(exc)
@@ -295,7 +190,7 @@ def test_readers_never_see_a_half_applied_write(store):
         for step in range(1, 150):
             doc = rng.randrange(n_docs)
             if rng.random() < 0.2 and doc in version:
-                store.delete_ids(C, [point_id(f"d{doc}", 0)])
+                store.delete_ids(C, [point_id(f"d{doc}", 0, TENANTS[doc % 3])])
                 del version[doc]
             else:
                 version[doc] = step
@@ -306,7 +201,5 @@ def test_readers_never_see_a_half_applied_write(store):
             thread.join()
     assert errors == []
     assert searches[0] > 20
-    mine = store._lexical_index(C)
-    assert_same_snapshot(mine, rebuilt(store)._lexical_index(C))
-    assert {p["doc_id"]: p["version"] for p in mine.payloads} == {
-        f"d{d}": v for d, v in version.items()}
+    stored = {p["doc_id"]: p["version"] for _, p in store.scroll_payloads(C)}
+    assert stored == {f"d{d}": v for d, v in version.items()}

@@ -9,16 +9,26 @@ import pytest
 
 from retrieval.cases import COLLECTION, delete_case, search_cases, upsert_case
 from retrieval.ingest import ensure_demo_kb, ingest_paths, retrieve_file
-from retrieval.store import RetrievalUnavailable, close_stores, open_store
+from retrieval.store import RetrievalUnavailable, close_stores, open_client_store, open_store
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "retrieval"
 
 
-@pytest.fixture
-def store(tmp_path):
-    opened = open_store(home=tmp_path / "home")
+@pytest.fixture(params=["embedded", "client"])
+def store(request, tmp_path):
+    """Both engines: qdrant-edge in the home, and qdrant-client (local mode standing in for a
+    server: same Query API, same request shapes)."""
+    if request.param == "embedded":
+        opened = open_store(home=tmp_path / "home")
+        yield opened
+        close_stores()
+        return
+    from qdrant_client import QdrantClient
+
+    opened = open_client_store(QdrantClient(path=str(tmp_path / "client")),
+                               location=str(tmp_path / "client"), server=False)
     yield opened
-    close_stores()
+    opened.close()
 
 
 @pytest.fixture
@@ -34,9 +44,13 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_open_store_is_shared_per_location(tmp_path, store):
-    assert open_store(home=tmp_path / "home") is store
-    assert open_store(home=tmp_path / "other") is not store
+def test_open_store_is_shared_per_location(tmp_path):
+    store = open_store(home=tmp_path / "home")
+    try:
+        assert open_store(home=tmp_path / "home") is store
+        assert open_store(home=tmp_path / "other") is not store
+    finally:
+        close_stores()
 
 
 def test_ingest_is_idempotent(store, kb):
@@ -248,43 +262,92 @@ def test_concurrent_searches_share_one_local_client(store, kb):
     assert set(tops) == {"kb/technical/webhooks.md#retries"}
 
 
-@pytest.mark.parametrize("tenant", [None, "acme", "globex", "nobody"])
-def test_local_exact_search_matches_qdrants_own_filtered_search(store, tenant):
-    """The numpy search over a local collection returns Qdrant's candidates, in order."""
+@pytest.mark.parametrize("mode", ["hybrid", "dense", "lexical"])
+def test_every_search_stays_inside_its_tenant(store, mode):
+    """Hybrid, dense and BM25 searches, with and without an intent match, see one tenant."""
     import numpy as np
-    from qdrant_client import models
 
-    from retrieval.store import DENSE, Chunk, _exact_dense, tenant_condition
+    from retrieval.store import Chunk
 
     rng = np.random.default_rng(7)
     tenants = [None, "acme", "globex"]
-    chunks = [Chunk(doc_id=f"d{i}", chunk=0, text=f"passage {i}", tenant=tenants[i % 3],
-                    extra={"intent": ("refund", "invoice")[i % 2]})
-              for i in range(300)]
-    vectors = rng.normal(size=(300, 384)).astype(np.float32)
+    chunks = [Chunk(doc_id=f"d{i}", chunk=0, text=f"refund invoice passage {i}",
+                    tenant=tenants[i % 3], extra={"intent": ("refund", "invoice")[i % 2]})
+              for i in range(90)]
+    vectors = rng.normal(size=(90, 384)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    store.ensure_collection("exact")
-    store.upsert_chunks("exact", chunks, vectors=vectors)
-    lexical = store._lexical_index("exact")
-    assert lexical.vectors is not None and lexical.vectors.shape == (300, 384)
-    queries = rng.normal(size=(5, 384)).astype(np.float32)
-    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
-    ours = _exact_dense(lexical, queries, 50, tenant)
-    for query, mine in zip(queries, ours, strict=True):
-        theirs = store.client.query_points(
-            "exact", query=query.tolist(), using=DENSE, limit=50,
-            query_filter=tenant_condition(tenant), with_payload=True).points
-        assert [pid for pid, _, _ in mine] == [str(p.id) for p in theirs]
-        assert np.allclose([s for _, s, _ in mine], [p.score for p in theirs], atol=1e-5)
-        assert all(payload.get("tenant") == tenant for _, _, payload in mine)
-    if tenant == "nobody":
-        assert ours == [[] for _ in queries]
-    # a payload match (what learning's near-duplicate search uses) as well as the tenant
-    ours = _exact_dense(lexical, queries, 50, tenant, {"intent": "refund"})
-    both = models.Filter(must=[tenant_condition(tenant), models.FieldCondition(
-        key="intent", match=models.MatchValue(value="refund"))])
-    for query, mine in zip(queries, ours, strict=True):
-        theirs = store.client.query_points("exact", query=query.tolist(), using=DENSE,
-                                           limit=50, query_filter=both).points
-        assert [pid for pid, _, _ in mine] == [str(p.id) for p in theirs]
-        assert all(payload["intent"] == "refund" for _, _, payload in mine)
+    store.ensure_collection("iso")
+    store.upsert_chunks("iso", chunks, vectors=vectors)
+    for tenant in [*tenants, "nobody"]:
+        for match in (None, {"intent": "refund"}):
+            hits = store.search("iso", "refund invoice passage", k=50, tenant=tenant,
+                                tenant_filter=True, query_vector=vectors[0], match=match,
+                                mode=mode)
+            assert all(h.payload.get("tenant") == tenant for h in hits)
+            expected = 0 if tenant == "nobody" else (15 if match else 30)
+            assert len(hits) == expected
+            assert all(h.payload["intent"] == "refund" for h in hits if match)
+    # without a tenant filter every tenant's points compete
+    hits = store.search("iso", "refund", k=90, query_vector=vectors[0], mode=mode)
+    assert {h.payload.get("tenant") for h in hits} == set(tenants)
+    # the same ticket id in two tenants is two points
+    assert len({c.tenant for c in chunks if c.doc_id == "d0"}) == 1
+    store.upsert_chunks("iso", [Chunk(doc_id="d0", chunk=0, text="other tenant", tenant="acme")],
+                        vectors=vectors[:1])
+    assert store.count("iso") == 91
+
+
+def test_a_search_finds_a_write_at_once(store):
+    """Learn, then search at once: the new case is found (no index rebuild in between)."""
+    for i in range(30):
+        case(store, f"bulk{i}", f"Question number {i} about seats and plans", intent=f"i{i % 5}")
+    assert case(store, "new", "The Relaypoint webhook signature check fails with 401",
+                intent="webhooks") == "added"
+    [hit] = search_cases(store, "webhook signature fails 401", k=1, tenant="acme")
+    assert hit.ticket_id == "new" and hit.score > 0.6
+
+
+def test_one_ticket_id_in_two_tenants_is_two_cases(store):
+    """Tenant is part of a case's point id, and dedup never merges across tenants."""
+    text = "Our SSO login loops back to the sign-in page"
+    assert case(store, "t-1", text, tenant="acme", intent="login") == "added"
+    assert case(store, "t-1", text, tenant="globex", intent="login") == "added"
+    assert case(store, "t-2", text + "!", tenant="globex", intent="login") == "updated"
+    assert store.count(COLLECTION) == 2
+    [acme] = search_cases(store, "SSO login loop", k=5, tenant="acme")
+    [globex] = search_cases(store, "SSO login loop", k=5, tenant="globex")
+    assert acme.ticket_ids == ["t-1"] and globex.ticket_ids == ["t-1", "t-2"]
+    # a re-run of acme's learn step finds acme's own case, not globex's
+    assert case(store, "t-1", text, tenant="acme", intent="login") == "unchanged"
+    assert case(store, "t-2", text + "!", tenant="acme", intent="login") == "updated"
+    assert delete_case(store, "t-1", tenant="globex") is True
+    assert [c.ticket_ids for c in search_cases(store, "SSO", k=5, tenant="acme")] == [
+        ["t-1", "t-2"]]
+    assert search_cases(store, "SSO", k=5, tenant="globex") == []
+
+
+def test_hostile_collection_names_are_refused(store):
+    for name in ("../escape", "", "a/b", "x" * 300, "..", ".hidden"):
+        with pytest.raises(ValueError, match="invalid collection name"):
+            store.ensure_collection(name)
+
+
+def test_a_server_collection_of_an_older_release_still_answers(tmp_path, caplog):
+    """No BM25 sparse vectors in it: searches and learning go on, dense only, with a warning."""
+    import numpy as np
+    from qdrant_client import QdrantClient, models
+
+    client = QdrantClient(path=str(tmp_path / "server"))
+    client.create_collection(COLLECTION, vectors_config={"dense": models.VectorParams(
+        size=384, distance=models.Distance.COSINE)})
+    remote = open_client_store(client, location="old-server", server=False)
+    try:
+        assert case(remote, "o1", "Refund the duplicate charge on my invoice") == "added"
+        [hit] = search_cases(remote, "duplicate charge refund", k=3, tenant="acme")
+        assert hit.ticket_id == "o1" and hit.score > 0.7
+        assert "searching it dense only" in caplog.text
+        rng = np.random.default_rng(0)
+        assert remote.search(COLLECTION, "refund", k=3, mode="lexical",
+                             query_vector=rng.normal(size=384)) == []
+    finally:
+        remote.close()

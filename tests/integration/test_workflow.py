@@ -179,8 +179,12 @@ def test_qdrant_unreachable_goes_to_human_with_reason(demo_home: Path) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
+    import time
+
     runner = runner_for(demo_home, qdrant_url=f"http://127.0.0.1:{port}")
+    start = time.monotonic()
     outcome = runner.run({**ANSWERABLE, "id": "w-6"})
+    assert time.monotonic() - start < 15  # the store's timeout is 3 s per request
     assert outcome.summary["status"] == "awaiting_review"
     assert outcome.summary["review_reason"] == "retrieval_unavailable"
     assert any("retrieval_unavailable" in f for f in outcome.summary["failures"])

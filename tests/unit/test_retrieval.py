@@ -6,26 +6,14 @@ import numpy as np
 
 from models.embeddings import get_embedder
 from retrieval.ingest import markdown_sections, slugify, split_words
-from retrieval.lexical import LexicalIndex, stem, tokenize
-from retrieval.store import Chunk, content_hash, embedding_text, fuse_scores, point_id
+from retrieval.points import Chunk, content_hash, embedding_text, point_id
+from retrieval.sparse import AVG_LEN, K1, B, document_vector, query_vector, stem, tokenize
 
 
 def test_tokenize_drops_stopwords_and_stems_plurals():
     assert tokenize("How can I see my Notifications?") == ["see", "notification"]
     assert stem("settings") == stem("setting") == "set"
     assert stem("enabled") == stem("enable") == stem("enabling")
-
-
-def test_bm25_prefers_rare_matching_terms_and_respects_tenant():
-    index = LexicalIndex(
-        ["Refunds", "Webhooks", "Refunds"],
-        ["refund within 14 days", "signature header hmac", "refund policy for tenant b"],
-        ["a", None, "b"],
-    )
-    assert index.top("hmac signature", 3)[0][0] == 1
-    assert [row for row, _ in index.top("refund", 3, tenant="a", any_tenant=False)] == [0]
-    assert [row for row, _ in index.top("refund", 3, tenant=None, any_tenant=False)] == []
-    assert index.top("nothing matches here", 3) == []
 
 
 def test_split_words_bounds_chunk_size_and_overlaps():
@@ -59,6 +47,10 @@ def test_markdown_sections_by_heading_with_slugs_and_titles():
 
 def test_point_ids_and_hashes_are_deterministic():
     assert point_id("a.md#x", 0) == point_id("a.md#x", 0) != point_id("a.md#x", 1)
+    # the tenant is part of the id; no tenant keeps the id every older home stored
+    assert point_id("case:t1", 0, "acme") != point_id("case:t1", 0, "globex")
+    assert point_id("case:t1", 0, None) == point_id("case:t1", 0) != point_id("case:t1", 0, "")
+    assert point_id("a\x1eb", 0) != point_id("b", 0, "a")
     chunk = Chunk(doc_id="d", chunk=0, text="t", title="T")
     assert content_hash(chunk) == content_hash(Chunk(doc_id="d", chunk=0, text="t", title="T"))
     assert content_hash(chunk) != content_hash(Chunk(doc_id="d", chunk=0, text="u", title="T"))
@@ -123,19 +115,8 @@ def test_large_batches_go_straight_through():
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
 
 
-def test_fusion_convex_keeps_margins_and_rrf_uses_ranks():
-    dense = [("a", 0.62), ("b", 0.61), ("c", 0.40)]
-    lexical = [("b", 9.0), ("c", 1.0)]
-    convex = fuse_scores([dense, lexical], "convex")
-    assert max(convex, key=convex.get) == "b"
-    assert convex["b"] > 0.9 and convex["a"] < convex["b"]
-    rrf = fuse_scores([dense, lexical], "rrf")
-    assert rrf["b"] == 1 / 62 + 1 / 61
-    assert fuse_scores([[("x", 0.5)], []], "convex") == {"x": 0.5}
-
-
-def textbook_bm25(docs: list[tuple[str, str]], query: str, k1=1.2, b=0.75, title_weight=2.0):
-    """Plain-Python BM25 (title terms count `title_weight` times), the reference for the index."""
+def textbook_bm25(docs: list[tuple[str, str]], query: str, k1=K1, b=B, title_weight=2.0):
+    """Plain-Python BM25 (title terms count `title_weight` times, fixed average length)."""
     from collections import Counter
     from math import log
 
@@ -148,7 +129,6 @@ def textbook_bm25(docs: list[tuple[str, str]], query: str, k1=1.2, b=0.75, title
             c[t] += title_weight
         counts.append(c)
     n = len(docs)
-    avg = (sum(sum(c.values()) for c in counts) / n if n else 0.0) or 1.0
     out = []
     for c in counts:
         length = sum(c.values())
@@ -158,7 +138,7 @@ def textbook_bm25(docs: list[tuple[str, str]], query: str, k1=1.2, b=0.75, title
             if term in c:
                 idf = log((n - df + 0.5) / (df + 0.5) + 1.0)
                 tf = c[term]
-                score += idf * tf * (k1 + 1) / (tf + k1 * (1 - b + b * length / avg))
+                score += idf * tf * (k1 + 1) / (tf + k1 * (1 - b + b * length / AVG_LEN))
         out.append(score)
     return np.array(out)
 
@@ -167,54 +147,36 @@ WORDS = ("refund refunds charge invoice plan billing setting settings enabled we
          "api key rotate export seat upgrade cancel tax vat receipt sso error timeout").split()
 
 
-def random_doc(rng) -> tuple[str, str, str | None]:
-    title = " ".join(rng.choices(WORDS, k=rng.randrange(0, 3)))
-    text = " ".join(rng.choices(WORDS + [f"rare{rng.randrange(500)}"], k=rng.randrange(0, 25)))
-    return title, text, rng.choice([None, "acme", "globex"])
-
-
-def test_bm25_scores_are_textbook_bm25():
+def test_sparse_vectors_with_qdrants_idf_score_textbook_bm25():
+    """Document weights times Qdrant's IDF (ln((N - df + 0.5) / (df + 0.5) + 1)) is BM25."""
     import random
+    from math import log
 
     rng = random.Random(5)
-    docs = [random_doc(rng) for _ in range(60)]
-    index = LexicalIndex([d[0] for d in docs], [d[1] for d in docs], [d[2] for d in docs])
+    docs = [(" ".join(rng.choices(WORDS, k=rng.randrange(0, 3))),
+             " ".join(rng.choices(WORDS + [f"rare{rng.randrange(500)}"],
+                                  k=rng.randrange(0, 25)))) for _ in range(60)]
+    vectors = [dict(zip(*document_vector(t, x), strict=True)) for t, x in docs]
+    df: dict[int, int] = {}
+    for vector in vectors:
+        for index in vector:
+            df[index] = df.get(index, 0) + 1
     for query in ("refund settings", "api key rotate rotate", "rare7 vat", "nothing here", ""):
-        expected = textbook_bm25([(d[0], d[1]) for d in docs], query)
-        assert np.allclose(index.scores(query), expected, rtol=1e-6, atol=1e-6), query
-    assert LexicalIndex([], []).scores("refund").shape == (0,)
-    assert LexicalIndex([], []).top("refund", 3) == []
+        indices, values = query_vector(query)
+        assert values == [1.0] * len(indices) and indices == sorted(set(indices))
+        ours = [sum(v * vec.get(i, 0.0) * log((60 - df.get(i, 0) + 0.5) / (df.get(i, 0) + 0.5)
+                                              + 1.0)
+                    for i, v in zip(indices, values, strict=True)) for vec in vectors]
+        assert np.allclose(ours, textbook_bm25(docs, query), rtol=1e-6, atol=1e-9), query
+    assert document_vector("", "") == ([], [])
+    assert query_vector("the and of") == ([], [])
 
 
-def test_bm25_spliced_index_scores_exactly_like_one_built_from_scratch():
-    """Removing and inserting documents keeps IDF and average length those of the whole set."""
-    import random
-
-    rng = random.Random(11)
-    docs = [random_doc(rng) for _ in range(40)]
-    index = LexicalIndex([d[0] for d in docs], [d[1] for d in docs], [d[2] for d in docs])
-    queries = ["refund settings", "api key rotate", "vat tax receipt", "timeout error sso",
-               "rare3 rare4 rare5 charge"]
-    for _step in range(60):
-        keep = np.array([rng.random() > 0.1 for _ in docs], dtype=bool)
-        kept = [d for d, k in zip(docs, keep, strict=True) if k]
-        new = [random_doc(rng) for _ in range(rng.randrange(0, 4))]
-        positions = sorted(rng.randrange(len(kept) + 1) for _ in new)
-        index = index.spliced(keep, positions, [d[0] for d in new], [d[1] for d in new],
-                              [d[2] for d in new])
-        docs = list(kept)
-        for offset, (position, doc) in enumerate(zip(positions, new, strict=True)):
-            docs.insert(position + offset, doc)
-        fresh = LexicalIndex([d[0] for d in docs], [d[1] for d in docs], [d[2] for d in docs])
-        assert index.size == fresh.size == len(docs)
-        assert list(index.tenants) == list(fresh.tenants)
-        for query in queries:
-            assert np.array_equal(index.scores(query), fresh.scores(query)), query
-            for tenant in (None, "acme"):
-                assert (index.top(query, 5, tenant=tenant, any_tenant=False)
-                        == fresh.top(query, 5, tenant=tenant, any_tenant=False))
-    empty = index.spliced(np.zeros(index.size, dtype=bool), [], [], [], [])
-    assert empty.size == 0 and empty.top("refund", 3) == []
-    again = empty.spliced(np.zeros(0, dtype=bool), [0], ["Refunds"], ["refund policy"], ["a"])
-    assert again.top("refund", 3) == LexicalIndex(["Refunds"], ["refund policy"], ["a"]).top(
-        "refund", 3)
+def test_sparse_dimensions_are_deterministic_and_unsigned_32_bit():
+    indices, values = document_vector("Webhooks", "rotate the webhook signing secret " * 50)
+    assert indices == sorted(indices) and all(0 <= i < 2**32 for i in indices)
+    assert document_vector("Webhooks", "rotate the webhook signing secret " * 50) == (
+        indices, values)
+    assert all(0 < v < K1 + 1 for v in values)  # saturates however often a term repeats
+    huge = document_vector("", "x" * 100_000 + " \x00 \ud800 emoji 🎉 " * 1000)
+    assert len(huge[0]) == len(huge[1]) < 10
