@@ -459,9 +459,12 @@ def cmd_cases(args: argparse.Namespace) -> int:
     from retrieval.cases import delete_case
 
     removed = delete_case(get_resources(_context(args)).store, args.ticket_id)
-    print(f"removed the case of ticket {args.ticket_id}" if removed
-          else f"no resolved case holds ticket {args.ticket_id}")
-    return EXIT_OK if removed else EXIT_FAILED
+    if not removed:
+        print(f"supportgraph: no resolved case holds ticket {args.ticket_id}; "
+              "list them with `supportgraph cases list`", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"removed the case of ticket {args.ticket_id}")
+    return EXIT_OK
 
 
 def _cases_of(args: argparse.Namespace) -> list[dict]:

@@ -168,6 +168,8 @@ def _bounded(environ: Mapping[str, str], name: str, default: Any, low: Any, high
     raw = environ.get(name)
     if not raw:
         return default
+    if len(raw) > 32:
+        raise SettingsError(f"{name} is not a valid {type(default).__name__}")
     value = _convert(name, raw, type(default).__name__)
     if not low <= value <= high:
         raise SettingsError(f"{name}={raw!r} must be between {low} and {high}")
