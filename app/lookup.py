@@ -20,8 +20,11 @@ def resolve_ticket(db: Any, ticket_id: str, tenant: str | None) -> tuple[str, st
     run has that ticket, or when several tenants have one and `tenant` does not choose.
     """
     ref = (ticket_id or "").strip()
-    if not ref or len(ref) > 512:
-        raise TicketLookupError("give a ticket id (as printed by `supportgraph run`)")
+    if not ref or len(ref) > 512 or any(ord(ch) < 32 for ch in ref):
+        raise TicketLookupError("give a ticket id as printed by `supportgraph run` "
+                                "(at most 512 printable characters)")
+    if tenant is not None and (len(tenant) > 128 or any(ord(ch) < 32 for ch in tenant)):
+        raise TicketLookupError("--tenant must be a tenant name as given to `supportgraph run`")
     rows = db.fetchall(
         "SELECT thread_id, tenant FROM sg_runs WHERE ticket_id = :r OR thread_id = :r "
         "ORDER BY updated_at DESC", {"r": ref})

@@ -87,6 +87,8 @@ ERROR_PATHS = [
     (["show", "no-such-ticket"], 2, ["no ticket"]),
     (["show", ""], 2, ["ticket id"]),
     (["show", "x" * 100_000], 2, ["ticket id"]),
+    (["show", "cp\x00sent"], 2, ["ticket id"]),
+    (["show", "cp-sent", "--tenant", "a\nb"], 2, ["--tenant"]),
     (["show", "cp-dup"], 2, ["acme, globex", "--tenant"]),
     (["show", "cp-dup", "--tenant", "initech"], 2, ["no ticket", "initech"]),
     (["cases", "show", "no-such-ticket"], 1, ["cases list"]),
@@ -109,6 +111,7 @@ ERROR_PATHS = [
      ["no such file"]),
     (["classify", "--model", "m", "--input", "missing.jsonl", "--output", "o"], 2,
      ["no such file"]),
+    (["eval", "--dataset", "missing.jsonl", "--out", "o"], 2, ["missing.jsonl"]),
 ]
 
 

@@ -8,6 +8,7 @@ import email
 import hashlib
 import hmac
 import json
+import socket
 import sqlite3
 import ssl
 import threading
@@ -250,12 +251,14 @@ def test_smtp_with_starttls_and_login_delivers_to_the_reply_address(
         logins.append(auth_data.login.decode())
         return AuthResult(success=ok)
 
-    controller = Controller(Handler(), hostname="localhost", port=0, tls_context=tls,
+    with socket.socket() as probe:  # aiosmtpd needs a port number up front
+        probe.bind(("localhost", 0))
+        port = probe.getsockname()[1]
+    controller = Controller(Handler(), hostname="localhost", port=port, tls_context=tls,
                             require_starttls=True, authenticator=authenticator,
                             auth_require_tls=True)
     controller.start()
     try:
-        port = controller.server.sockets[0].getsockname()[1]
         monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # trust the test server's certificate
         settings = DeliverySettings({
             "SUPPORTGRAPH_SMTP_URL": f"smtp://bot:p%40ss@localhost:{port}?starttls=true",
