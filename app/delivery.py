@@ -257,11 +257,10 @@ def enqueue(db: Any) -> int:
 
 
 def _transport(settings: Any, channel: str) -> str | None:
+    """SMTP for email tickets when configured, else the webhook; None: wait for one."""
     if channel == "email" and settings.smtp:
         return "smtp"
-    if settings.webhook:
-        return "webhook"
-    return "smtp" if settings.smtp else None
+    return "webhook" if settings.webhook else None
 
 
 def deliver_due(db: Any, settings: Any) -> DeliveryReport:
@@ -317,8 +316,9 @@ def _message(db: Any, settings: Any, key: str) -> dict[str, Any]:
         raise Undeliverable("the reply holds redacted values that cannot be restored "
                             "(set LANGGRAPH_AES_KEY before running tickets); answer by hand")
     if out["channel"] == "email" and not recipient:
-        raise Undeliverable("no recipient address kept for this email ticket (set "
-                            "LANGGRAPH_AES_KEY before running tickets); answer by hand")
+        raise Undeliverable("no recipient address for this email ticket (it had no "
+                            "customer_id, From or Reply-To, or LANGGRAPH_AES_KEY was unset when "
+                            "it ran); answer by hand")
     subject = restore(kept.get("subject") or "", tokens)
     return {"ticket_id": out["ticket_id"], "tenant": key.split(":", 1)[0] or None,
             "recipient": recipient, "reply": reply, "channel": out["channel"],

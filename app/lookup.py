@@ -32,8 +32,8 @@ def resolve_ticket(db: Any, ticket_id: str, tenant: str | None) -> tuple[str, st
         rows = [r for r in rows if (r["tenant"] or "") == tenant]
     if not rows:
         where = f" for tenant {tenant}" if tenant is not None else ""
-        raise TicketLookupError(f"no ticket {ref}{where}: check the id with "
-                                "`supportgraph stats` or `supportgraph review list`")
+        raise TicketLookupError(f"no ticket {ref}{where}: use the id `supportgraph run` "
+                                "printed (or see `supportgraph review list`)")
     tenants = sorted({r["tenant"] or "" for r in rows})
     if len(tenants) > 1:
         names = ", ".join(t or "(default)" for t in tenants)

@@ -27,6 +27,8 @@ def ticket_view(runner: Any, tenant: str, thread_id: str) -> dict[str, Any]:
     else:
         reply = values.get("final_reply") or (drafts[-1]["text"] if drafts else None)
     summary = json.loads(run["summary"]) if run.get("summary") else {}
+    key = (outbox or {}).get("delivery_key") or f"{tenant}:{ticket.get('id')}"
+    sealed = db.fetchone("SELECT 1 AS x FROM sg_vault WHERE delivery_key = :k", {"k": key})
     return {
         "ticket_id": run.get("ticket_id") or ticket.get("id"),
         "tenant": tenant or None,
@@ -34,6 +36,7 @@ def ticket_view(runner: Any, tenant: str, thread_id: str) -> dict[str, Any]:
         "reply": reply,
         "reply_state": "sent" if outbox else ("draft" if reply else "none"),
         "recipient": (outbox or {}).get("customer_id") or ticket.get("customer_id"),
+        "recipient_sealed": bool(sealed),
         "channel": ticket.get("channel"),
         "sources": [{"doc_id": p.get("doc_id"), "title": p.get("title")}
                     for p in values.get("passages") or []],
@@ -73,9 +76,12 @@ def format_view(view: dict[str, Any]) -> str:
     """The view as text for a person."""
     lines = [f"ticket {view['ticket_id']} (tenant {view['tenant'] or 'default'}): "
              f"{view['status']}"]
-    lines.append(f"recipient: {view['recipient'] or '(none recorded)'}")
+    sealed = " (the address is sealed until delivery)" if view.get("recipient_sealed") else ""
+    lines.append(f"recipient: {view['recipient'] or '(not stored in clear)'}{sealed}")
     review = view["review"]
-    if review:
+    if review and review.get("decision") == "auto":
+        lines.append("review: none (sent automatically)")
+    elif review:
         who = review.get("reviewer") or "-"
         lines.append(f"review: {review.get('decision') or review.get('status')} by {who}"
                      + (f" ({review['reason']})" if review.get("reason") else ""))
