@@ -242,10 +242,10 @@ def cmd_review(args: argparse.Namespace) -> int:
         response = _response_from_args(args)
         outcome = runner.decide(thread_id, response)
     except InvalidResume as exc:
-        hint = ""
         if args.action == "accept":
-            hint = f"; use: supportgraph review edit {args.ref} --reply TEXT --reviewer NAME"
-        raise BadInput(f"{exc}{hint}") from None
+            raise BadInput(f"{args.ref} has no draft to accept; write the reply: supportgraph "
+                           f"review edit {args.ref} --reply TEXT --reviewer NAME") from None
+        raise BadInput(str(exc)) from None
     except NotFound as exc:
         print(f"supportgraph: {exc}; see `supportgraph show {args.ref}`", file=sys.stderr)
         return EXIT_FAILED

@@ -72,7 +72,7 @@ def cli(tickets: dict, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFi
 NODRAFT = "ticket:cp-nodraft"
 ERROR_PATHS = [
     # (argv, exit status, words the one line must hold)
-    (["review", "accept", NODRAFT, "--reviewer", "m"], 2, ["no draft", "review edit"]),
+    (["review", "accept", NODRAFT, "--reviewer", "m"], 2, ["no draft to accept", "review edit"]),
     (["review", "accept", NODRAFT], 2, ["--reviewer"]),
     (["review", "accept", NODRAFT, "--reviewer", "  "], 2, ["--reviewer"]),
     (["review", "edit", NODRAFT, "--reviewer", "m"], 2, ["--reply"]),
