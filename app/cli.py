@@ -624,8 +624,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     try:
         return run_command(args)
-    except EvalInputError as exc:
-        raise BadInput(str(exc)) from None
+    except EvalInputError as exc:  # one line: the reason, then the first bad rows
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        more = f" (+{len(lines) - 4} more)" if len(lines) > 4 else ""
+        raise BadInput("; ".join(lines[:4]) + more) from None
 
 
 def cmd_init(args: argparse.Namespace) -> int:
