@@ -191,3 +191,21 @@ def test_review_note_is_visible_and_decisions_record_the_reviewer(cli) -> None:
     assert view["status"] == "sent" and view["review"]["reviewer"] == "maria"
     assert view["review"]["decision"] == "edit"
     assert view["review"]["notes"][0]["note"].startswith("asked billing")
+
+
+def test_eml_customer_id_is_not_ignored_and_sender_is_not_stored(cli, tmp_path: Path) -> None:
+    eml = tmp_path / "m.eml"
+    eml.write_text("From: Anna <anna.k@example.org>\nSubject: invoice\n"
+                   "Message-ID: <cp-eml@example.org>\n\n" + SENT_TEXT + "\n", encoding="utf-8")
+    code, out, err = cli("run", "--eml", str(eml), "--customer-id", "cust-9", "--quiet")
+    assert code == 0, err
+    ticket_id = out.split(":")[0].removeprefix("ticket ")
+    code, out, _ = cli("show", ticket_id, "--json")
+    view = json.loads(out)
+    assert view["recipient"] == "cust-9" and view["channel"] == "email"
+    # Without LANGGRAPH_AES_KEY the sender's address is not kept anywhere.
+    eml.write_text(eml.read_text().replace("cp-eml@", "cp-eml2@"), encoding="utf-8")
+    code, out, _ = cli("run", "--eml", str(eml), "--quiet")
+    code, out, _ = cli("show", out.split(":")[0].removeprefix("ticket "), "--json")
+    view = json.loads(out)
+    assert view["recipient"] is None and view["recipient_sealed"] is False
