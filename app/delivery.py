@@ -256,6 +256,21 @@ def enqueue(db: Any) -> int:
     return added
 
 
+def erase_unsent(db: Any) -> int:
+    """Erase the sealed copies of tickets that closed without a reply to deliver.
+
+    A rejected, stalled or failed ticket never reaches the outbox, so nothing else would
+    erase what was sealed for it when it was run.
+    """
+    return db.execute("""DELETE FROM sg_vault WHERE NOT EXISTS (
+                             SELECT 1 FROM sg_outbox o WHERE o.delivery_key = sg_vault.delivery_key)
+                         AND EXISTS (
+                             SELECT 1 FROM sg_runs r
+                             WHERE r.status IN ('rejected', 'stalled', 'failed')
+                             AND coalesce(r.tenant, '') || ':' || r.ticket_id
+                                 = sg_vault.delivery_key)""")
+
+
 def _transport(settings: Any, channel: str) -> str | None:
     """SMTP for email tickets when configured, else the webhook; None: wait for one."""
     if channel == "email" and settings.smtp:
@@ -267,6 +282,7 @@ def deliver_due(db: Any, settings: Any) -> DeliveryReport:
     """Send every delivery that is due now, once; returns what happened."""
     db.migrate()
     enqueue(db)
+    erase_unsent(db)
     report = DeliveryReport()
     now = datetime.now(UTC)
     candidates = db.fetchall(

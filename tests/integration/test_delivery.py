@@ -293,3 +293,14 @@ def test_bad_delivery_settings_are_one_line_errors(environ: dict, needle: str) -
     with pytest.raises(SettingsError, match=needle) as info:
         DeliverySettings(environ)
     assert "\n" not in str(info.value) and len(str(info.value)) < 200
+
+
+def test_a_rejected_ticket_leaves_no_sealed_copy(runner: Runner, receiver: Receiver) -> None:
+    outcome = runner.run({"id": "dl-6", "channel": "email", "subject": "cake",
+                          "body": f"Can you recommend a good banana bread recipe? {PHONE}"},
+                         recipient=ADDRESS)
+    assert runner.db.fetchone("SELECT count(*) AS n FROM sg_vault")["n"] == 1
+    runner.decide(outcome.thread_id, {"type": "ignore", "reviewer": "maria", "args": "spam"})
+    report = deliver_due(runner.db, settings_for(receiver.url))
+    assert (report.delivered, report.dead) == (0, 0) and not receiver.requests
+    assert runner.db.fetchone("SELECT count(*) AS n FROM sg_vault")["n"] == 0
