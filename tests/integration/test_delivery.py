@@ -304,3 +304,28 @@ def test_a_rejected_ticket_leaves_no_sealed_copy(runner: Runner, receiver: Recei
     report = deliver_due(runner.db, settings_for(receiver.url))
     assert (report.delivered, report.dead) == (0, 0) and not receiver.requests
     assert runner.db.fetchone("SELECT count(*) AS n FROM sg_vault")["n"] == 0
+
+
+@pytest.mark.postgres
+def test_delivery_on_postgres(demo_home: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch,
+                              receiver: Receiver) -> None:
+    from app.stats import compute_stats
+    from app.timerange import parse_range
+
+    monkeypatch.setenv("LANGGRAPH_AES_KEY", AES_KEY)
+    runner = Runner(Context(database_url=pg_url))
+    try:
+        thread = edited_ticket(runner, "pg-dl-1", tenant="acme")
+        rejected = runner.run({"id": "pg-dl-2", "body": "Can you recommend a good banana bread "
+                               "recipe?", "customer_id": "c-2"})
+        runner.decide(rejected.thread_id, {"type": "ignore", "reviewer": "m", "args": "spam"})
+        report = deliver_due(runner.db, settings_for(receiver.url))
+        assert (report.delivered, report.dead) == (1, 0), report.errors
+        [request] = receiver.requests
+        assert PHONE in json.loads(request["body"])["reply"]
+        assert runner.db.fetchone("SELECT count(*) AS n FROM sg_vault")["n"] == 0
+        assert ticket_view(runner, "acme", thread)["delivery"]["state"] == "delivered"
+        assert compute_stats(runner.db, parse_range(None, None))["deliveries"]["delivered"] == 1
+    finally:
+        reset_resources()
+        close_all()
