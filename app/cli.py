@@ -31,7 +31,8 @@ def _context(args: argparse.Namespace) -> Any:
     return Context(**overrides)
 
 
-def _print_summary(outcome: Any, as_json: bool) -> None:
+def _print_summary(outcome: Any, as_json: bool, runner: Any = None,
+                   with_reply: bool = False) -> None:
     summary = outcome.summary
     if as_json:
         print(json.dumps(summary, ensure_ascii=False, sort_keys=False))
@@ -43,19 +44,56 @@ def _print_summary(outcome: Any, as_json: bool) -> None:
     print(line)
     if outcome.note:
         print(f"  note: {outcome.note}")
+    tenant = _tenant_of(outcome.thread_id, summary["ticket_id"])
+    show = f"supportgraph show {summary['ticket_id']}" + (f" --tenant {tenant}" if tenant else "")
     if summary["status"] == "awaiting_review":
         print(f"  waiting for review: {summary.get('review_reason')}; thread {outcome.thread_id}")
-        print(f"  resume with: supportgraph review show {outcome.thread_id}  |  "
-              f"supportgraph review accept {outcome.thread_id}")
+        print(f"  resume with: {_resume_hint(runner, outcome.thread_id)}")
     if summary["status"] == "failed":
         print(f"  error: {summary.get('error')}")
+    if with_reply and runner is not None:
+        reply, kind = _reply_text(runner, outcome.thread_id)
+        if reply:
+            print(f"\n--- {kind} ---\n{reply}\n")
+        print(f"  details: {show}")
+
+
+def _tenant_of(thread_id: str, ticket_id: str) -> str:
+    """The tenant part of a ticket's thread id (`ticket:TENANT:ID`), "" for none."""
+    middle = thread_id.removeprefix("ticket:").removesuffix(f":{ticket_id}")
+    return "" if middle == thread_id.removeprefix("ticket:") else middle
+
+
+def _resume_hint(runner: Any, thread_id: str) -> str:
+    """A command that works for this ticket: accept only when there is a draft to accept."""
+    has_draft = True
+    if runner is not None:
+        values = runner.graph.get_state({"configurable": {"thread_id": thread_id}}).values
+        has_draft = bool((values or {}).get("drafts"))
+    ref = f"supportgraph review {{}} {thread_id}"
+    if has_draft:
+        return (f"{ref.format('show')}  |  {ref.format('accept')} --reviewer NAME")
+    return (f"{ref.format('show')}  |  {ref.format('edit')} --reply TEXT --reviewer NAME"
+            f"  (no draft to accept)")
+
+
+def _reply_text(runner: Any, thread_id: str) -> tuple[str | None, str]:
+    """The reply as sent (outbox), else the draft waiting for review."""
+    row = runner.db.fetchone("SELECT reply FROM sg_outbox WHERE thread_id = :t",
+                             {"t": thread_id})
+    if row:
+        return row["reply"], "reply"
+    values = runner.graph.get_state({"configurable": {"thread_id": thread_id}}).values or {}
+    drafts = values.get("drafts") or []
+    return (drafts[-1]["text"], "draft (not sent)") if drafts else (None, "")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run one ticket (--text / --eml) or a JSONL file of tickets (--input)."""
     from app.runner import Runner, ThreadBusy
-    from graph.tickets import parse_chat, parse_eml
+    from graph.tickets import parse_chat, parse_eml, reply_address
 
+    recipient = None
     sources = [s for s in (args.text is not None, args.eml, args.input) if s]
     if len(sources) != 1:
         raise BadInput("give exactly one of --text, --eml or --input")
@@ -68,20 +106,24 @@ def cmd_run(args: argparse.Namespace) -> int:
         path = Path(args.eml)
         if not path.is_file():
             raise BadInput(f"no such file: {path}")
-        ticket = parse_eml(path.read_bytes(), ticket_id=args.id)
+        raw = path.read_bytes()
+        ticket = parse_eml(raw, ticket_id=args.id)
         ticket["tenant"] = args.tenant
+        ticket["customer_id"] = args.customer_id
+        recipient = args.customer_id or reply_address(raw)
     else:
         ticket = {"id": args.id or _new_id(), "channel": args.channel, "body": args.text,
                   "subject": args.subject or "", "tenant": args.tenant,
                   "customer_id": args.customer_id}
     ticket = _ticket_input(ticket)
     parse_chat(ticket)  # reject bad input before opening any database or model
+    runner = Runner(_context(args))
     try:
-        outcome = Runner(_context(args)).run(ticket)
+        outcome = runner.run(ticket, recipient=recipient)
     except ThreadBusy as exc:
-        print(f"supportgraph: busy: {exc}", file=sys.stderr)
+        print(f"supportgraph: busy: {exc}; try again when that run ends", file=sys.stderr)
         return EXIT_FAILED
-    _print_summary(outcome, args.json)
+    _print_summary(outcome, args.json, runner, with_reply=not args.quiet)
     return EXIT_OK
 
 
@@ -107,11 +149,22 @@ def _run_file(path: Path, args: argparse.Namespace) -> int:
     for line_no, reason in report.bad_lines:
         print(f"{path}:{line_no}: skipped: {reason}", file=sys.stderr)
     print(report.line(), file=sys.stderr)
+    _deliver_after_batch(worker.runner, report)
     sys.stdout.flush()
     sys.stderr.flush()
     if report.abandoned:  # runs past the drain bound: leave them at their last checkpoint
         os._exit(report.exit_status())
     return report.exit_status()
+
+
+def _deliver_after_batch(runner: Any, report: Any) -> None:
+    """The batch worker sends what it put in the outbox when a transport is configured."""
+    from app.delivery import deliver_due
+    from app.settings import DeliverySettings
+
+    settings = DeliverySettings()
+    if settings.configured and report.exit_status() != 3:  # not when told to stop
+        print(f"deliver: {deliver_due(runner.db, settings).line()}", file=sys.stderr)
 
 
 def _ticket_input(ticket: dict) -> dict:
@@ -137,7 +190,12 @@ def _age(iso: str) -> str:
 def cmd_review(args: argparse.Namespace) -> int:
     """The review queue: list, show, accept, edit, respond, reject."""
     from app.runner import AlreadyDecided, NotFound, Runner, ThreadBusy
+    from nodes.human_review import InvalidResume
 
+    if args.action in ("accept", "edit", "respond", "reject"):
+        _check_reviewer(args.reviewer)
+        if args.action == "edit" and not (args.reply or "").strip() and not args.reply_file:
+            raise BadInput("review edit needs the new reply: --reply TEXT or --reply-file PATH")
     runner = Runner(_context(args))
     if args.action == "sweep":
         now = None
@@ -173,23 +231,31 @@ def cmd_review(args: argparse.Namespace) -> int:
         thread_id = runner.resolve_thread(args.ref)
         if args.action == "show":
             payload = runner.pending_review(thread_id)
+            notes = runner.review_notes(thread_id)
+            passages = _cited_passages(runner, thread_id, payload)
             if args.json:
-                print(json.dumps(payload, ensure_ascii=False, indent=2))
+                print(json.dumps({**payload, "notes": notes, "cited_passages": passages},
+                                 ensure_ascii=False, indent=2))
             else:
-                _print_payload(thread_id, payload)
+                _print_payload(thread_id, payload, notes, passages)
             return EXIT_OK
         response = _response_from_args(args)
         outcome = runner.decide(thread_id, response)
+    except InvalidResume as exc:
+        if args.action == "accept":
+            raise BadInput(f"{args.ref} has no draft to accept; write the reply: supportgraph "
+                           f"review edit {args.ref} --reply TEXT --reviewer NAME") from None
+        raise BadInput(str(exc)) from None
     except NotFound as exc:
-        print(f"supportgraph: {exc}", file=sys.stderr)
+        print(f"supportgraph: {exc}; see `supportgraph show {args.ref}`", file=sys.stderr)
         return EXIT_FAILED
     except AlreadyDecided as exc:
         print(f"supportgraph: already decided: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except ThreadBusy as exc:
-        print(f"supportgraph: busy: {exc}", file=sys.stderr)
+        print(f"supportgraph: busy: {exc}; try again when that run ends", file=sys.stderr)
         return EXIT_FAILED
-    _print_summary(outcome, args.json)
+    _print_summary(outcome, args.json, runner)
     return EXIT_OK
 
 
@@ -200,14 +266,38 @@ def _response_from_args(args: argparse.Namespace) -> dict:
     if args.action == "edit":
         reply = args.reply
         if args.reply_file:
-            reply = Path(args.reply_file).read_text(encoding="utf-8", errors="replace")
+            try:
+                reply = Path(args.reply_file).read_text(encoding="utf-8", errors="replace")
+            except OSError as exc:
+                raise BadInput(f"cannot read --reply-file {args.reply_file}: "
+                               f"{exc.strerror or exc}") from None
         return {"type": "edit", "args": {"reply": reply or ""}, "reviewer": reviewer}
     if args.action == "respond":
         return {"type": "response", "args": args.note or "", "reviewer": reviewer}
     return {"type": "ignore", "args": args.reason or "rejected by reviewer", "reviewer": reviewer}
 
 
-def _print_payload(thread_id: str, payload: dict) -> None:
+def _check_reviewer(name: str | None) -> None:
+    """Decisions through the CLI name who took them (recorded as `approved_by`)."""
+    if not name or not name.strip() or len(name) > 200 or any(ord(c) < 32 for c in name):
+        raise BadInput("name the reviewer: --reviewer NAME (up to 200 printable characters)")
+
+
+def _cited_passages(runner: Any, thread_id: str, payload: dict) -> list[dict]:
+    """The passages the draft cites as [n], with their text (the reviewer checks them)."""
+    import re
+
+    values = runner.graph.get_state({"configurable": {"thread_id": thread_id}}).values or {}
+    passages = values.get("passages") or []
+    reply = payload["action_request"]["args"].get("reply") or ""
+    cited = sorted({int(n) for n in re.findall(r"\[(\d{1,3})\]", reply)})
+    return [{"n": n, "doc_id": passages[n - 1].get("doc_id"),
+             "title": passages[n - 1].get("title"), "text": passages[n - 1].get("text")}
+            for n in cited if 1 <= n <= len(passages)]
+
+
+def _print_payload(thread_id: str, payload: dict, notes: list[dict] | None = None,
+                   passages: list[dict] | None = None) -> None:
     req = payload["action_request"]["args"]
     ticket = req.get("ticket") or {}
     print(f"thread:  {thread_id}")
@@ -221,8 +311,15 @@ def _print_payload(thread_id: str, payload: dict) -> None:
     intent = req.get("intent") or {}
     print(f"\nintent {intent.get('intent')} ({intent.get('confidence')}), "
           f"tone {scores['tone']}, confidence {scores['confidence']}, flags {req.get('flags')}")
+    print(f"reasons: {payload.get('description')}")
     for source in req.get("sources") or []:
         print(f"  source: {source['title']} ({source['doc_id']})")
+    for passage in passages or []:
+        print(f"\n--- cited [{passage['n']}] {passage['title']} ---\n"
+              f"{(passage['text'] or '')[:1200]}")
+    for note in notes or []:
+        print(f"\nnote from {note.get('reviewer')} at {note.get('at', '')[:19]}: "
+              f"{note.get('note')}")
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
@@ -372,9 +469,134 @@ def cmd_cases(args: argparse.Namespace) -> int:
     from retrieval.cases import delete_case
 
     removed = delete_case(get_resources(_context(args)).store, args.ticket_id)
-    print(f"removed the case of ticket {args.ticket_id}" if removed
-          else f"no resolved case holds ticket {args.ticket_id}")
-    return EXIT_OK if removed else EXIT_FAILED
+    if not removed:
+        print(f"supportgraph: no resolved case holds ticket {args.ticket_id}; "
+              "list them with `supportgraph cases list`", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"removed the case of ticket {args.ticket_id}")
+    return EXIT_OK
+
+
+def _cases_of(args: argparse.Namespace) -> list[dict]:
+    """Resolved cases, of one tenant when `--tenant` is given ("" for the default tenant)."""
+    from graph.resources import get_resources
+    from retrieval.cases import COLLECTION
+
+    store = get_resources(_context(args)).store
+    if not store.exists(COLLECTION):
+        return []
+    cases = [payload for _, payload in store.scroll_payloads(COLLECTION)]
+    if args.tenant is not None:
+        cases = [c for c in cases if (c.get("tenant") or "") == args.tenant]
+    return sorted(cases, key=lambda c: str(c.get("resolved_at") or ""), reverse=True)
+
+
+def cmd_cases_list(args: argparse.Namespace) -> int:
+    """List resolved cases, newest first (one tenant with --tenant)."""
+    if not 1 <= args.limit <= 10_000:
+        raise BadInput("--limit must be between 1 and 10000")
+    cases = _cases_of(args)[:args.limit]
+    for case in cases:
+        if args.json:
+            print(json.dumps({k: case.get(k) for k in ("ticket_id", "tenant", "intent",
+                                                        "resolved_at", "ticket_ids")}))
+        else:
+            print(f"{case.get('ticket_id')}\ttenant {case.get('tenant') or 'default'}\t"
+                  f"{case.get('intent')}\t{str(case.get('resolved_at') or '')[:19]}\t"
+                  f"{_one_line(case.get('text'), 60)}")
+    if not cases and not args.json:
+        print("no resolved cases" + (f" for tenant {args.tenant}" if args.tenant else ""))
+    return EXIT_OK
+
+
+def cmd_cases_show(args: argparse.Namespace) -> int:
+    """Show the resolved case holding a ticket (the text and the reply that resolved it)."""
+    ticket_id = args.ticket_id.strip()
+    found = [c for c in _cases_of(args)
+             if ticket_id in [str(t) for t in c.get("ticket_ids") or []]]
+    tenants = sorted({c.get("tenant") or "" for c in found})
+    if len(tenants) > 1:
+        raise BadInput(f"ticket {ticket_id} exists for tenants "
+                       f"{', '.join(t or '(default)' for t in tenants)}: add --tenant")
+    if not found:
+        print(f"supportgraph: no resolved case holds ticket {ticket_id}"
+              + (f" for tenant {args.tenant}" if args.tenant is not None else "")
+              + "; list them with `supportgraph cases list`", file=sys.stderr)
+        return EXIT_FAILED
+    case = found[0]
+    if args.json:
+        print(json.dumps({k: case.get(k) for k in ("ticket_id", "tenant", "intent", "text",
+                                                    "reply", "resolved_at", "ticket_ids")},
+                         ensure_ascii=False, indent=2))
+        return EXIT_OK
+    print(f"case of ticket {case.get('ticket_id')} (tenant {case.get('tenant') or 'default'}, "
+          f"intent {case.get('intent')}, resolved {str(case.get('resolved_at'))[:19]})")
+    print(f"tickets: {', '.join(map(str, case.get('ticket_ids') or []))}")
+    print(f"\n--- customer wrote ---\n{case.get('text')}\n\n--- reply ---\n{case.get('reply')}")
+    return EXIT_OK
+
+
+def _one_line(text: Any, width: int) -> str:
+    flat = " ".join(str(text or "").split())
+    return flat if len(flat) <= width else flat[:width - 1] + "..."
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    """What a ticket's customer got: status, reply, recipient, sources, review, delivery."""
+    from app.lookup import TicketLookupError, resolve_ticket
+    from app.runner import Runner
+    from app.show import format_view, ticket_view
+
+    runner = Runner(_context(args))
+    try:
+        tenant, thread_id = resolve_ticket(runner.db, args.ticket_id, args.tenant)
+    except TicketLookupError as exc:
+        raise BadInput(str(exc)) from None
+    view = ticket_view(runner, tenant, thread_id)
+    if args.json:
+        print(json.dumps(view, ensure_ascii=False, indent=2))
+    else:
+        print(format_view(view))
+    return EXIT_OK
+
+
+def cmd_deliver(args: argparse.Namespace) -> int:
+    """Send pending outbox rows (SMTP / signed webhook), with retries; see app/delivery.py."""
+    import signal
+    import time
+
+    from app.delivery import deliver_due
+    from app.settings import DeliverySettings
+    from graph.persistence import open_database
+
+    if not 0.1 <= args.interval <= 3600:
+        raise BadInput("--interval must be between 0.1 and 3600 seconds")
+    settings = DeliverySettings()
+    if not settings.configured:
+        raise BadInput("no transport: set SUPPORTGRAPH_SMTP_URL (and SUPPORTGRAPH_SMTP_FROM) "
+                       "or SUPPORTGRAPH_WEBHOOK_URL (and SUPPORTGRAPH_WEBHOOK_SECRET)")
+    ctx = _context(args)
+    db = open_database(ctx.database_url or None, ctx.home_path)
+    stop: list[int] = []
+    if not args.once:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda signum, frame: stop.append(signum))
+    dead = 0
+    while True:
+        report = deliver_due(db, settings)
+        dead += report.dead
+        if args.json:
+            print(json.dumps(report.as_dict()), flush=True)
+        elif args.once or report.delivered or report.dead or report.retrying:
+            print(report.line(), flush=True)
+            for error in report.errors:
+                print(f"  {error}", file=sys.stderr)
+        if args.once or stop:
+            break
+        deadline = time.monotonic() + args.interval
+        while not stop and time.monotonic() < deadline:
+            time.sleep(0.1)
+    return EXIT_FAILED if args.once and dead else EXIT_OK
 
 
 def cmd_train_intents(args: argparse.Namespace) -> int:
@@ -412,8 +634,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     try:
         return run_command(args)
-    except EvalInputError as exc:
-        raise BadInput(str(exc)) from None
+    except EvalInputError as exc:  # one line: the reason, then the first bad rows
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        more = f" (+{len(lines) - 4} more)" if len(lines) > 4 else ""
+        raise BadInput("; ".join(lines[:4]) + more) from None
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -446,11 +670,12 @@ def cmd_prune(args: argparse.Namespace) -> int:
         print(json.dumps(report.as_dict(), sort_keys=True))
         return EXIT_OK
     verb = "would prune" if report.dry_run else "pruned"
+    about = "about " if report.dry_run else ""
     skipped = ", ".join(f"{n} {why}" for why, n in sorted(report.skipped.items())) or "none"
     print(f"{verb} {report.pruned} of {report.candidates} closed thread(s) "
           f"({report.already_minimal} already minimal; left alone: {skipped}); checkpoint "
-          f"rows {report.rows_before} -> {report.rows_after}, "
-          f"{report.bytes_before / 1e3:.1f} KB -> {report.bytes_after / 1e3:.1f} KB")
+          f"rows {report.rows_before} -> {about}{report.rows_after}, "
+          f"{report.bytes_before / 1e3:.1f} KB -> {about}{report.bytes_after / 1e3:.1f} KB")
     return EXIT_OK
 
 
@@ -470,6 +695,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--tenant")
     run.add_argument("--customer-id")
     run.add_argument("--json", action="store_true", help="print the run summary as JSON")
+    run.add_argument("--quiet", action="store_true", help="only the summary line, no reply")
     run.add_argument("--intent-model-dir", help="a model dir from train-intents")
     run.add_argument("--concurrency", type=int, default=1,
                      help="tickets in flight at once (with --input)")
@@ -486,7 +712,8 @@ def build_parser() -> argparse.ArgumentParser:
         elif action != "list":
             p.add_argument("ref", help="thread id or ticket id")
         p.add_argument("--json", action="store_true")
-        p.add_argument("--reviewer", default="cli")
+        if action not in ("list", "show", "sweep"):
+            p.add_argument("--reviewer", help="who decides (required; recorded as approved_by)")
         if action == "edit":
             p.add_argument("--reply", help="the new reply text")
             p.add_argument("--reply-file", help="read the new reply from a file")
@@ -535,6 +762,29 @@ def build_parser() -> argparse.ArgumentParser:
     remove = cases_sub.add_parser("remove", help="remove the case of a ticket")
     remove.add_argument("ticket_id")
     remove.set_defaults(func=cmd_cases)
+    cases_list = cases_sub.add_parser("list", help="resolved cases, newest first")
+    cases_list.add_argument("--tenant", help="only this tenant's cases")
+    cases_list.add_argument("--limit", type=int, default=50)
+    cases_list.add_argument("--json", action="store_true")
+    cases_list.set_defaults(func=cmd_cases_list)
+    cases_show = cases_sub.add_parser("show", help="the case holding a ticket")
+    cases_show.add_argument("ticket_id")
+    cases_show.add_argument("--tenant", help="the ticket's tenant (when several have it)")
+    cases_show.add_argument("--json", action="store_true")
+    cases_show.set_defaults(func=cmd_cases_show)
+
+    show_ticket = sub.add_parser("show", help="a ticket's reply, review and delivery")
+    show_ticket.add_argument("ticket_id")
+    show_ticket.add_argument("--tenant", help="the ticket's tenant (when several have it)")
+    show_ticket.add_argument("--json", action="store_true")
+    show_ticket.set_defaults(func=cmd_show)
+
+    deliver = sub.add_parser("deliver", help="send pending replies (SMTP or webhook)")
+    deliver.add_argument("--once", action="store_true", help="send what is due, then exit")
+    deliver.add_argument("--interval", type=float, default=5.0,
+                         help="seconds between passes (without --once)")
+    deliver.add_argument("--json", action="store_true", help="one JSON report per pass")
+    deliver.set_defaults(func=cmd_deliver)
 
     train = sub.add_parser("train-intents", help="train an intent classifier")
     train.add_argument("--data", required=True)
@@ -585,6 +835,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (BadInput, TicketError, SettingsError, CheckpointKeyError) as exc:
         print(f"supportgraph: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("supportgraph: interrupted", file=sys.stderr)
+        return EXIT_FAILED
+    except Exception as exc:  # the last guard: one line, never a traceback on the terminal
+        if args.verbose:
+            import traceback
+
+            traceback.print_exc()
+        first = (str(exc).strip().splitlines() or [""])[0][:300]
+        print(f"supportgraph: {args.command} failed: {type(exc).__name__}: {first}; "
+              "run again with -v for details, and check the database and Qdrant settings",
+              file=sys.stderr)
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":

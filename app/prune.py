@@ -154,6 +154,9 @@ def prune_closed(runner: Any, *, before: datetime | None = None,
             continue
         if dry_run:
             report.pruned += 1
+            freed = _older_usage(db, thread_id)
+            report.rows_after -= freed["rows"]
+            report.bytes_after -= freed["bytes"]
             continue
         try:
             with runner.leases.hold(thread_id):
@@ -167,9 +170,39 @@ def prune_closed(runner: Any, *, before: datetime | None = None,
             report.skip("busy")
             continue
         report.pruned += 1
+    if dry_run:  # a projection: what deleting the older rows frees (compaction frees more)
+        report.rows_after += report.rows_before
+        report.bytes_after += report.bytes_before
+        return report
     usage = checkpoint_usage(db)
     report.rows_after, report.bytes_after = usage["rows"], usage["bytes"]
     return report
+
+
+def _older_usage(db: Any, thread_id: str) -> dict[str, int]:
+    """Rows and bytes a prune of this thread deletes (the dry run's projection).
+
+    Everything older than its latest checkpoint, plus, on Postgres, unreferenced blobs.
+    """
+    if db.dialect == "postgres":
+        parts = [("checkpoints", f"t.checkpoint_id < {_LATEST.format(t='t')}"),
+                 ("checkpoint_writes", f"t.checkpoint_id < {_LATEST.format(t='t')}"),
+                 ("checkpoint_blobs", _UNUSED_BLOB.replace("b.", "t."))]
+    else:
+        parts = [(table, f"t.checkpoint_id < {_LATEST.format(t='t')}")
+                 for table in ("checkpoints", "writes")]
+    freed = {"rows": 0, "bytes": 0}
+    for table, condition in parts:
+        if db.dialect == "postgres":
+            size = "coalesce(sum(pg_column_size(t.*)), 0)"
+        else:
+            size = "coalesce(sum(" + " + ".join(
+                f"coalesce(length({c}), 0)" for c in _sqlite_columns(db, table)) + "), 0)"
+        row = db.fetchone(f"SELECT count(*) AS n, {size} AS b FROM {table} t "
+                          f"WHERE t.thread_id = :t AND {condition}", {"t": thread_id})
+        freed["rows"] += int(row["n"])
+        freed["bytes"] += int(row["b"])
+    return freed
 
 
 def _final_state(runner: Any, thread_id: str) -> tuple[str | None, Any]:

@@ -17,6 +17,7 @@ from typing import Any
 
 from langgraph.types import Command
 
+from app.delivery import keep_deliverable
 from app.leases import ThreadBusy, leases_for
 from app.observability import configure_tracing
 from app.settings import checkpoint_aes_key
@@ -29,6 +30,7 @@ from graph.screening import quoted_injection
 from graph.state import TERMINAL_STATUSES
 from graph.summary import build_summary
 from graph.tickets import parse_chat
+from nodes.send import delivery_key
 
 log = logging.getLogger(__name__)
 
@@ -87,12 +89,18 @@ class Runner:
         return self.graph.invoke(value, self._config(thread_id), context=self.ctx,
                                  durability="sync")
 
-    def run(self, raw_ticket: dict) -> Outcome:
-        """Run (or continue) one ticket; raises `graph.tickets.TicketError` on bad input."""
+    def run(self, raw_ticket: dict, recipient: str | None = None) -> Outcome:
+        """Run (or continue) one ticket; raises `graph.tickets.TicketError` on bad input.
+
+        `recipient`: where the reply goes when it is not the ticket's `customer_id` (an
+        email's Reply-To or From). It is never stored in clear: see app/delivery.py.
+        """
         ticket = parse_chat(raw_ticket)
         # Redact before the input is checkpointed: the input itself is stored.
         salt = self.ctx.pii_salt
         safe = {k: ticket[k] for k in ("id", "channel", "customer_id", "tenant")}
+        if safe["customer_id"]:
+            safe["customer_id"] = redact(safe["customer_id"], salt=salt)
         body = ticket["body"]
         if quoted_injection(raw_ticket.get("body") or "", body):
             # An attack hidden in the quoted/stripped part is kept (redacted) so intake flags
@@ -113,6 +121,11 @@ class Runner:
                 note = "resumed an interrupted run from its last completed step"
                 values = self._invoke(None, thread_id)
             else:
+                # What delivery must restore, sealed before the redacted ticket is stored.
+                keep_deliverable(self.db, checkpoint_aes_key(), delivery_key(ticket),
+                                 salt=salt, recipient=recipient or ticket.get("customer_id"),
+                                 subject=ticket.get("subject") or None,
+                                 texts=(ticket.get("subject") or "", body))
                 values = self._invoke({"ticket": safe}, thread_id)
         return Outcome(self.summary(thread_id, values), thread_id, note)
 
@@ -182,9 +195,15 @@ class Runner:
             raise NotFound(f"no run for thread {thread_id}")
         # Validate before touching anything: a malformed value never reaches the thread.
         decision = parse_resume(response, has_draft=bool(snapshot.values.get("drafts")))
+        if decision["type"] == "edit":  # the customer gets the edit as written
+            ticket = snapshot.values.get("normalized") or snapshot.values.get("ticket") or {}
+            if ticket.get("id"):
+                keep_deliverable(self.db, checkpoint_aes_key(), delivery_key(ticket),
+                                 salt=self.ctx.pii_salt, texts=(decision["reply"],))
         # A reviewer may quote the customer's PII: redact before it is recorded or checkpointed
         # (the resume value itself is stored by LangGraph).
         response = redact_obj(response, salt=self.ctx.pii_salt)
+
         if decision["type"] != "response":
             claimed = self.db.execute(
                 """UPDATE sg_reviews SET status = 'decided', decision = :decision,
@@ -201,6 +220,8 @@ class Runner:
         with self.leases.hold(thread_id):
             if self.graph.get_state(self._config(thread_id)).interrupts:  # not applied meanwhile
                 self._invoke(Command(resume=response), thread_id)
+                if decision["type"] == "response":
+                    self._record_note(thread_id, _ticket_id(snapshot), response, decision)
         return Outcome(self.summary(thread_id), thread_id)
 
     def sweep(self, now: datetime | None = None) -> dict[str, list[str]]:
@@ -257,6 +278,27 @@ class Runner:
              "thread_id": row["thread_id"], "step": step, "at": stamp,
              "detail": json.dumps(detail)})
 
+    def _record_note(self, thread_id: str, ticket_id: str, response: dict,
+                     decision: dict) -> None:
+        """A reviewer's note (`respond`) as an audit row, so `review show` and `audit` list it."""
+        count = self.db.fetchone("SELECT count(*) AS n FROM sg_audit WHERE thread_id = :t "
+                                 "AND step = 'review_note'", {"t": thread_id})["n"]
+        self.db.execute(
+            """INSERT INTO sg_audit (event_key, ticket_id, thread_id, step, attempt, started_at,
+                   duration_ms, outcome, detail)
+               VALUES (:key, :ticket_id, :thread_id, 'review_note', 1, :at, 0, 'ok', :detail)
+               ON CONFLICT (event_key) DO NOTHING""",
+            {"key": f"{thread_id}:review_note:{int(count) + 1}", "ticket_id": ticket_id,
+             "thread_id": thread_id, "at": _now(),
+             "detail": json.dumps({"reviewer": decision.get("reviewer"),
+                                   "note": response.get("args")}, ensure_ascii=False)})
+
+    def review_notes(self, thread_id: str) -> list[dict]:
+        """The notes reviewers left on a thread (`respond`), oldest first."""
+        rows = self.db.fetchall("SELECT started_at, detail FROM sg_audit WHERE thread_id = :t "
+                                "AND step = 'review_note' ORDER BY started_at", {"t": thread_id})
+        return [{"at": r["started_at"], **json.loads(r["detail"] or "{}")} for r in rows]
+
     def _review_status(self, thread_id: str) -> str:
         row = self.db.fetchone("SELECT status FROM sg_reviews WHERE thread_id = :t",
                                {"t": thread_id})
@@ -298,6 +340,15 @@ class Runner:
     def _thread_ids(self) -> list[str]:
         rows = self.db.fetchall("SELECT DISTINCT thread_id FROM checkpoints")
         return sorted(r["thread_id"] for r in rows)
+
+
+def _ticket_id(snapshot: Any) -> str:
+    ticket = snapshot.values.get("normalized") or snapshot.values.get("ticket") or {}
+    return str(ticket.get("id") or "")
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
 def _pending(snapshot: Any) -> bool:

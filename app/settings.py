@@ -101,3 +101,76 @@ def price_table(environ: Mapping[str, str] | None = None) -> Any:
 
     environ = os.environ if environ is None else environ
     return load_prices(environ.get("SUPPORTGRAPH_PRICES") or None)
+
+
+class DeliverySettings:
+    """Where and how replies are delivered (`supportgraph deliver`), read from the environment.
+
+    SMTP: `SUPPORTGRAPH_SMTP_URL=smtp://user:pass@host:port?starttls=true` and
+    `SUPPORTGRAPH_SMTP_FROM`. Webhook: `SUPPORTGRAPH_WEBHOOK_URL` (https, or http to a loopback
+    address) and `SUPPORTGRAPH_WEBHOOK_SECRET`. Retries: `SUPPORTGRAPH_DELIVERY_MAX_ATTEMPTS`
+    (5) and `SUPPORTGRAPH_DELIVERY_BACKOFF_SECONDS` (30, doubled after each failure).
+    """
+
+    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+        from urllib.parse import parse_qs, unquote, urlsplit
+
+        environ = os.environ if environ is None else environ
+        self.smtp: dict[str, Any] | None = None
+        raw = environ.get("SUPPORTGRAPH_SMTP_URL") or ""
+        if raw:
+            url = urlsplit(raw)
+            try:
+                port = url.port
+            except ValueError:
+                port = -1
+            if url.scheme not in ("smtp", "smtps") or not url.hostname or port == -1:
+                raise SettingsError("SUPPORTGRAPH_SMTP_URL must look like "
+                                    "smtp://user:pass@host:587?starttls=true")
+            query = parse_qs(url.query)
+            starttls = (query.get("starttls") or ["false"])[0].lower()
+            if starttls not in _TRUE | _FALSE:
+                raise SettingsError("SUPPORTGRAPH_SMTP_URL: starttls must be true or false")
+            sender = environ.get("SUPPORTGRAPH_SMTP_FROM") or ""
+            if "@" not in sender:
+                raise SettingsError("set SUPPORTGRAPH_SMTP_FROM to the sender address "
+                                    "(needed with SUPPORTGRAPH_SMTP_URL)")
+            self.smtp = {"host": url.hostname, "port": port or (465 if url.scheme == "smtps"
+                                                                else 25),
+                         "ssl": url.scheme == "smtps", "starttls": starttls in _TRUE,
+                         "user": unquote(url.username or "") or None,
+                         "password": unquote(url.password or "") or None, "from": sender}
+        self.webhook: dict[str, str] | None = None
+        hook = environ.get("SUPPORTGRAPH_WEBHOOK_URL") or ""
+        if hook:
+            url = urlsplit(hook)
+            loopback = url.hostname in ("localhost", "127.0.0.1", "::1")
+            if not (url.scheme == "https" or (url.scheme == "http" and loopback)):
+                raise SettingsError("SUPPORTGRAPH_WEBHOOK_URL must be https:// "
+                                    "(http only to localhost)")
+            secret = environ.get("SUPPORTGRAPH_WEBHOOK_SECRET") or ""
+            if len(secret) < 16:
+                raise SettingsError("set SUPPORTGRAPH_WEBHOOK_SECRET (16 characters or more) "
+                                    "to sign webhook deliveries")
+            self.webhook = {"url": hook, "secret": secret}
+        self.max_attempts = _bounded(environ, "SUPPORTGRAPH_DELIVERY_MAX_ATTEMPTS", 5, 1, 100)
+        self.backoff_seconds = _bounded(environ, "SUPPORTGRAPH_DELIVERY_BACKOFF_SECONDS", 30.0,
+                                        0.0, 86400.0)
+        self.aes_key = checkpoint_aes_key(environ)
+
+    @property
+    def configured(self) -> bool:
+        """Whether any transport is set up."""
+        return bool(self.smtp or self.webhook)
+
+
+def _bounded(environ: Mapping[str, str], name: str, default: Any, low: Any, high: Any) -> Any:
+    raw = environ.get(name)
+    if not raw:
+        return default
+    if len(raw) > 32:
+        raise SettingsError(f"{name} is not a valid {type(default).__name__}")
+    value = _convert(name, raw, type(default).__name__)
+    if not low <= value <= high:
+        raise SettingsError(f"{name}={raw!r} must be between {low} and {high}")
+    return value

@@ -52,6 +52,12 @@ def compute_stats(db: Any, span: TimeRange) -> dict[str, Any]:
         day = per_day.setdefault(run["created_at"][:10], {"tickets": 0, "cost_usd": 0.0})
         day["tickets"] += 1
         day["cost_usd"] += cost_by_thread.get(thread_id, 0.0)
+    deliveries = {"pending": 0, "sending": 0, "delivered": 0, "dead": 0}
+    deliveries.update({r["state"]: int(r["n"]) for r in db.fetchall(
+        "SELECT coalesce(d.state, 'pending') AS state, count(*) AS n FROM sg_outbox o "
+        "JOIN sg_runs s ON s.thread_id = o.thread_id LEFT JOIN sg_deliveries d "
+        "ON d.delivery_key = o.delivery_key WHERE s.created_at >= :start AND "
+        "s.created_at < :end GROUP BY coalesce(d.state, 'pending')", params)})
     n = len(runs)
     total_cost = sum(cost_by_thread.get(t, 0.0) for t in threads)
     return {
@@ -65,6 +71,7 @@ def compute_stats(db: Any, span: TimeRange) -> dict[str, Any]:
         "cost_per_ticket_usd": round(total_cost / n, 8) if n else 0.0,
         "per_day": {d: {"tickets": int(v["tickets"]), "cost_usd": round(v["cost_usd"], 8)}
                     for d, v in per_day.items()},
+        "deliveries": deliveries,
         "latency_ms": {step: {"n": len(v), "p50": round(percentile(v, 50), 3),
                               "p95": round(percentile(v, 95), 3)}
                        for step, v in sorted(durations.items())},
@@ -81,6 +88,10 @@ def format_stats(stats: dict[str, Any]) -> str:
              f"{stats['supervisor_escalations']} to a supervisor)",
              f"cost ${stats['cost_total_usd']:.4f} total, ${stats['cost_per_ticket_usd']:.6f} "
              "per ticket"]
+    deliveries = stats.get("deliveries") or {}
+    lines.append("deliveries: " + ", ".join(f"{k} {v}" for k, v in deliveries.items())
+                 + (" (dead letters: see `supportgraph show TICKET`)"
+                    if deliveries.get("dead") else ""))
     for day, figures in stats["per_day"].items():
         lines.append(f"  {day}: {figures['tickets']} tickets, ${figures['cost_usd']:.4f}")
     lines.append(f"{'step':<18}{'n':>6}{'p50 ms':>10}{'p95 ms':>10}")

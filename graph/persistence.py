@@ -85,6 +85,30 @@ SCHEMA = [
         created_at DOUBLE PRECISION NOT NULL,
         expires_at DOUBLE PRECISION NOT NULL
     )""",
+    # Delivery of outbox rows (app/delivery.py): state pending|sending|delivered|dead.
+    """CREATE TABLE IF NOT EXISTS sg_deliveries (
+        delivery_key TEXT PRIMARY KEY,
+        tenant TEXT NOT NULL,
+        ticket_id TEXT NOT NULL,
+        thread_id TEXT NOT NULL,
+        state TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at TEXT NOT NULL,
+        claimed_by TEXT,
+        claimed_until DOUBLE PRECISION,
+        transport TEXT,
+        last_error TEXT,
+        delivered_at TEXT,
+        updated_at TEXT NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS sg_deliveries_due ON sg_deliveries (state, next_attempt_at)",
+    # The deliverable (unredacted) parts of a pending reply, AES-sealed; erased once it is
+    # delivered or dead-lettered (app/delivery.py).
+    """CREATE TABLE IF NOT EXISTS sg_vault (
+        delivery_key TEXT PRIMARY KEY,
+        sealed TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    )""",
     # One row per thread being run right now (app/leases.py); expires_at is epoch seconds.
     """CREATE TABLE IF NOT EXISTS sg_leases (
         thread_id TEXT PRIMARY KEY,

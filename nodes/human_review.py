@@ -107,6 +107,23 @@ def parse_resume(value: object, *, has_draft: bool) -> ReviewDecision:
     return {**decision, "reason": (text or "rejected by reviewer").strip()[:2000]}
 
 
+def api_identity() -> str:
+    """Who decided a review that came through the server without a `reviewer` field.
+
+    `api:<user>` from LangGraph's custom auth (`langgraph_auth_user`) when the server has it,
+    else `api:unauthenticated`: never a made-up name. The CLI always names its reviewer.
+    """
+    from langgraph.config import get_config
+
+    try:
+        user = get_config().get("configurable", {}).get("langgraph_auth_user")
+    except RuntimeError:  # not inside a run
+        user = None
+    identity = getattr(user, "identity", None) or (user.get("identity")
+                                                   if isinstance(user, dict) else None)
+    return f"api:{str(identity)[:200]}" if identity else "api:unauthenticated"
+
+
 def register_wait(state: State, step: Step) -> None:
     """Record the open review and an `awaiting_review` summary (safe to repeat)."""
     reason = reason_for_review(state, step.ctx)
@@ -148,6 +165,8 @@ def human_review(state: State, step: Step) -> dict:
         break
     if notes:
         decision["note"] = "\n".join(notes)
+    if decision.get("reviewer") in (None, "", "unknown"):
+        decision["reviewer"] = api_identity()
     step.detail.update(decision=decision["type"], reviewer=decision.get("reviewer"),
                        reason=reason)
     update: dict = {"review": decision, "review_reason": reason, "error": ""}

@@ -68,7 +68,7 @@ def test_encrypted_sqlite_run_hides_ticket_text_and_resumes_elsewhere(
     payload = json.loads(shown.stdout)
     assert payload["action_request"]["args"]["ticket"]["body"] == SECRET_SENTENCE
     done = cli(e2e_home, "review", "edit", "enc-1", "--reply", "We only answer API questions.",
-               "--json", extra_env=keyed)
+               "--reviewer", "maria", "--json", extra_env=keyed)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["status"] == "sent"
     assert SECRET_SENTENCE.encode() not in sqlite_stored(e2e_home)

@@ -120,3 +120,43 @@ def test_no_pii_at_rest_anywhere(backend: str, demo_home: Path, request, sqlite_
     for survivor in SURVIVORS:
         assert survivor.encode() in stored, f"{survivor} was redacted but is not PII"
     assert_qdrant_clean(runner)
+
+
+def test_outbox_deliverables_are_sealed_at_rest_and_erased_after_delivery(
+        demo_home: Path, monkeypatch: pytest.MonkeyPatch, sqlite_stored) -> None:
+    """The customer receives the real reply and address; the database never holds them plain."""
+    from app.delivery import deliver_due
+    from app.settings import DeliverySettings
+    from tests.integration.test_delivery import Receiver
+
+    monkeypatch.setenv("LANGGRAPH_AES_KEY", "s" * 32)
+    runner = Runner(Context(home=str(demo_home)))
+    quoted = {}
+    for i, entry in enumerate(CORPUS[:4]):
+        outcome = runner.run({"id": f"sealed-{i}", "channel": "email", "subject": "help",
+                              "body": f"Can you recommend a good banana bread recipe? "
+                                      f"{entry['text']}"}, recipient=f"customer{i}@example.org")
+        assert outcome.summary["status"] == "awaiting_review"
+        reply = f"Thanks for the details ({entry['text']}). Done."
+        runner.decide(outcome.thread_id, {"type": "edit", "reviewer": "rev",
+                                          "args": {"reply": reply}})
+        quoted[f"sealed-{i}"] = reply
+    runner.db.fetchall("SELECT 1")
+    assert_clean(sqlite_stored(demo_home), "the SQLite file with deliveries pending")
+    assert b"customer0@example.org" not in sqlite_stored(demo_home)
+
+    receiver = Receiver()
+    try:
+        report = deliver_due(runner.db, DeliverySettings({
+            "SUPPORTGRAPH_WEBHOOK_URL": receiver.url,
+            "SUPPORTGRAPH_WEBHOOK_SECRET": "x" * 20, "LANGGRAPH_AES_KEY": "s" * 32}))
+    finally:
+        receiver.close()
+    assert report.delivered == 4, report.errors
+    got = {p["ticket_id"]: p for p in receiver.acted.values()}
+    for i in range(4):
+        assert got[f"sealed-{i}"]["reply"] == quoted[f"sealed-{i}"]  # the real text
+        assert got[f"sealed-{i}"]["recipient"] == f"customer{i}@example.org"
+    assert runner.db.fetchone("SELECT count(*) AS n FROM sg_vault")["n"] == 0
+    runner.db.fetchall("SELECT 1")
+    assert_clean(sqlite_stored(demo_home), "the SQLite file after delivery")
