@@ -74,11 +74,11 @@ def prepare(ctx: Context, team: Context) -> None:
     from retrieval import sentence_cache
 
     source = team.home_path / "qdrant"
-    local = not team.qdrant_url and (source / "meta.json").is_file()
+    local = not team.settings.qdrant_url and (source / "meta.json").is_file()
     if not ctx.demo_kb and not local:
         raise EvalSetupError(
             "the demo KB is off and there is no local knowledge base to copy "
-            f"({'a Qdrant server is configured' if team.qdrant_url else source}); "
+            f"({'a Qdrant server is configured' if team.settings.qdrant_url else source}); "
             "evaluate with demo_kb=true or a local SUPPORTGRAPH_HOME")
     if local:
         shutil.copytree(source, ctx.home_path / "qdrant",

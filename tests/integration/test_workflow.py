@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from app.runner import AlreadyDecided, Runner
+from app.settings import Settings
 from graph.context import Context
 from nodes.human_review import InvalidResume
 
@@ -21,7 +22,7 @@ SUMMARY_KEYS = {"workflow_id", "thread_id", "ticket_id", "status", "intent", "ro
 
 
 def runner_for(home: Path, **settings) -> Runner:
-    return Runner(Context(home=str(home), **settings))
+    return Runner(Context(**settings).with_settings(Settings(home=str(home))))
 
 
 def outbox(runner: Runner) -> list[dict]:
