@@ -42,7 +42,7 @@ def resolve_ticket(db: Any, ticket_id: str, tenant: str | None) -> tuple[str, st
         candidates = [c for c in candidates if c[0] == tenant]
     if not candidates:
         scope = f" for tenant {tenant}" if tenant is not None else ""
-        raise UnknownTicket(f"no ticket or thread {ticket_id!r}{scope}")
+        raise UnknownTicket(f"no ticket or thread {ticket_id[:200]!r}{scope}")
     tenants = sorted({c[0] for c in candidates})
     if len(tenants) > 1:
         raise AmbiguousTicket(ticket_id, tenants)
