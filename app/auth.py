@@ -31,6 +31,7 @@ auth = Auth()
 
 DEV_IDENTITY = {"tenant": "default", "role": "admin", "name": "dev-no-auth"}
 DECIDERS = ("reviewer", "admin")
+BAD_INPUT = 'bad ticket: input must be {"ticket": {...}} or {"eml": "..."}'
 ADMIN_ONLY_CONTEXT = ("intent_model_dir",)
 """Context fields that name a path on the server: only an admin may set them per run."""
 
@@ -167,8 +168,11 @@ async def on_run_create(ctx: Auth.types.AuthContext,
         raise _forbid("only reviewer or admin keys may resume a review (interrupt)")
     _check_context(ctx, kwargs)
     salt = _context().pii_salt
-    if isinstance(kwargs.get("input"), dict):
-        _redact_input(kwargs["input"], _tenant(ctx), salt)
+    graph_input = kwargs.get("input")
+    if isinstance(graph_input, dict) and (graph_input or not command):
+        _redact_input(graph_input, _tenant(ctx), salt)
+    elif graph_input is not None and not isinstance(graph_input, dict):
+        raise Auth.exceptions.HTTPException(status_code=422, detail=BAD_INPUT)
     if isinstance(command, dict) and "resume" in command:
         from graph.pii import redact_obj
 
@@ -196,29 +200,31 @@ def _redact_input(graph_input: dict, tenant: str, salt: str) -> None:
     """Replace the ticket in a run's input, in place, by its redacted, tenant-stamped form.
 
     In place: the server stores the dict it handed us. An email is parsed here so only the
-    redacted ticket is kept; input that does not parse is redacted as it is (intake then
-    fails it with a one-line reason).
+    redacted ticket is kept. Input that does not parse is refused with 422 and a one-line
+    reason, so nothing unredacted is ever stored.
     """
     from app.runner import safe_ticket_input
     from graph.persistence import DEFAULT_TENANT
-    from graph.pii import redact_obj
     from graph.tickets import TicketError, parse_chat, parse_eml
 
     owner = None if tenant == DEFAULT_TENANT else tenant
     try:
         if graph_input.get("eml"):
             raw = graph_input["eml"]
-            data = raw.encode("utf-8", "replace") if isinstance(raw, str) else bytes(raw)
-            given_id = (graph_input.get("ticket") or {}).get("id")
-            raw_ticket = parse_eml(data, ticket_id=given_id)
+            if not isinstance(raw, str):
+                raise TicketError("eml must be the raw email as text")
+            ticket_field = graph_input.get("ticket")
+            given_id = ticket_field.get("id") if isinstance(ticket_field, dict) else None
+            raw_ticket = parse_eml(raw.encode("utf-8", "replace"), ticket_id=given_id)
+        elif isinstance(graph_input.get("ticket"), dict):
+            raw_ticket = dict(graph_input["ticket"])
         else:
-            raw_ticket = dict(graph_input.get("ticket") or {})
+            raise TicketError(BAD_INPUT.removeprefix("bad ticket: "))
         raw_ticket["tenant"] = owner
         ticket = parse_chat(raw_ticket)
-    except (TicketError, TypeError, ValueError, AttributeError):
-        for key in list(graph_input):
-            graph_input[key] = redact_obj(graph_input[key], salt=salt)
-        return
+    except TicketError as exc:  # refused before anything is stored: a one-line reason
+        raise Auth.exceptions.HTTPException(status_code=422,
+                                            detail=f"bad ticket: {exc}"[:500]) from None
     graph_input["ticket"] = safe_ticket_input(raw_ticket, ticket, salt)
     graph_input["eml"] = ""
 

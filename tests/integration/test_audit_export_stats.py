@@ -31,9 +31,9 @@ def _run_known_set(home: Path) -> None:
     for tid in ("e-2", "e-3", "e-4"):
         assert runner.run({"id": tid, "channel": "chat", "body": OOS}) \
             .summary["status"] == "awaiting_review"
-    runner.decide("ticket:e-2", {"type": "edit", "args": {"reply": "A colleague will help."},
-                                 "reviewer": "sam"})
-    runner.decide("ticket:e-3", {"type": "ignore", "args": "spam", "reviewer": "sam"})
+    runner.decide("ticket:default:e-2",
+                  {"type": "edit", "args": {"reply": "A colleague will help."}, "reviewer": "sam"})
+    runner.decide("ticket:default:e-3", {"type": "ignore", "args": "spam", "reviewer": "sam"})
     waiting = strict.run({"id": "e-5", "channel": "email", "subject": "Keys",
                           "tenant": "acme", "body": PII_BODY})
     assert waiting.summary["status"] == "awaiting_review"

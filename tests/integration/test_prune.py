@@ -111,7 +111,7 @@ def test_prune_keeps_open_tickets_and_cuts_closed_ones_to_one_checkpoint(
     # A run whose summary row says closed but whose graph still has work (a worker killed
     # between the audit step's write and its checkpoint) is not closed: it stays whole.
     unfinished = {"id": "pr-4", "channel": "chat", "body": SENT[0]["body"]}
-    thread = f"ticket:{unfinished['id']}"
+    thread = f"ticket:default:{unfinished['id']}"
     runner.graph.invoke({"ticket": unfinished}, {"configurable": {"thread_id": thread}},
                         context=runner.ctx, durability="sync", interrupt_after=["classify"])
     runner.db.execute("INSERT INTO sg_runs (thread_id, ticket_id, status, summary, created_at, "
