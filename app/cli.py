@@ -253,7 +253,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
         raise AmbiguousTicket(args.ticket_id, tenants)
     if not tenants:
         scope = f" of tenant {args.tenant}" if args.tenant is not None else ""
-        print(f"supportgraph: no audit records for ticket {args.ticket_id!r}{scope}",
+        print(f"supportgraph: no audit records for ticket {args.ticket_id[:200]!r}{scope}",
               file=sys.stderr)
         return EXIT_FAILED
     scope = {"t": args.ticket_id, "tenant": tenants[0]}
@@ -400,7 +400,7 @@ def cmd_cases(args: argparse.Namespace) -> int:
         COLLECTION, _case_filter(args.ticket_id, tenants[0])) > 0
     scope = f" of tenant {args.tenant}" if args.tenant is not None else ""
     print(f"removed the case of ticket {args.ticket_id} (tenant {tenants[0]})" if removed
-          else f"no resolved case holds ticket {args.ticket_id}{scope}")
+          else f"no resolved case holds ticket {args.ticket_id[:200]}{scope}")
     return EXIT_OK if removed else EXIT_FAILED
 
 
