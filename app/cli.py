@@ -163,11 +163,11 @@ def cmd_review(args: argparse.Namespace) -> int:
               f"escalated {len(result['escalated'])}, stalled {len(result['stalled'])}")
         return EXIT_OK
     if args.action == "list":
+        only = " AND tenant = :tenant" if args.tenant is not None else ""
         rows = runner.db.fetchall(
             "SELECT thread_id, ticket_id, tenant, reason, queue, status, requested_at, "
-            "deadline_at FROM sg_reviews WHERE status IN ('waiting', 'escalated') "
-            "AND (:tenant IS NULL OR tenant = :tenant) ORDER BY requested_at",
-            {"tenant": args.tenant})
+            f"deadline_at FROM sg_reviews WHERE status IN ('waiting', 'escalated'){only} "
+            "ORDER BY requested_at", {"tenant": args.tenant})
         now = datetime.now(UTC).isoformat()
         if args.json:
             for row in rows:
