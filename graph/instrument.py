@@ -139,6 +139,14 @@ def authenticated_identity(config: Any) -> dict[str, str] | None:
     return found if found["tenant"] else None
 
 
+def _current_config() -> Any:
+    """The running graph's config; None when a node is called directly (benchmarks, tests)."""
+    try:
+        return get_config()
+    except RuntimeError:
+        return None
+
+
 def tenant_of(state: State, identity: dict[str, str] | None) -> str:
     """The tenant whose rows this step writes: the authenticated caller's, else the ticket's."""
     if identity:
@@ -162,7 +170,7 @@ def node(
             info = runtime.execution_info
             ticket_id = ticket_id_of(state)
             thread_id = (info.thread_id if info and info.thread_id else f"ticket:{ticket_id}")
-            identity = authenticated_identity(get_config())
+            identity = authenticated_identity(_current_config())
             step = Step(name=name, ctx=ctx, res=get_resources(ctx), ticket_id=ticket_id,
                         thread_id=thread_id, tenant=tenant_of(state, identity),
                         identity=identity)
