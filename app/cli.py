@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+TENANT_HELP = "the ticket's tenant (needed when several tenants have this ticket id)"
 
 
 class BadInput(Exception):
@@ -172,6 +173,15 @@ def _ticket_input(ticket: dict) -> dict:
                                        "tenant") if ticket.get(k) is not None}
 
 
+def _tenant(value: str) -> str:
+    """A `--tenant` value: the same rule as a ticket's `tenant` field."""
+    import re
+
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", value):
+        raise argparse.ArgumentTypeError("a tenant is 1-64 characters of A-Z a-z 0-9 _ . -")
+    return value
+
+
 def _new_id() -> str:
     import uuid
 
@@ -211,9 +221,11 @@ def cmd_review(args: argparse.Namespace) -> int:
               f"escalated {len(result['escalated'])}, stalled {len(result['stalled'])}")
         return EXIT_OK
     if args.action == "list":
+        only = " AND tenant = :tenant" if args.tenant is not None else ""
         rows = runner.db.fetchall(
-            "SELECT thread_id, ticket_id, reason, queue, status, requested_at, deadline_at "
-            "FROM sg_reviews WHERE status IN ('waiting', 'escalated') ORDER BY requested_at")
+            "SELECT thread_id, ticket_id, tenant, reason, queue, status, requested_at, "
+            f"deadline_at FROM sg_reviews WHERE status IN ('waiting', 'escalated'){only} "
+            "ORDER BY requested_at", {"tenant": args.tenant})
         now = datetime.now(UTC).isoformat()
         if args.json:
             for row in rows:
@@ -224,11 +236,11 @@ def cmd_review(args: argparse.Namespace) -> int:
             print("no tickets waiting for review")
         for row in rows:
             sla = "OVERDUE" if row["deadline_at"] < now else "ok"
-            print(f"{row['thread_id']}\tage {_age(row['requested_at'])}\t{row['queue']}\t"
-                  f"sla {sla}\t{row['reason']}")
+            print(f"{row['thread_id']}\ttenant {row['tenant']}\tage {_age(row['requested_at'])}"
+                  f"\t{row['queue']}\tsla {sla}\t{row['reason']}")
         return EXIT_OK
     try:
-        thread_id = runner.resolve_thread(args.ref)
+        thread_id = runner.resolve_thread(args.ref, args.tenant)
         if args.action == "show":
             payload = runner.pending_review(thread_id)
             notes = runner.review_notes(thread_id)
@@ -324,22 +336,36 @@ def _print_payload(thread_id: str, payload: dict, notes: list[dict] | None = Non
 
 def cmd_audit(args: argparse.Namespace) -> int:
     """Show a ticket's audit trail and run summary."""
+    from app.lookup import AmbiguousTicket, ticket_threads
     from app.runner import Runner
 
     runner = Runner(_context(args))
-    rows = runner.db.fetchall(
-        "SELECT * FROM sg_audit WHERE ticket_id = :t ORDER BY started_at", {"t": args.ticket_id})
-    runs = runner.db.fetchall(
-        "SELECT thread_id, status, summary FROM sg_runs WHERE ticket_id = :t ORDER BY updated_at",
-        {"t": args.ticket_id})
-    if not rows and not runs:
-        print(f"supportgraph: no audit records for ticket {args.ticket_id!r}", file=sys.stderr)
+    tenants = sorted({t for t, _ in ticket_threads(runner.db, args.ticket_id)}
+                     | {r["tenant"] or "default" for r in runner.db.fetchall(
+                         "SELECT DISTINCT tenant FROM sg_audit WHERE ticket_id = :t",
+                         {"t": args.ticket_id})})
+    if args.tenant is not None:
+        tenants = [t for t in tenants if t == args.tenant]
+    if len(tenants) > 1:
+        raise AmbiguousTicket(args.ticket_id, tenants)
+    if not tenants:
+        scope = f" of tenant {args.tenant}" if args.tenant is not None else ""
+        print(f"supportgraph: no audit records for ticket {args.ticket_id[:200]!r}{scope}",
+              file=sys.stderr)
         return EXIT_FAILED
+    scope = {"t": args.ticket_id, "tenant": tenants[0]}
+    rows = runner.db.fetchall(
+        "SELECT * FROM sg_audit WHERE ticket_id = :t AND tenant = :tenant ORDER BY started_at",
+        scope)
+    runs = runner.db.fetchall(
+        "SELECT thread_id, status, summary FROM sg_runs WHERE ticket_id = :t "
+        "AND tenant = :tenant ORDER BY updated_at", scope)
     summaries = [json.loads(r["summary"]) for r in runs]
     if args.json:
         for row in rows:
             row["detail"] = json.loads(row["detail"]) if row["detail"] else None
-        print(json.dumps({"ticket_id": args.ticket_id, "events": rows, "runs": summaries},
+        print(json.dumps({"ticket_id": args.ticket_id, "tenant": tenants[0], "events": rows,
+                          "runs": summaries},
                          ensure_ascii=False, indent=2))
         return EXIT_OK
     for row in rows:
@@ -398,7 +424,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
     span = _time_range(args)
     ctx = _context(args)
-    stats = compute_stats(open_database(ctx.database_url or None, ctx.home_path), span)
+    stats = compute_stats(open_database(ctx.settings.database_url or None, ctx.home_path), span)
     print(json.dumps(stats) if args.json else format_stats(stats))
     return EXIT_OK
 
@@ -465,20 +491,28 @@ def cmd_retrieve(args: argparse.Namespace) -> int:
 
 def cmd_cases(args: argparse.Namespace) -> int:
     """Remove a resolved case (for example one learned from a wrong answer) by ticket id."""
+    from app.lookup import AmbiguousTicket
     from graph.resources import get_resources
-    from retrieval.cases import delete_case
+    from retrieval.cases import COLLECTION
 
-    removed = delete_case(get_resources(_context(args)).store, args.ticket_id)
-    if not removed:
-        print(f"supportgraph: no resolved case holds ticket {args.ticket_id}; "
-              "list them with `supportgraph cases list`", file=sys.stderr)
-        return EXIT_FAILED
-    print(f"removed the case of ticket {args.ticket_id}")
-    return EXIT_OK
+    store = get_resources(_context(args)).store
+    holding = (store.payloads_where(COLLECTION, "ticket_ids", str(args.ticket_id))
+               if store.exists(COLLECTION) else [])
+    tenants = sorted({p.get("tenant") or "default" for p in holding})
+    if args.tenant is not None:
+        tenants = [t for t in tenants if t == args.tenant]
+    if len(tenants) > 1:
+        raise AmbiguousTicket(args.ticket_id, tenants)
+    removed = bool(tenants) and store.delete_where(
+        COLLECTION, _case_filter(args.ticket_id, tenants[0])) > 0
+    scope = f" of tenant {args.tenant}" if args.tenant is not None else ""
+    print(f"removed the case of ticket {args.ticket_id} (tenant {tenants[0]})" if removed
+          else f"no resolved case holds ticket {args.ticket_id[:200]}{scope}")
+    return EXIT_OK if removed else EXIT_FAILED
 
 
 def _cases_of(args: argparse.Namespace) -> list[dict]:
-    """Resolved cases, of one tenant when `--tenant` is given ("" for the default tenant)."""
+    """Resolved cases, of one tenant when `--tenant` is given (`default`: stored without one)."""
     from graph.resources import get_resources
     from retrieval.cases import COLLECTION
 
@@ -487,7 +521,7 @@ def _cases_of(args: argparse.Namespace) -> list[dict]:
         return []
     cases = [payload for _, payload in store.scroll_payloads(COLLECTION)]
     if args.tenant is not None:
-        cases = [c for c in cases if (c.get("tenant") or "") == args.tenant]
+        cases = [c for c in cases if (c.get("tenant") or "default") == args.tenant]
     return sorted(cases, key=lambda c: str(c.get("resolved_at") or ""), reverse=True)
 
 
@@ -511,13 +545,14 @@ def cmd_cases_list(args: argparse.Namespace) -> int:
 
 def cmd_cases_show(args: argparse.Namespace) -> int:
     """Show the resolved case holding a ticket (the text and the reply that resolved it)."""
+    from app.lookup import AmbiguousTicket
+
     ticket_id = args.ticket_id.strip()
     found = [c for c in _cases_of(args)
              if ticket_id in [str(t) for t in c.get("ticket_ids") or []]]
-    tenants = sorted({c.get("tenant") or "" for c in found})
+    tenants = sorted({c.get("tenant") or "default" for c in found})
     if len(tenants) > 1:
-        raise BadInput(f"ticket {ticket_id} exists for tenants "
-                       f"{', '.join(t or '(default)' for t in tenants)}: add --tenant")
+        raise AmbiguousTicket(ticket_id, tenants)
     if not found:
         print(f"supportgraph: no resolved case holds ticket {ticket_id}"
               + (f" for tenant {args.tenant}" if args.tenant is not None else "")
@@ -576,7 +611,7 @@ def cmd_deliver(args: argparse.Namespace) -> int:
         raise BadInput("no transport: set SUPPORTGRAPH_SMTP_URL (and SUPPORTGRAPH_SMTP_FROM) "
                        "or SUPPORTGRAPH_WEBHOOK_URL (and SUPPORTGRAPH_WEBHOOK_SECRET)")
     ctx = _context(args)
-    db = open_database(ctx.database_url or None, ctx.home_path)
+    db = open_database(ctx.settings.database_url or None, ctx.settings.home_path)
     stop: list[int] = []
     if not args.once:
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -597,6 +632,57 @@ def cmd_deliver(args: argparse.Namespace) -> int:
         while not stop and time.monotonic() < deadline:
             time.sleep(0.1)
     return EXIT_FAILED if args.once and dead else EXIT_OK
+
+
+def _case_filter(ticket_id: str, tenant: str) -> Any:
+    """Points of `tenant`'s case holding `ticket_id` (`default`: cases stored without one)."""
+    from qdrant_client import models
+
+    holds = models.FieldCondition(key="ticket_ids", match=models.MatchValue(value=str(ticket_id)))
+    if tenant == "default":  # the workflow stores default-tenant cases without a tenant
+        return models.Filter(must=[
+            holds, models.IsEmptyCondition(is_empty=models.PayloadField(key="tenant"))])
+    return models.Filter(must=[
+        holds, models.FieldCondition(key="tenant", match=models.MatchValue(value=tenant))])
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    """API keys of the LangGraph server: add (shown once), list, revoke."""
+    from app.keys import KeyCommandError, add_key, list_keys, revoke_key
+    from graph.persistence import open_database
+
+    settings = _context(args).settings
+    db = open_database(settings.database_url or None, settings.home_path)
+    if args.action == "add":
+        try:
+            created = add_key(db, args.tenant, args.role, args.name)
+        except KeyCommandError as exc:
+            raise BadInput(str(exc)) from None
+        if args.json:
+            print(json.dumps(created))
+        else:
+            print(f"key {created['name']} (tenant {created['tenant']}, role {created['role']}): "
+                  f"{created['key']}")
+            print("  shown once: only its hash is stored. Send it as the x-api-key header.")
+        return EXIT_OK
+    if args.action == "list":
+        rows = list_keys(db)
+        if args.json:
+            for row in rows:
+                print(json.dumps(row))
+        elif not rows:
+            print("no API keys (add one with: supportgraph keys add --tenant T --role service)")
+        for row in [] if args.json else rows:
+            state = f"revoked {row['revoked_at']}" if row["revoked_at"] else "active"
+            print(f"{row['name']}\ttenant {row['tenant']}\trole {row['role']}\t"
+                  f"created {row['created_at']}\tlast used {row['last_used_at'] or 'never'}"
+                  f"\t{state}")
+        return EXIT_OK
+    if revoke_key(db, args.name):
+        print(f"revoked key {args.name}")
+        return EXIT_OK
+    print(f"supportgraph: no active key named {args.name!r}", file=sys.stderr)
+    return EXIT_FAILED
 
 
 def cmd_train_intents(args: argparse.Namespace) -> int:
@@ -651,8 +737,8 @@ def cmd_init(args: argparse.Namespace) -> int:
     if ctx.demo_kb:
         res.demo_kb_ready()
     print(f"ready: {ctx.home_path.resolve()} ("
-          f"{'postgres' if ctx.database_url else 'sqlite'}, "
-          f"qdrant {'server' if ctx.qdrant_url else 'local'})")
+          f"{'postgres' if ctx.settings.database_url else 'sqlite'}, "
+          f"qdrant {'server' if ctx.settings.qdrant_url else 'local'})")
     return EXIT_OK
 
 
@@ -692,7 +778,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--id", help="ticket id (default: generated)")
     run.add_argument("--subject", default="")
     run.add_argument("--channel", default="chat", help="chat or email (for --text)")
-    run.add_argument("--tenant")
+    run.add_argument("--tenant", type=_tenant, help="the ticket's tenant (default: default)")
     run.add_argument("--customer-id")
     run.add_argument("--json", action="store_true", help="print the run summary as JSON")
     run.add_argument("--quiet", action="store_true", help="only the summary line, no reply")
@@ -711,6 +797,10 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--now", help="evaluate SLAs as of this ISO time (default: now)")
         elif action != "list":
             p.add_argument("ref", help="thread id or ticket id")
+        if action != "sweep":
+            p.add_argument("--tenant", type=_tenant,
+                           help="the ticket's tenant (needed when several have this id; "
+                                "with list: only this tenant's)")
         p.add_argument("--json", action="store_true")
         if action not in ("list", "show", "sweep"):
             p.add_argument("--reviewer", help="who decides (required; recorded as approved_by)")
@@ -727,6 +817,7 @@ def build_parser() -> argparse.ArgumentParser:
     audit_sub = audit.add_subparsers(dest="action", required=True)
     show = audit_sub.add_parser("show")
     show.add_argument("ticket_id")
+    show.add_argument("--tenant", type=_tenant, help=TENANT_HELP)
     show.add_argument("--json", action="store_true")
     show.set_defaults(func=cmd_audit)
     export = audit_sub.add_parser("export", help="recorded tickets as an eval dataset (JSONL)")
@@ -761,6 +852,7 @@ def build_parser() -> argparse.ArgumentParser:
     cases_sub = cases.add_subparsers(dest="action", required=True)
     remove = cases_sub.add_parser("remove", help="remove the case of a ticket")
     remove.add_argument("ticket_id")
+    remove.add_argument("--tenant", type=_tenant, help=TENANT_HELP)
     remove.set_defaults(func=cmd_cases)
     cases_list = cases_sub.add_parser("list", help="resolved cases, newest first")
     cases_list.add_argument("--tenant", help="only this tenant's cases")
@@ -785,6 +877,21 @@ def build_parser() -> argparse.ArgumentParser:
                          help="seconds between passes (without --once)")
     deliver.add_argument("--json", action="store_true", help="one JSON report per pass")
     deliver.set_defaults(func=cmd_deliver)
+
+    keys = sub.add_parser("keys", help="API keys of the LangGraph server (tenant and role)")
+    keys_sub = keys.add_subparsers(dest="action", required=True)
+    add = keys_sub.add_parser("add", help="create a key (printed once; only its hash is kept)")
+    add.add_argument("--tenant", type=_tenant, required=True)
+    add.add_argument("--role", required=True, choices=("service", "reviewer", "admin"))
+    add.add_argument("--name", help="a unique name (default: TENANT-ROLE-random)")
+    add.add_argument("--json", action="store_true",
+                     help='print {"name", "tenant", "role", "key"}')
+    listing = keys_sub.add_parser("list", help="name, tenant, role, created, last used")
+    listing.add_argument("--json", action="store_true")
+    revoke = keys_sub.add_parser("revoke", help="revoke a key by name")
+    revoke.add_argument("name")
+    for p in (add, listing, revoke):
+        p.set_defaults(func=cmd_keys)
 
     train = sub.add_parser("train-intents", help="train an intent classifier")
     train.add_argument("--data", required=True)
@@ -819,6 +926,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `supportgraph` command."""
     import os
 
+    from app.lookup import AmbiguousTicket
     from app.observability import configure_logging, configure_tracing
     from app.settings import SettingsError
     from graph.persistence import CheckpointKeyError
@@ -832,7 +940,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         configure_logging(args.verbose)
         configure_tracing()
         return args.func(args)
-    except (BadInput, TicketError, SettingsError, CheckpointKeyError) as exc:
+    except (BadInput, TicketError, SettingsError, CheckpointKeyError, AmbiguousTicket) as exc:
         print(f"supportgraph: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:

@@ -251,7 +251,7 @@ def enqueue(db: Any) -> int:
                    attempts, next_attempt_at, updated_at)
                VALUES (:k, :tenant, :ticket, :thread, 'pending', 0, :now, :now)
                ON CONFLICT (delivery_key) DO NOTHING""",
-            {"k": row["delivery_key"], "tenant": row["delivery_key"].split(":", 1)[0],
+            {"k": row["delivery_key"], "tenant": row["delivery_key"].split(":", 1)[0] or "default",
              "ticket": row["ticket_id"], "thread": row["thread_id"], "now": now})
     return added
 
@@ -267,7 +267,8 @@ def erase_unsent(db: Any) -> int:
                          AND EXISTS (
                              SELECT 1 FROM sg_runs r
                              WHERE r.status IN ('rejected', 'stalled', 'failed')
-                             AND coalesce(r.tenant, '') || ':' || r.ticket_id
+                             AND (CASE WHEN r.tenant IS NULL OR r.tenant IN ('', 'default')
+                                       THEN '' ELSE r.tenant END) || ':' || r.ticket_id
                                  = sg_vault.delivery_key)""")
 
 

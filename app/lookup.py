@@ -1,41 +1,68 @@
-"""Finding a ticket's thread from what a person types: a ticket id and maybe a tenant.
+"""Find a ticket's thread from what a person types: a ticket id (or a thread id) and a tenant.
 
-One ticket id may exist for several tenants (ids come from each tenant's own systems), so a
-command never picks one of them silently: it asks for `--tenant`.
+Tenants use overlapping ticket ids (`2001` at acme and at globex), so an id alone may name
+several tickets. A command never picks one of them: it is told which tenants have that id and
+asked for `--tenant`.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from graph.persistence import DEFAULT_TENANT
 
-class TicketLookupError(ValueError):
-    """A ticket reference that names no ticket, or more than one; exit status 2."""
+
+class TicketLookupError(LookupError):
+    """A ticket reference that names no ticket, or several."""
+
+
+class UnknownTicket(TicketLookupError):
+    """No ticket (of that tenant) has this id."""
+
+
+class AmbiguousTicket(TicketLookupError):
+    """Several tenants have a ticket with this id; the caller must say which."""
+
+    def __init__(self, ticket_id: str, tenants: list[str]) -> None:
+        super().__init__(f"ticket {ticket_id} exists for tenants {', '.join(tenants)}: "
+                         "add --tenant")
+        self.ticket_id = ticket_id
+        self.tenants = tenants
 
 
 def resolve_ticket(db: Any, ticket_id: str, tenant: str | None) -> tuple[str, str]:
-    """The (tenant, thread_id) of a ticket; tenant "" is the default (no tenant).
+    """(tenant, thread id) of the ticket `ticket_id` (or of the thread with that id).
 
-    `ticket_id` may also be a thread id (`ticket:...`). Raises `TicketLookupError` when no
-    run has that ticket, or when several tenants have one and `tenant` does not choose.
+    `tenant` None: any tenant, as long as only one has that id. Raises `UnknownTicket` or
+    `AmbiguousTicket`. A tenant's newest thread wins when it has several for one id (a thread
+    from an older version and one from this version).
     """
-    ref = (ticket_id or "").strip()
-    if not ref or len(ref) > 512 or any(ord(ch) < 32 for ch in ref):
-        raise TicketLookupError("give a ticket id as printed by `supportgraph run` "
-                                "(at most 512 printable characters)")
-    if tenant is not None and (len(tenant) > 128 or any(ord(ch) < 32 for ch in tenant)):
-        raise TicketLookupError("--tenant must be a tenant name as given to `supportgraph run`")
-    rows = db.fetchall(
-        "SELECT thread_id, tenant FROM sg_runs WHERE ticket_id = :r OR thread_id = :r "
-        "ORDER BY updated_at DESC", {"r": ref})
+    candidates = ticket_threads(db, ticket_id)
     if tenant is not None:
-        rows = [r for r in rows if (r["tenant"] or "") == tenant]
-    if not rows:
-        where = f" for tenant {tenant}" if tenant is not None else ""
-        raise TicketLookupError(f"no ticket {ref}{where}: use the id `supportgraph run` "
-                                "printed (or see `supportgraph review list`)")
-    tenants = sorted({r["tenant"] or "" for r in rows})
+        candidates = [c for c in candidates if c[0] == tenant]
+    if not candidates:
+        scope = f" for tenant {tenant}" if tenant is not None else ""
+        raise UnknownTicket(f"no ticket or thread {ticket_id[:200]!r}{scope}")
+    tenants = sorted({c[0] for c in candidates})
     if len(tenants) > 1:
-        names = ", ".join(t or "(default)" for t in tenants)
-        raise TicketLookupError(f"ticket {ref} exists for tenants {names}: add --tenant")
-    return tenants[0], rows[0]["thread_id"]
+        raise AmbiguousTicket(ticket_id, tenants)
+    return candidates[0][0], candidates[0][1]
+
+
+def ticket_threads(db: Any, ref: str) -> list[tuple[str, str]]:
+    """Every (tenant, thread id) a ticket id or thread id names, newest first."""
+    rows = db.fetchall(
+        """SELECT tenant, thread_id, updated_at AS at FROM sg_runs
+               WHERE ticket_id = :r OR thread_id = :r
+           UNION ALL
+           SELECT tenant, thread_id, requested_at AS at FROM sg_reviews
+               WHERE ticket_id = :r OR thread_id = :r""", {"r": ref})
+    rows.sort(key=lambda r: r["at"], reverse=True)
+    seen: dict[str, str] = {}
+    for row in rows:
+        seen.setdefault(row["thread_id"], row["tenant"] or DEFAULT_TENANT)
+    return [(tenant, thread_id) for thread_id, tenant in seen.items()]
+
+
+__all__ = ["AmbiguousTicket", "TicketLookupError", "UnknownTicket", "resolve_ticket",
+           "ticket_threads"]

@@ -23,7 +23,7 @@ from app.observability import configure_tracing
 from app.settings import checkpoint_aes_key
 from graph.builder import builder
 from graph.context import Context
-from graph.persistence import checkpoint_serde, open_checkpointer
+from graph.persistence import DEFAULT_TENANT, checkpoint_serde, open_checkpointer, tenant_key
 from graph.pii import redact, redact_obj
 from graph.resources import get_resources
 from graph.screening import quoted_injection
@@ -47,9 +47,17 @@ class NotFound(LookupError):
 
 
 def thread_id_for(ticket: dict) -> str:
-    """The deterministic thread of a ticket: one per (tenant, ticket id)."""
-    tenant = ticket.get("tenant")
-    return f"ticket:{tenant}:{ticket['id']}" if tenant else f"ticket:{ticket['id']}"
+    """The deterministic thread of a ticket: one per (tenant, ticket id).
+
+    Tenant names cannot contain `:`, so no (tenant, id) pair can take another's thread, even
+    when an id contains `:`. A ticket without a tenant belongs to `default`.
+    """
+    return f"ticket:{tenant_key(ticket.get('tenant'))}:{ticket['id']}"
+
+
+def legacy_thread_id(ticket: dict) -> str | None:
+    """The thread older versions gave a ticket without a tenant (`ticket:ID`), if any."""
+    return None if ticket.get("tenant") else f"ticket:{ticket['id']}"
 
 
 @dataclass
@@ -96,19 +104,12 @@ class Runner:
         email's Reply-To or From). It is never stored in clear: see app/delivery.py.
         """
         ticket = parse_chat(raw_ticket)
-        # Redact before the input is checkpointed: the input itself is stored.
+        if ticket.get("tenant") == DEFAULT_TENANT:
+            ticket["tenant"] = None  # one tenant, whether named `default` or not named
         salt = self.ctx.pii_salt
-        safe = {k: ticket[k] for k in ("id", "channel", "customer_id", "tenant")}
-        if safe["customer_id"]:
-            safe["customer_id"] = redact(safe["customer_id"], salt=salt)
         body = ticket["body"]
-        if quoted_injection(raw_ticket.get("body") or "", body):
-            # An attack hidden in the quoted/stripped part is kept (redacted) so intake flags
-            # it and the reviewer sees it; other tickets keep only what the customer wrote.
-            body = raw_ticket["body"]
-        safe.update(subject=redact(ticket.get("subject") or "", salt=salt),
-                    body=redact(body, salt=salt))
-        thread_id = thread_id_for(ticket)
+        safe = safe_ticket_input(raw_ticket, ticket, salt)
+        thread_id = self._thread_of(ticket)
         # Never two interleaved runs on one thread: a second submission gets ThreadBusy.
         with self.leases.hold(thread_id):
             snapshot = self.graph.get_state(self._config(thread_id))
@@ -128,6 +129,22 @@ class Runner:
                                  texts=(ticket.get("subject") or "", body))
                 values = self._invoke({"ticket": safe}, thread_id)
         return Outcome(self.summary(thread_id, values), thread_id, note)
+
+    def _thread_of(self, ticket: dict) -> str:
+        """The ticket's thread (one per tenant and id).
+
+        A default-tenant ticket first run by an older version keeps its old thread
+        (`ticket:ID`), so it is found, not run again.
+        """
+        thread_id = thread_id_for(ticket)
+        legacy = legacy_thread_id(ticket)
+        if legacy and self.db.fetchone(
+                "SELECT 1 AS found FROM checkpoints WHERE thread_id = :t LIMIT 1",
+                {"t": legacy}) and not self.db.fetchone(
+                "SELECT 1 AS found FROM checkpoints WHERE thread_id = :t LIMIT 1",
+                {"t": thread_id}):
+            return legacy
+        return thread_id
 
     def run_many(self, tickets: Iterable[dict]) -> Iterable[Outcome]:
         """Run tickets one after another (each durable on its own)."""
@@ -160,19 +177,17 @@ class Runner:
             status = "processing"
         return build_summary(snapshot.values, thread_id=thread_id, status=status)
 
-    def resolve_thread(self, ref: str) -> str:
-        """Accept a thread id or a ticket id."""
-        row = self.db.fetchone(
-            "SELECT thread_id FROM sg_reviews WHERE thread_id = :r OR ticket_id = :r "
-            "ORDER BY requested_at DESC", {"r": ref})
-        if row:
-            return row["thread_id"]
-        row = self.db.fetchone(
-            "SELECT thread_id FROM sg_runs WHERE thread_id = :r OR ticket_id = :r "
-            "ORDER BY updated_at DESC", {"r": ref})
-        if row:
-            return row["thread_id"]
-        raise NotFound(f"no ticket or thread {ref!r}")
+    def resolve_thread(self, ref: str, tenant: str | None = None) -> str:
+        """Accept a thread id or a ticket id (of `tenant`; of any, if only one tenant has it).
+
+        Raises NotFound, or `app.lookup.AmbiguousTicket` when several tenants have the id.
+        """
+        from app.lookup import UnknownTicket, resolve_ticket
+
+        try:
+            return resolve_ticket(self.db, ref, tenant)[1]
+        except UnknownTicket as exc:
+            raise NotFound(str(exc)) from None
 
     def pending_review(self, thread_id: str) -> dict[str, Any]:
         """The interrupt payload a thread is waiting on; NotFound if it is not waiting."""
@@ -236,7 +251,7 @@ class Runner:
             timespec="microseconds")
         escalated = []
         for row in self.db.fetchall(
-                "SELECT thread_id, ticket_id FROM sg_reviews WHERE status = 'waiting' "
+                "SELECT thread_id, ticket_id, tenant FROM sg_reviews WHERE status = 'waiting' "
                 "AND deadline_at < :now ORDER BY requested_at", {"now": stamp}):
             won = self.db.execute(
                 """UPDATE sg_reviews SET status = 'escalated', queue = 'supervisor',
@@ -270,11 +285,12 @@ class Runner:
     def _audit_event(self, row: dict, step: str, stamp: str, detail: dict) -> None:
         """An audit row for something that happened outside a graph step (idempotent)."""
         self.db.execute(
-            """INSERT INTO sg_audit (event_key, ticket_id, thread_id, step, attempt, started_at,
-                   duration_ms, outcome, detail)
-               VALUES (:key, :ticket_id, :thread_id, :step, 1, :at, 0, 'ok', :detail)
+            """INSERT INTO sg_audit (event_key, tenant, ticket_id, thread_id, step, attempt,
+                   started_at, duration_ms, outcome, detail)
+               VALUES (:key, :tenant, :ticket_id, :thread_id, :step, 1, :at, 0, 'ok', :detail)
                ON CONFLICT (event_key) DO NOTHING""",
-            {"key": f"{row['thread_id']}:{step}", "ticket_id": row["ticket_id"],
+            {"key": f"{row['thread_id']}:{step}", "tenant": tenant_key(row.get("tenant")),
+             "ticket_id": row["ticket_id"],
              "thread_id": row["thread_id"], "step": step, "at": stamp,
              "detail": json.dumps(detail)})
 
@@ -349,6 +365,23 @@ def _ticket_id(snapshot: Any) -> str:
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+def safe_ticket_input(raw_ticket: dict, ticket: dict, salt: str) -> dict[str, Any]:
+    """The graph input for a parsed ticket, redacted: the input itself is checkpointed.
+
+    An attack hidden in the quoted/stripped part of the body is kept (redacted) so intake
+    flags it and the reviewer sees it; other tickets keep only what the customer wrote.
+    """
+    safe = {k: ticket.get(k) for k in ("id", "channel", "customer_id", "tenant")}
+    if safe["customer_id"]:
+        safe["customer_id"] = redact(safe["customer_id"], salt=salt)
+    body = ticket["body"]
+    if quoted_injection(str(raw_ticket.get("body") or ""), body):
+        body = raw_ticket["body"]
+    safe.update(subject=redact(ticket.get("subject") or "", salt=salt),
+                body=redact(body, salt=salt))
+    return safe
 
 
 def _pending(snapshot: Any) -> bool:

@@ -1,6 +1,8 @@
 """The one place that reads the environment.
 
-`Context` asks here for a default it was not given explicitly. Provider API keys are not Context
+`Settings` holds what a deployment decides and a run must never choose: where the data lives
+(home, database URL, Qdrant URL) and the salt of redaction hashes. `Context` asks here for a
+per-run default it was not given explicitly. Provider API keys are not Context
 fields: they are read here and handed straight to the provider clients, so they never reach
 state, checkpoints or audit rows.
 """
@@ -9,6 +11,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 # Fields whose conventional variable has no SUPPORTGRAPH_ prefix.
@@ -19,6 +23,56 @@ _FALSE = {"0", "false", "no", "off"}
 
 class SettingsError(ValueError):
     """An environment variable that cannot be used as the setting it names."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Deployment settings, read from the environment at the edge (CLI start, server start).
+
+    Not part of any run's input or context schema, so no API caller can move storage or
+    change the salt.
+    """
+
+    home: str = ".supportgraph"
+    database_url: str = ""
+    qdrant_url: str = ""
+    pii_salt: str = ""
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **explicit: str) -> Settings:
+        """Settings from the environment; `explicit` values win over it.
+
+        Variables: `SUPPORTGRAPH_HOME`, `DATABASE_URL`, `QDRANT_URL` (the `SUPPORTGRAPH_`
+        prefixed URL names win) and `SUPPORTGRAPH_PII_SALT`.
+        """
+        environ = os.environ if environ is None else environ
+        values = {}
+        for name in ("home", "database_url", "qdrant_url", "pii_salt"):
+            raw = environ.get(env_name(name))
+            if not raw and name in _PLAIN_NAMES:
+                raw = environ.get(_PLAIN_NAMES[name])
+            if raw:
+                values[name] = raw
+        values.update({k: v for k, v in explicit.items() if v is not None})
+        return cls(**values)
+
+    @property
+    def home_path(self) -> Path:
+        """The local-state folder as a Path."""
+        return Path(self.home).expanduser()
+
+    def __repr__(self) -> str:  # the salt is a secret: never in a log or a traceback
+        return (f"Settings(home={self.home!r}, database_url={_no_password(self.database_url)!r},"
+                f" qdrant_url={self.qdrant_url!r}, pii_salt={'***' if self.pii_salt else ''!r})")
+
+
+def _no_password(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.password:
+        return url.replace(f":{parts.password}@", ":***@", 1)
+    return url
 
 
 def env_name(field_name: str) -> str:

@@ -27,7 +27,8 @@ def ticket_view(runner: Any, tenant: str, thread_id: str) -> dict[str, Any]:
     else:
         reply = values.get("final_reply") or (drafts[-1]["text"] if drafts else None)
     summary = json.loads(run["summary"]) if run.get("summary") else {}
-    key = (outbox or {}).get("delivery_key") or f"{tenant}:{ticket.get('id')}"
+    prefix = "" if tenant == "default" else tenant  # default-tenant keys are ":ID"
+    key = (outbox or {}).get("delivery_key") or f"{prefix}:{ticket.get('id')}"
     sealed = db.fetchone("SELECT 1 AS x FROM sg_vault WHERE delivery_key = :k", {"k": key})
     return {
         "ticket_id": run.get("ticket_id") or ticket.get("id"),

@@ -134,6 +134,7 @@ def main(argv: list[str] | None = None) -> None:
     quiet_logs()
 
     from app.runner import Runner
+    from app.settings import Settings
     from graph.context import Context
     from graph.persistence import close_all
     from retrieval.store import close_stores
@@ -143,8 +144,8 @@ def main(argv: list[str] | None = None) -> None:
                                "target_extra_ms": TARGET_EXTRA_MS}
     with tempfile.TemporaryDirectory() as tmp, throwaway_postgres(args.database_url) as url:
         home = prepare_home(Path(tmp) / "home", args.home)
-        runner = Runner(Context(home=str(home), database_url=url,
-                                offline_latency_ms=args.latency))
+        runner = Runner(Context(offline_latency_ms=args.latency)
+                        .with_settings(Settings(home=str(home), database_url=url)))
         for ticket in tickets(4, "lat-warm"):
             runner.run(ticket)
         figures["load_before"] = load_average()

@@ -56,6 +56,7 @@ def main(argv: list[str] | None = None) -> None:
     quiet_logs()
 
     from app.runner import Runner
+    from app.settings import Settings
     from graph.context import Context
     from graph.persistence import close_all
     from models.embeddings import get_embedder
@@ -66,7 +67,7 @@ def main(argv: list[str] | None = None) -> None:
                                "target_growth": TARGET_GROWTH}
     with tempfile.TemporaryDirectory() as tmp, throwaway_postgres(args.database_url) as url:
         home = prepare_home(Path(tmp) / "home", args.home)
-        runner = Runner(Context(home=str(home), database_url=url))
+        runner = Runner(Context().with_settings(Settings(home=str(home), database_url=url)))
         figures["load_before"] = load_average()
         started, done = time.perf_counter(), 0
         with ThreadPoolExecutor(max_workers=args.in_flight) as pool:

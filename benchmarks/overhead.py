@@ -172,13 +172,14 @@ def main(argv: list[str] | None = None) -> None:
     quiet_logs()
 
     from app.runner import Runner
+    from app.settings import Settings
     from graph.context import Context
     from graph.persistence import close_all
     from retrieval.store import close_stores
 
     with tempfile.TemporaryDirectory() as tmp, throwaway_postgres(args.database_url) as url:
         home = prepare_home(Path(tmp) / "home", args.home)
-        runner = Runner(Context(home=str(home), database_url=url))
+        runner = Runner(Context().with_settings(Settings(home=str(home), database_url=url)))
         load_before = load_average()
         figures = measure(runner, n, warmup)
         load_after = load_average()

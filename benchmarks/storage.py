@@ -29,9 +29,10 @@ def measure(home: Path, url: str, n: int) -> dict[str, Any]:
     """Run `n` tickets on one database, prune, and return per-closed-ticket figures."""
     from app.prune import checkpoint_usage, prune_closed
     from app.runner import Runner
+    from app.settings import Settings
     from graph.context import Context
 
-    runner = Runner(Context(home=str(home), database_url=url))
+    runner = Runner(Context().with_settings(Settings(home=str(home), database_url=url)))
     for ticket in tickets(n, f"st-{runner.db.dialect}"):
         runner.run(ticket)
     closed = runner.db.fetchone(

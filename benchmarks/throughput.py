@@ -128,6 +128,7 @@ def main(argv: list[str] | None = None) -> None:
     quiet_logs()
 
     from app.runner import Runner
+    from app.settings import Settings
     from graph.context import Context
     from graph.persistence import close_all
     from retrieval.store import close_stores
@@ -137,7 +138,7 @@ def main(argv: list[str] | None = None) -> None:
                                "target_share_of_ceiling": TARGET_SHARE}
     with tempfile.TemporaryDirectory() as tmp, throwaway_postgres(args.database_url) as url:
         home = prepare_home(Path(tmp) / "home", args.home)
-        runner = Runner(Context(home=str(home), database_url=url))
+        runner = Runner(Context().with_settings(Settings(home=str(home), database_url=url)))
         for ticket in tickets(8, "tp-warm"):
             runner.run(ticket)
         sample = [text for t in tickets(170, "tp-sample") for text in classifier_texts(t)]

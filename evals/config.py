@@ -15,7 +15,7 @@ from typing import Any
 from app.settings import SettingsError, env_defaults, env_name
 from graph.context import Context
 
-LOCATION_FIELDS = ("home", "database_url", "qdrant_url")
+LOCATION_FIELDS = ("home", "database_url", "qdrant_url", "pii_salt")
 
 
 class ConfigError(ValueError):
@@ -28,11 +28,11 @@ def _field_types() -> dict[str, str]:
 
 def _check(name: str, value: Any, source: str) -> Any:
     types = _field_types()
-    if name not in types:
-        raise ConfigError(f"{source}: unknown setting {name!r}; known: {', '.join(types)}")
     if name in LOCATION_FIELDS:
         raise ConfigError(f"{source}: {name} cannot be overridden: an eval always runs in its "
                           "own isolated home and database")
+    if name not in types:
+        raise ConfigError(f"{source}: unknown setting {name!r}; known: {', '.join(types)}")
     kind = types[name]
     if isinstance(value, str):
         try:
@@ -94,4 +94,7 @@ def eval_context(base: Context, home: Path, overrides: dict[str, Any]) -> Contex
     """
     settings = {"intent_model_dir": team_intent_model(base), "learn_enabled": False,
                 **overrides}
-    return base.replace(home=str(home), database_url="", qdrant_url="", **settings)
+    from app.settings import Settings
+
+    isolated = Settings(home=str(home), pii_salt=base.settings.pii_salt)
+    return base.replace(**settings).with_settings(isolated)

@@ -95,11 +95,11 @@ def prepare(ctx: Context, team: Context, say: Progress | None = None) -> None:
     say = say or Progress(enabled=False)
 
     source = team.home_path / EMBEDDED_DIR
-    local = not team.qdrant_url and source.is_dir()
+    local = not team.settings.qdrant_url and source.is_dir()
     if not ctx.demo_kb and not local:
         raise EvalSetupError(
             "the demo KB is off and there is no local knowledge base to copy "
-            f"({'a Qdrant server is configured' if team.qdrant_url else source}); "
+            f"({'a Qdrant server is configured' if team.settings.qdrant_url else source}); "
             "evaluate with demo_kb=true or a local SUPPORTGRAPH_HOME")
     if local:
         say(f"copying the knowledge base from {source}")

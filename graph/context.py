@@ -2,30 +2,29 @@
 
 Every field `some_name` can be set from `SUPPORTGRAPH_SOME_NAME`; environment values fill only the
 fields a caller left at their default, so an explicit per-run setting always wins.
+
+Where data lives and how it is hashed (home, database URL, Qdrant URL, PII salt) is deployment
+`Settings` (app/settings.py), not a field here: a run's context comes from whoever starts the
+run (under `langgraph dev`, any API caller), and a run must never move storage or change the
+salt. A Context carries the Settings of the process that built it, outside the schema.
 """
 
 from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field, fields
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from app.settings import Settings
 
 
 @dataclass(kw_only=True)
 class Context:
     """Run-time settings for one ticket run; never checkpointed."""
 
-    home: str = field(
-        default=".supportgraph",
-        metadata={"description": "Folder for local state: SQLite, local Qdrant, default models."},
-    )
-    database_url: str = field(
-        default="", metadata={"description": "postgresql://... for Postgres; empty for SQLite."}
-    )
-    qdrant_url: str = field(
-        default="", metadata={"description": "Qdrant server URL; empty for local mode."}
-    )
     intent_model_dir: str = field(
         default="",
         metadata={"description": "Trained intent model directory; empty: the demo model."},
@@ -68,9 +67,6 @@ class Context:
     supervisor_sla_hours: float = field(
         default=24.0, metadata={"description": "Supervisor review SLA before `stalled`."}
     )
-    pii_salt: str = field(
-        default="", metadata={"description": "Salt for PII hashes (keep it secret)."}
-    )
     demo_kb: bool = field(
         default=True,
         metadata={"description": "Ingest the shipped demo knowledge base on first use."},
@@ -83,7 +79,9 @@ class Context:
     )
 
     def __post_init__(self) -> None:
-        from app.settings import env_defaults
+        from app.settings import Settings, env_defaults
+
+        object.__setattr__(self, "_settings", Settings.from_env())
 
         explicit = getattr(self, "_explicit", frozenset())
         for f in fields(self):
@@ -93,9 +91,25 @@ class Context:
                     setattr(self, f.name, value)
 
     @property
+    def settings(self) -> Settings:
+        """The deployment settings this run uses (never from the run's own input)."""
+        return self.__dict__["_settings"]
+
+    @property
     def home_path(self) -> Path:
         """The local-state folder as a Path."""
-        return Path(self.home).expanduser()
+        return self.settings.home_path
+
+    @property
+    def pii_salt(self) -> str:
+        """The salt of redaction hashes (a deployment setting)."""
+        return self.settings.pii_salt
+
+    def with_settings(self, settings: Settings) -> Context:
+        """A copy of this context that runs against `settings` (the edge decides, not the run)."""
+        clone = copy.copy(self)
+        object.__setattr__(clone, "_settings", settings)
+        return clone
 
     def replace(self, **changes: Any) -> Context:
         """A copy with `changes` applied (explicit values, never overridden by env)."""

@@ -16,10 +16,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from langgraph.config import get_config
 from langgraph.errors import GraphBubbleUp
 from langgraph.runtime import Runtime
 
 from graph.context import Context
+from graph.persistence import DEFAULT_TENANT, tenant_key
 from graph.pii import redact_obj
 from graph.resources import Resources, get_resources
 from graph.state import State, StepUsage
@@ -46,6 +48,9 @@ class Step:
     res: Resources
     ticket_id: str
     thread_id: str
+    tenant: str = DEFAULT_TENANT
+    identity: dict[str, str] | None = None
+    """The caller the LangGraph server authenticated ({tenant, role, name}); None on the CLI."""
     model_calls: int = 0
     cache_hits: int = 0
     retries: int = 0
@@ -115,6 +120,41 @@ def ticket_id_of(state: State) -> str:
     return str(raw.get("id") or "unknown")[:200]
 
 
+def authenticated_identity(config: Any) -> dict[str, str] | None:
+    """The identity the server's auth handler returned for this run (app/auth.py), if any.
+
+    LangGraph puts it in `config["configurable"]["langgraph_auth_user"]`; a caller cannot
+    forge it (the server overwrites the key), and the CLI never sets it.
+    """
+    user = ((config or {}).get("configurable") or {}).get("langgraph_auth_user")
+    if user is None:
+        return None
+    found = {}
+    for key in ("tenant", "role", "name"):
+        try:
+            value = user[key]
+        except (KeyError, TypeError):
+            value = getattr(user, key, None)
+        found[key] = str(value) if value else ""
+    return found if found["tenant"] else None
+
+
+def _current_config() -> Any:
+    """The running graph's config; None when a node is called directly (benchmarks, tests)."""
+    try:
+        return get_config()
+    except RuntimeError:
+        return None
+
+
+def tenant_of(state: State, identity: dict[str, str] | None) -> str:
+    """The tenant whose rows this step writes: the authenticated caller's, else the ticket's."""
+    if identity:
+        return identity["tenant"]
+    ticket = state.get("normalized") or state.get("ticket") or {}
+    return tenant_key(ticket.get("tenant") if isinstance(ticket, dict) else None)
+
+
 def node(
     name: str, *, on_interrupt: Callable[[State, Step], None] | None = None
 ) -> Callable[[Callable[[State, Step], dict]], Callable[..., dict]]:
@@ -130,8 +170,10 @@ def node(
             info = runtime.execution_info
             ticket_id = ticket_id_of(state)
             thread_id = (info.thread_id if info and info.thread_id else f"ticket:{ticket_id}")
+            identity = authenticated_identity(_current_config())
             step = Step(name=name, ctx=ctx, res=get_resources(ctx), ticket_id=ticket_id,
-                        thread_id=thread_id)
+                        thread_id=thread_id, tenant=tenant_of(state, identity),
+                        identity=identity)
             started = now_iso()
             t0 = time.perf_counter()
             outcome, failure = "ok", None
@@ -182,7 +224,8 @@ def _write_audit(step: Step, info: Any, started: str, t0: float, outcome: str,
     key = info.task_id if info else f"{step.thread_id}:{step.name}:{started}"
     detail = redact_obj(step.detail, salt=step.ctx.pii_salt) if step.detail else None
     row = {
-        "event_key": key, "ticket_id": step.ticket_id, "thread_id": step.thread_id,
+        "event_key": key, "tenant": step.tenant, "ticket_id": step.ticket_id,
+        "thread_id": step.thread_id,
         "step": step.name, "attempt": info.node_attempt if info else 1, "started_at": started,
         "duration_ms": round((time.perf_counter() - t0) * 1000, 3), "outcome": outcome,
         "model_calls": step.model_calls, "cache_hits": step.cache_hits, "retries": step.retries,
@@ -191,9 +234,10 @@ def _write_audit(step: Step, info: Any, started: str, t0: float, outcome: str,
         "detail": json.dumps(detail, ensure_ascii=False, sort_keys=True) if detail else None,
     }
     step.res.db.execute(
-        """INSERT INTO sg_audit (event_key, ticket_id, thread_id, step, attempt, started_at,
-               duration_ms, outcome, model_calls, cache_hits, retries, cost_usd, failure, detail)
-           VALUES (:event_key, :ticket_id, :thread_id, :step, :attempt, :started_at,
+        """INSERT INTO sg_audit (event_key, tenant, ticket_id, thread_id, step, attempt,
+               started_at, duration_ms, outcome, model_calls, cache_hits, retries, cost_usd,
+               failure, detail)
+           VALUES (:event_key, :tenant, :ticket_id, :thread_id, :step, :attempt, :started_at,
                :duration_ms, :outcome, :model_calls, :cache_hits, :retries, :cost_usd,
                :failure, :detail)
            ON CONFLICT (event_key) DO UPDATE SET ticket_id = excluded.ticket_id,

@@ -22,9 +22,19 @@ from typing import Any, Literal
 
 log = logging.getLogger(__name__)
 
+DEFAULT_TENANT = "default"
+"""The tenant of tickets that name none (and of every row written before tenants were keys)."""
+
+
+def tenant_key(tenant: str | None) -> str:
+    """The tenant as stored in our tables: a ticket without one belongs to `default`."""
+    return tenant or DEFAULT_TENANT
+
+
 SCHEMA = [
     """CREATE TABLE IF NOT EXISTS sg_audit (
         event_key TEXT PRIMARY KEY,
+        tenant TEXT,
         ticket_id TEXT NOT NULL,
         thread_id TEXT NOT NULL,
         step TEXT NOT NULL,
@@ -54,6 +64,7 @@ SCHEMA = [
     "CREATE INDEX IF NOT EXISTS sg_runs_updated ON sg_runs (updated_at)",
     """CREATE TABLE IF NOT EXISTS sg_outbox (
         delivery_key TEXT PRIMARY KEY,
+        tenant TEXT,
         ticket_id TEXT NOT NULL,
         thread_id TEXT NOT NULL,
         channel TEXT NOT NULL,
@@ -117,6 +128,39 @@ SCHEMA = [
         acquired_at TEXT NOT NULL,
         expires_at DOUBLE PRECISION NOT NULL
     )""",
+    # API keys of the LangGraph server (app/keys.py): only a hash of each key is kept.
+    """CREATE TABLE IF NOT EXISTS sg_api_keys (
+        name TEXT PRIMARY KEY,
+        tenant TEXT NOT NULL,
+        role TEXT NOT NULL,
+        key_hash TEXT NOT NULL UNIQUE,
+        created_at TEXT NOT NULL,
+        last_used_at TEXT,
+        revoked_at TEXT
+    )""",
+]
+
+# Tables created before tenants were part of every key get the column, then every old row
+# gets the tenant it was created with: its run's (or review's) tenant, the tenant prefix of its
+# delivery key, else `default`. Each statement is idempotent, so any number of processes may
+# run them at once or again.
+TENANT_COLUMNS = ("sg_audit", "sg_outbox", "sg_runs", "sg_reviews")
+TENANT_BACKFILL = [
+    "UPDATE sg_runs SET tenant = 'default' WHERE tenant IS NULL OR tenant = ''",
+    "UPDATE sg_reviews SET tenant = 'default' WHERE tenant IS NULL OR tenant = ''",
+    """UPDATE sg_outbox SET tenant = CASE
+           WHEN delivery_key LIKE ':%' THEN 'default'
+           ELSE substr(delivery_key, 1, {find}(delivery_key, ':') - 1) END
+       WHERE tenant IS NULL""",
+    """UPDATE sg_audit SET tenant = COALESCE(
+           (SELECT r.tenant FROM sg_runs r WHERE r.thread_id = sg_audit.thread_id),
+           (SELECT v.tenant FROM sg_reviews v WHERE v.thread_id = sg_audit.thread_id),
+           'default')
+       WHERE tenant IS NULL""",
+    "CREATE INDEX IF NOT EXISTS sg_audit_tenant_ticket ON sg_audit (tenant, ticket_id, started_at)",
+    "CREATE INDEX IF NOT EXISTS sg_runs_tenant_ticket ON sg_runs (tenant, ticket_id)",
+    "CREATE INDEX IF NOT EXISTS sg_reviews_tenant ON sg_reviews (tenant, status, requested_at)",
+    "CREATE INDEX IF NOT EXISTS sg_outbox_tenant_ticket ON sg_outbox (tenant, ticket_id)",
 ]
 
 _PARAM = re.compile(r"(?<!:):([A-Za-z_][A-Za-z0-9_]*)")
@@ -192,7 +236,26 @@ class Database:
             return
         for statement in SCHEMA:
             self.execute(statement)
+        for table in TENANT_COLUMNS:
+            self._add_column(table, "tenant", "TEXT")
+        find = "strpos" if self.dialect == "postgres" else "instr"
+        for statement in TENANT_BACKFILL:
+            self.execute(statement.replace("{find}", find))
         self._migrated = True
+
+    def _add_column(self, table: str, column: str, kind: str) -> None:
+        """Add a column to a table made by an older version (no-op when it is there)."""
+        if self.dialect == "postgres":
+            self.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {kind}")
+            return
+        if any(row["name"] == column
+               for row in self.fetchall(f"PRAGMA table_info({table})")):
+            return
+        try:
+            self.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+        except sqlite3.OperationalError as exc:  # another process added it just now
+            if "duplicate column" not in str(exc):
+                raise
 
     def _sql(self, sql: str) -> str:
         return sql if self.dialect == "sqlite" else _to_psycopg(sql)

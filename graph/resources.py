@@ -2,8 +2,8 @@
 
 Nodes stay stateless between steps (everything that matters is in the checkpoint or the
 database); what is cached here is only what is expensive to rebuild: a connection pool, the
-Qdrant client, the loaded models. Keyed by the locations in `Context`, so two contexts pointing at
-different databases never share a handle.
+Qdrant client, the loaded models. Keyed by the deployment `Settings` a context carries (and its
+intent model), so two contexts pointing at different databases never share a handle.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+from app.settings import Settings
 from graph.context import Context
 
 _lock = threading.Lock()
@@ -24,6 +25,7 @@ class Resources:
     """Handles for one (home, database, qdrant, intent model) combination."""
 
     ctx: Context
+    settings: Settings
     _cache: dict[str, Any] = field(default_factory=dict)
     _lock: threading.RLock = field(default_factory=threading.RLock)
 
@@ -42,8 +44,8 @@ class Resources:
         """Our tables and the checkpoints' database (migrated on first use)."""
         from graph.persistence import open_database
 
-        return self._get("db", lambda: open_database(self.ctx.database_url or None,
-                                                       self.ctx.home_path))
+        return self._get("db", lambda: open_database(self.settings.database_url or None,
+                                                       self.settings.home_path))
 
     @property
     def store(self) -> Any:
@@ -52,9 +54,9 @@ class Resources:
         from retrieval.store import open_store
 
         def build() -> Any:
-            store = open_store(home=self.ctx.home_path, url=self.ctx.qdrant_url or None,
+            store = open_store(home=self.settings.home_path, url=self.settings.qdrant_url or None,
                                api_key=_qdrant_api_key())
-            sentence_cache.load(self.ctx.home_path)
+            sentence_cache.load(self.settings.home_path)
             return store
 
         return self._get("store", build)
@@ -68,7 +70,7 @@ class Resources:
 
         def build() -> Any:
             directory = (Path(self.ctx.intent_model_dir) if self.ctx.intent_model_dir
-                         else ensure_default_model(self.ctx.home_path))
+                         else ensure_default_model(self.settings.home_path))
             return IntentModel.load(directory)
 
         return self._get("intent_model", build)
@@ -84,7 +86,8 @@ class Resources:
         """Make sure the shipped demo knowledge base is ingested (idempotent, fast when done)."""
         from retrieval.ingest import ensure_demo_kb
 
-        self._get("demo_kb", lambda: ensure_demo_kb(self.store, home=self.ctx.home_path) or True)
+        self._get("demo_kb",
+                  lambda: ensure_demo_kb(self.store, home=self.settings.home_path) or True)
 
 
 def _qdrant_api_key() -> str | None:
@@ -103,16 +106,18 @@ def get_resources(ctx: Context) -> Resources:
     directory a relative home depends on): resolving the home's path is a syscall per folder
     level, and it showed up in every step's profile.
     """
-    setting = (os.getcwd(), str(ctx.home), ctx.database_url, ctx.qdrant_url,
+    settings = ctx.settings
+    setting = (os.getcwd(), settings.home, settings.database_url, settings.qdrant_url,
                ctx.intent_model_dir)
     res = _by_setting.get(setting)
     if res is not None:
         return res
-    key = (str(ctx.home_path.resolve()), ctx.database_url, ctx.qdrant_url, ctx.intent_model_dir)
+    key = (str(settings.home_path.resolve()), settings.database_url, settings.qdrant_url,
+           ctx.intent_model_dir)
     with _lock:
         res = _resources.get(key)
         if res is None:
-            res = Resources(ctx=ctx)
+            res = Resources(ctx=ctx, settings=settings)
             _resources[key] = res
         _by_setting[setting] = res
         return res

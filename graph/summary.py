@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 from graph.instrument import now_iso
+from graph.persistence import tenant_key
 from graph.state import State
 
 WORKFLOW_ID = "supportgraph.support/1"
@@ -77,6 +78,6 @@ def record_summary(db: Any, summary: dict[str, Any], tenant: str | None) -> None
            ON CONFLICT (thread_id) DO UPDATE SET status = excluded.status,
                summary = excluded.summary, updated_at = excluded.updated_at""",
         {"thread_id": summary["thread_id"], "ticket_id": summary["ticket_id"] or "unknown",
-         "tenant": tenant, "status": summary["status"],
+         "tenant": tenant_key(tenant), "status": summary["status"],
          "summary": json.dumps(summary, ensure_ascii=False, sort_keys=True), "now": now},
     )

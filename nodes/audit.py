@@ -22,6 +22,6 @@ def audit(state: State, step: Step) -> dict:
             {"status": "closed" if status == "sent" else status, "thread_id": step.thread_id})
     summary = build_summary({**state, **update}, thread_id=step.thread_id, status=status)
     # The audit step's own timing is not known yet; it is tiny and recorded in its audit row.
-    record_summary(step.res.db, summary, state.get("normalized", {}).get("tenant"))
+    record_summary(step.res.db, summary, step.tenant)
     step.detail.update(status=status)
     return update

@@ -129,7 +129,7 @@ def register_wait(state: State, step: Step) -> None:
     reason = reason_for_review(state, step.ctx)
     now = datetime.now(UTC)
     deadline = now + timedelta(hours=step.ctx.review_sla_hours)
-    tenant = (state.get("normalized") or {}).get("tenant")
+    tenant = step.tenant
     step.res.db.execute(
         """INSERT INTO sg_reviews (thread_id, ticket_id, tenant, reason, queue, status,
                requested_at, deadline_at)
@@ -165,7 +165,9 @@ def human_review(state: State, step: Step) -> dict:
         break
     if notes:
         decision["note"] = "\n".join(notes)
-    if decision.get("reviewer") in (None, "", "unknown"):
+    if step.identity:  # on the server: who decided is who authenticated, not what they typed
+        decision["reviewer"] = f"api:{step.identity['name']}"
+    elif decision.get("reviewer") in (None, "", "unknown"):
         decision["reviewer"] = api_identity()
     step.detail.update(decision=decision["type"], reviewer=decision.get("reviewer"),
                        reason=reason)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from graph.instrument import Step, node, now_iso
+from graph.persistence import DEFAULT_TENANT
 from graph.pii import redact
 from graph.screening import injection_signals, looks_non_english, quoted_injection
 from graph.state import State
@@ -22,6 +23,9 @@ def intake(state: State, step: Step) -> dict:
     except TicketError as exc:
         return {"status": "failed", "error": f"bad_input: {exc}", "started_at": now_iso(),
                 "ticket": {}, "eml": ""}
+    if step.identity:  # on the server the tenant is the caller's, whatever the body says
+        tenant = step.identity["tenant"]
+        ticket["tenant"] = None if tenant == DEFAULT_TENANT else tenant
     salt = step.ctx.pii_salt
     normalized = {
         "id": ticket["id"], "channel": ticket["channel"],

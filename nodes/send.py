@@ -29,12 +29,13 @@ def send(state: State, step: Step) -> dict:
     reply = reply_of(state)
     review = state.get("review") or {}
     inserted = step.res.db.execute(
-        """INSERT INTO sg_outbox (delivery_key, ticket_id, thread_id, channel, customer_id,
-               reply, approved_by, created_at)
-           VALUES (:key, :ticket_id, :thread_id, :channel, :customer_id, :reply, :approved_by,
-               :now)
+        """INSERT INTO sg_outbox (delivery_key, tenant, ticket_id, thread_id, channel,
+               customer_id, reply, approved_by, created_at)
+           VALUES (:key, :tenant, :ticket_id, :thread_id, :channel, :customer_id, :reply,
+               :approved_by, :now)
            ON CONFLICT (delivery_key) DO NOTHING""",
-        {"key": delivery_key(ticket), "ticket_id": ticket["id"], "thread_id": step.thread_id,
+        {"key": delivery_key(ticket), "tenant": step.tenant, "ticket_id": ticket["id"],
+         "thread_id": step.thread_id,
          "channel": ticket["channel"], "customer_id": ticket.get("customer_id"),
          "reply": redact(reply, salt=step.ctx.pii_salt),
          "approved_by": review.get("reviewer") if review.get("type") in ("accept", "edit")

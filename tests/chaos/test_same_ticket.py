@@ -84,7 +84,7 @@ def test_another_process_holding_the_ticket_rejects_then_a_dead_holder_is_taken_
     import subprocess
 
     url = request.getfixturevalue("pg_url") if backend == "postgres" else ""
-    thread_id = "ticket:dup-1"
+    thread_id = "ticket:default:dup-1"
     env = {**os.environ, "SUPPORTGRAPH_HOME": str(chaos_home)}
     holder = subprocess.Popen([sys.executable, "-c", HOLDER, url, str(chaos_home), thread_id],
                               env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)

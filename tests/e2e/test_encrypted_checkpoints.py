@@ -82,11 +82,13 @@ def test_encrypted_postgres_checkpoints(
     demo_home: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch, pg_stored
 ) -> None:
     from app.runner import Runner
+    from app.settings import Settings
     from graph.context import Context
 
     monkeypatch.setenv("LANGGRAPH_AES_KEY", KEY)
-    ctx = Context(home=str(demo_home), database_url=pg_url, confidence_threshold=0.9999,
-                  planner_enabled=False)
+    ctx = Context(confidence_threshold=0.9999,
+                  planner_enabled=False).with_settings(
+        Settings(home=str(demo_home), database_url=pg_url))
     runner = Runner(ctx)
     waiting = runner.run({"id": "enc-pg", "channel": "chat", "body": SECRET_SENTENCE})
     assert waiting.summary["status"] == "awaiting_review"

@@ -2,16 +2,20 @@
 
 This is what LangGraph Studio and Agent Inbox talk to: the server's own checkpointer, our
 `Context` passed per run, the review interrupt in the Agent Inbox `HumanInterrupt` shape, and
-resumes sent as `Command(resume=HumanResponse)`.
+resumes sent as `Command(resume=HumanResponse)`. Every request carries an API key made with
+`supportgraph keys add` (app/auth.py): tenants cannot see or touch each other's threads, only
+reviewers resume, and what the server stores on disk holds no raw PII.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -22,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from langgraph_sdk import get_sync_client
 from langgraph_sdk.client import SyncLangGraphClient
@@ -49,6 +54,8 @@ class DevServer:
     process: subprocess.Popen
     url: str
     log_path: Path
+    home: Path
+    keys: dict[str, str]
 
     def failure_log(self, max_chars: int = 20_000) -> str:
         """The end of the server's output, attached to a failing test's report."""
@@ -115,13 +122,37 @@ def _stop(process: subprocess.Popen) -> None:
         process.wait(timeout=STOP_TIMEOUT_S)
 
 
+KEYS = {"acme-service": ("acme", "service"), "acme-reviewer": ("acme", "reviewer"),
+        "globex-reviewer": ("globex", "reviewer"), "acme-revoked": ("acme", "admin")}
+
+
+def supportgraph(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """The `supportgraph` CLI on the server's home."""
+    return subprocess.run([sys.executable, "-m", "app.cli", *args], cwd=REPO_ROOT,
+                          env=_server_env(home), capture_output=True, text=True, timeout=300)
+
+
+def add_keys(home: Path) -> dict[str, str]:
+    """One key per name in KEYS, made the way a user makes them (`keys add --json`)."""
+    keys = {}
+    for name, (tenant, role) in KEYS.items():
+        done = supportgraph(home, "keys", "add", "--tenant", tenant, "--role", role,
+                            "--name", name, "--json")
+        assert done.returncode == 0, done.stderr
+        created = json.loads(done.stdout)
+        assert (created["name"], created["tenant"], created["role"]) == (name, tenant, role)
+        keys[name] = created["key"]
+    return keys
+
+
 @pytest.fixture(scope="module")
 def dev_server(template_home: Path, tmp_path_factory: pytest.TempPathFactory
                ) -> Iterator[DevServer]:
-    """`langgraph dev` on a free port with a private copy of the prepared home."""
+    """`langgraph dev` on a free port with a private copy of the prepared home and its keys."""
     root = tmp_path_factory.mktemp("langgraph_dev")
     home = root / "home"
     shutil.copytree(template_home, home)
+    keys = add_keys(home)
     port = _free_port()
     log_path = root / "server.log"
     with log_path.open("wb") as log:
@@ -131,7 +162,8 @@ def dev_server(template_home: Path, tmp_path_factory: pytest.TempPathFactory
              "--host", "127.0.0.1", "--port", str(port)],
             cwd=REPO_ROOT, env=_server_env(home), stdin=subprocess.DEVNULL,
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    server = DevServer(process=process, url=f"http://127.0.0.1:{port}", log_path=log_path)
+    server = DevServer(process=process, url=f"http://127.0.0.1:{port}", log_path=log_path,
+                       home=home, keys=keys)
     try:
         _wait_ready(server, time.monotonic() + READY_TIMEOUT_S)
         yield server
@@ -139,10 +171,15 @@ def dev_server(template_home: Path, tmp_path_factory: pytest.TempPathFactory
         _stop(process)
 
 
+def client_for(server: DevServer, key_name: str | None) -> SyncLangGraphClient:
+    """An SDK client sending that key's `x-api-key` (None: no key)."""
+    return get_sync_client(url=server.url, api_key=server.keys[key_name] if key_name else None)
+
+
 @pytest.fixture
 def client(dev_server: DevServer) -> SyncLangGraphClient:
-    """An SDK client for the module's server (no API key: the dev server has no auth)."""
-    return get_sync_client(url=dev_server.url, api_key=None)
+    """An SDK client for the module's server, as acme's reviewer."""
+    return client_for(dev_server, "acme-reviewer")
 
 
 def run_until_stopped(client: SyncLangGraphClient, thread_id: str, **run: Any) -> dict:
@@ -245,3 +282,135 @@ def test_run_context_forces_review_and_accept_sends_the_draft(
     values = assert_sent(client, thread_id, state)
     assert values["final_reply"] == draft
     assert values["review"]["type"] == "accept"
+
+
+def status_of(call: Any) -> int:
+    """The HTTP status a client call ends with (200 when it succeeds)."""
+    try:
+        call()
+    except httpx.HTTPStatusError as exc:
+        return exc.response.status_code
+    return 200
+
+
+def outbox_rows(home: Path) -> list[tuple]:
+    with sqlite3.connect(home / "state.db") as conn:
+        return conn.execute("SELECT tenant, ticket_id, approved_by, reply FROM sg_outbox "
+                            "ORDER BY created_at").fetchall()
+
+
+def luhn_card(rng: random.Random) -> str:
+    """A random 16-digit Visa-like number with a valid check digit (unique to this run)."""
+    digits = [4] + [rng.randrange(10) for _ in range(14)]
+    total = 0
+    for i, d in enumerate(reversed(digits)):
+        d = d * 2 if i % 2 == 0 else d
+        total += d - 9 if d > 9 else d
+    digits.append((10 - total % 10) % 10)
+    text = "".join(map(str, digits))
+    return " ".join(text[i:i + 4] for i in range(0, 16, 4))
+
+
+RNG = random.Random()  # a fresh card and email per session: old .langgraph_api data can't match
+CARD = luhn_card(RNG)
+EMAIL = f"pat.{RNG.getrandbits(40):x}@example.com"
+
+
+def test_no_unknown_or_revoked_key_is_401(dev_server: DevServer) -> None:
+    assert status_of(lambda: client_for(dev_server, None).threads.search()) == 401
+    stranger = get_sync_client(url=dev_server.url, api_key="sg_" + "x" * 43)
+    assert status_of(lambda: stranger.threads.search()) == 401
+    # Studio's "langsmith" scheme is no way around the keys either.
+    response = httpx.post(f"{dev_server.url}/threads/search", json={},
+                          headers={"x-auth-scheme": "langsmith"}, timeout=30)
+    assert response.status_code == 401
+    revoked = client_for(dev_server, "acme-revoked")
+    assert status_of(lambda: revoked.threads.search()) == 200
+    done = supportgraph(dev_server.home, "keys", "revoke", "acme-revoked")
+    assert done.returncode == 0, done.stderr
+    assert status_of(lambda: revoked.threads.search()) == 401
+    listed = supportgraph(dev_server.home, "keys", "list", "--json").stdout
+    rows = {json.loads(line)["name"]: json.loads(line) for line in listed.splitlines()}
+    assert rows["acme-revoked"]["revoked_at"] and rows["acme-revoked"]["last_used_at"]
+    assert not any(key in listed for key in dev_server.keys.values())  # never the key itself
+
+
+def test_tenants_cannot_touch_each_other_and_only_reviewers_resume(
+    dev_server: DevServer,
+) -> None:
+    service = client_for(dev_server, "acme-service")
+    globex = client_for(dev_server, "globex-reviewer")
+    acme_reviewer = client_for(dev_server, "acme-reviewer")
+    thread_id = service.threads.create()["thread_id"]
+    body = f"{OUT_OF_SCOPE} My card is {CARD}, write to {EMAIL}."
+    # The body claims globex: the tenant comes from the key, never from the request.
+    state = run_until_stopped(service, thread_id, input={"ticket": {
+        "id": "2001", "channel": "chat", "body": body, "tenant": "globex"}})
+    payload = the_interrupt(service, thread_id, state)
+    assert payload["action_request"]["args"]["ticket"]["tenant"] == "acme"
+    assert CARD not in json.dumps(state) and EMAIL not in json.dumps(state)
+    assert service.threads.get(thread_id)["metadata"]["tenant"] == "acme"
+
+    # globex sees nothing of it: search is empty, everything else is 404.
+    assert globex.threads.search() == []
+    assert thread_id in {t["thread_id"] for t in service.threads.search()}
+    accept = {"resume": {"type": "accept"}}
+    for what, call in {
+        "get": lambda: globex.threads.get(thread_id),
+        "state": lambda: globex.threads.get_state(thread_id),
+        "history": lambda: globex.threads.get_history(thread_id),
+        "stream": lambda: list(globex.runs.stream(thread_id, GRAPH, command=accept)),
+        "resume": lambda: globex.runs.create(thread_id, GRAPH, command=accept),
+        "update": lambda: globex.threads.update_state(thread_id, {"status": "sent"}),
+        "delete": lambda: globex.threads.delete(thread_id),
+    }.items():
+        assert status_of(call) == 404, what
+
+    # acme's service key runs tickets but cannot decide a review or write the state.
+    assert status_of(lambda: service.runs.create(thread_id, GRAPH, command=accept)) == 403
+    assert status_of(lambda: service.threads.update_state(thread_id, {"status": "sent"})) == 403
+    assert service.threads.get(thread_id)["status"] == "interrupted"
+
+    # acme's reviewer decides; the reviewer recorded is the key's name, not the field sent.
+    reply = "A colleague from acme will get back to you."
+    state = run_until_stopped(acme_reviewer, thread_id, command={"resume": {
+        "type": "edit", "args": {"reply": reply}, "reviewer": "supervisor-maria"}})
+    values = assert_sent(acme_reviewer, thread_id, state)
+    assert values["review"]["reviewer"] == "api:acme-reviewer"
+    assert ("acme", "2001", "api:acme-reviewer", reply) in outbox_rows(dev_server.home)
+    assert not any(row[2] == "supervisor-maria" for row in outbox_rows(dev_server.home))
+
+
+@pytest.mark.parametrize("name", ["home", "database_url", "qdrant_url", "pii_salt"])
+def test_a_run_context_cannot_choose_storage_or_the_salt(
+    dev_server: DevServer, tmp_path: Path, name: str
+) -> None:
+    client = client_for(dev_server, "acme-service")
+    target = tmp_path / "attacker-home"
+    assistant = client.assistants.search(graph_id=GRAPH)[0]["assistant_id"]
+    schema = client.assistants.get_schemas(assistant)["context_schema"]
+    assert name not in schema["properties"] and "confidence_threshold" in schema["properties"]
+    thread_id = client.threads.create()["thread_id"]
+    refused = status_of(lambda: client.runs.create(
+        thread_id, GRAPH, input=ticket("ctx-1", ANSWERABLE), context={name: str(target)}))
+    assert refused == 422
+    assert not target.exists()
+    assert client.runs.list(thread_id) == []
+
+
+def test_files_the_dev_server_keeps_hold_no_raw_pii(dev_server: DevServer) -> None:
+    """Last in the module: it stops the server so it writes everything it keeps to disk.
+
+    `langgraph dev` pickles threads, runs and checkpoints to `.langgraph_api/` and cannot
+    encrypt them (LANGGRAPH_AES_KEY is for the Postgres-backed server), so app/auth.py redacts
+    the ticket before the server stores the run's input.
+    """
+    _stop(dev_server.process)
+    folder = REPO_ROOT / ".langgraph_api"
+    stored = b"".join(path.read_bytes() for path in folder.iterdir() if path.is_file())
+    from graph.pii import redact
+
+    for token in (redact(CARD, salt=""), redact(EMAIL, salt="")):  # the ticket, redacted
+        assert token.startswith("[") and token.encode() in stored
+    for raw in (CARD, CARD.replace(" ", ""), EMAIL):
+        assert raw.encode() not in stored

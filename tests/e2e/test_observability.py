@@ -110,7 +110,7 @@ def test_step_logs_and_otel_spans(e2e_home: Path) -> None:
     assert sorted(line["step"] for line in lines) == steps
     for line in lines:
         assert set(line) == LOG_KEYS
-        assert (line["ticket_id"], line["thread_id"]) == ("obs-1", "ticket:obs-1")
+        assert (line["ticket_id"], line["thread_id"]) == ("obs-1", "ticket:default:obs-1")
         assert line["outcome"] == "ok" and line["attempt"] >= 1 and line["duration_ms"] >= 0
     for marker in TEXT_MARKERS:
         assert marker.decode() not in run.stderr
@@ -120,7 +120,7 @@ def test_step_logs_and_otel_spans(e2e_home: Path) -> None:
     for span in spans:
         a = attrs(span)
         assert a["supportgraph.ticket_id"] == "obs-1"
-        assert a["supportgraph.thread_id"] == "ticket:obs-1"
+        assert a["supportgraph.thread_id"] == "ticket:default:obs-1"
         assert a["supportgraph.step"] == span.name.removeprefix("step ")
         assert span.end_time_unix_nano >= span.start_time_unix_nano
     assert len({s.trace_id for s in spans}) >= 1

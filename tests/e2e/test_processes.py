@@ -36,7 +36,7 @@ def test_review_resumed_in_another_process_is_sent_exactly_once(demo_home: Path)
     assert summary["status"] == "awaiting_review"
 
     listed = cli(demo_home, "review", "list")
-    assert "ticket:x-1" in listed.stdout and "out_of_scope" in listed.stdout
+    assert "ticket:default:x-1" in listed.stdout and "out_of_scope" in listed.stdout
 
     edit = ["review", "edit", "x-1", "--reply", "A colleague will follow up.",
             "--reviewer", "sam", "--json"]
@@ -118,9 +118,9 @@ def test_sigkill_between_steps_resumes_from_last_completed_step(
     assert {"retrieve", "draft", "tone", "confidence", "send", "learn"} <= set(timeline)
     assert timeline[-1] == "audit"
     assert [e["started_at"] for e in events] == sorted(e["started_at"] for e in events)
-    assert all(e["outcome"] == "ok" and e["thread_id"] == "ticket:k-1" for e in events)
+    assert all(e["outcome"] == "ok" and e["thread_id"] == "ticket:default:k-1" for e in events)
     assert {e["step"]: e["started_at"] for e in events if e["step"] in before} == before
     [summary] = story["runs"]
     assert (summary["status"], summary["ticket_id"], summary["thread_id"]) == (
-        "sent", "k-1", "ticket:k-1")
+        "sent", "k-1", "ticket:default:k-1")
     assert [s["step"] for s in summary["step_breakdown"]] == timeline[:-1]

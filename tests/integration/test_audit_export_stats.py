@@ -11,6 +11,7 @@ import pytest
 from app.audit_export import GOLD_FIELDS, gold_outcome
 from app.cli import main
 from app.runner import Runner
+from app.settings import Settings
 from app.stats import compute_stats, percentile
 from app.timerange import RangeError, parse_range
 from graph.context import Context
@@ -23,16 +24,16 @@ PII_BODY = ("How do I rotate my live API key without downtime? Reach me at "
 
 
 def _run_known_set(home: Path) -> None:
-    runner = Runner(Context(home=str(home)))
-    strict = Runner(Context(home=str(home), confidence_threshold=0.9999))
+    runner = Runner(Context().with_settings(Settings(home=str(home))))
+    strict = Runner(Context(confidence_threshold=0.9999).with_settings(Settings(home=str(home))))
     assert runner.run({"id": "e-1", "channel": "chat", "body": ANSWERABLE}) \
         .summary["status"] == "sent"
     for tid in ("e-2", "e-3", "e-4"):
         assert runner.run({"id": tid, "channel": "chat", "body": OOS}) \
             .summary["status"] == "awaiting_review"
-    runner.decide("ticket:e-2", {"type": "edit", "args": {"reply": "A colleague will help."},
-                                 "reviewer": "sam"})
-    runner.decide("ticket:e-3", {"type": "ignore", "args": "spam", "reviewer": "sam"})
+    runner.decide("ticket:default:e-2",
+                  {"type": "edit", "args": {"reply": "A colleague will help."}, "reviewer": "sam"})
+    runner.decide("ticket:default:e-3", {"type": "ignore", "args": "spam", "reviewer": "sam"})
     waiting = strict.run({"id": "e-5", "channel": "email", "subject": "Keys",
                           "tenant": "acme", "body": PII_BODY})
     assert waiting.summary["status"] == "awaiting_review"
@@ -57,7 +58,8 @@ def test_export_is_an_eval_dataset_with_outcomes_from_what_happened(
         assert isinstance(record["expected_intent"], str) and record["expected_intent"]
         assert isinstance(record["reference_answer"], str)
 
-    outbox = {r["ticket_id"]: r["reply"] for r in Runner(Context(home=str(demo_home))).db
+    outbox = {r["ticket_id"]: r["reply"] for r in Runner(Context()
+                                                         .with_settings(Settings(home=str(demo_home)))).db
               .fetchall("SELECT ticket_id, reply FROM sg_outbox")}
     auto = records["e-1"]
     assert (auto["expected_outcome"], auto["expected_route"]) == ("sent", "technical")

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from app.runner import Runner
+from app.settings import Settings
 from evals.dataset import load_dataset
 from evals.evaluators import AutoSendPrecision, RouteAccuracy
 from evals.run import run_one
@@ -26,7 +27,7 @@ DATASETS = Path(__file__).resolve().parents[2] / "evals" / "datasets"
 def test_demo_tickets_end_in_expected_route(demo_home: Path) -> None:
     tickets = load_dataset(DATASETS / "demo_tickets.jsonl")
     assert len(tickets) >= 60
-    runner = Runner(Context(home=str(demo_home)))
+    runner = Runner(Context().with_settings(Settings(home=str(demo_home))))
     records = [run_one(runner, ticket, "wait") for ticket in tickets]
     for record in records:
         assert record.status in TERMINAL_STATUSES, record

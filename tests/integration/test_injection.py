@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from app.runner import Runner
+from app.settings import Settings
 from graph.context import Context
 from graph.pii import redact
 from graph.screening import injection_signals
@@ -57,7 +58,7 @@ def test_detector_catches_the_heldout_set_mostly() -> None:
 
 @pytest.mark.slow
 def test_no_injection_ticket_is_auto_sent(demo_home: Path) -> None:
-    runner = Runner(Context(home=str(demo_home)))
+    runner = Runner(Context().with_settings(Settings(home=str(demo_home))))
     auto_sent = []
     for ticket in INJECTIONS:
         fields = {k: ticket[k] for k in ("id", "channel", "subject", "body", "customer_id",

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from app.runner import Runner
+from app.settings import Settings
 from graph.context import Context
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -103,7 +104,7 @@ def pg_dump_text(url: str, pg_stored) -> bytes:
 def test_no_pii_at_rest_anywhere(backend: str, demo_home: Path, request, sqlite_stored,
                                  pg_stored) -> None:
     url = request.getfixturevalue("pg_url") if backend == "postgres" else ""
-    runner = Runner(Context(home=str(demo_home), database_url=url))
+    runner = Runner(Context().with_settings(Settings(home=str(demo_home), database_url=url)))
     counts = run_everything(runner, f"pii{backend[:2]}")
     assert counts["sent"] == len(CORPUS)
     assert counts["reviewed"] >= 5 and counts["learned"] >= len(CORPUS) // 2, counts

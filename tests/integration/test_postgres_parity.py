@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from app.runner import Runner
+from app.settings import Settings
 from graph.context import Context
 
 TICKETS = [
@@ -33,8 +34,8 @@ def outcomes(runner: Runner) -> dict[str, tuple]:
 
 @pytest.mark.postgres
 def test_same_tickets_same_ends_on_sqlite_and_postgres(demo_home: Path, pg_url: str) -> None:
-    on_sqlite = outcomes(Runner(Context(home=str(demo_home))))
-    postgres = Runner(Context(home=str(demo_home), database_url=pg_url))
+    on_sqlite = outcomes(Runner(Context().with_settings(Settings(home=str(demo_home)))))
+    postgres = Runner(Context().with_settings(Settings(home=str(demo_home), database_url=pg_url)))
     assert postgres.db.dialect == "postgres"
     # Learned cases from the SQLite pass would change confidences; start Qdrant clean too.
     from retrieval.cases import delete_case

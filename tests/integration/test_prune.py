@@ -12,6 +12,7 @@ from app.audit_export import exported_records
 from app.cli import main
 from app.prune import PruneError, _compact, checkpoint_usage, parse_before, prune_closed
 from app.runner import Runner
+from app.settings import Settings
 from app.timerange import TimeRange
 from graph.context import Context
 from graph.persistence import CheckpointKeyError
@@ -87,7 +88,7 @@ def runner(request: pytest.FixtureRequest, demo_home: Path,
     url = request.getfixturevalue("pg_url") if request.param == "postgres" else ""
     if url:
         monkeypatch.setenv("DATABASE_URL", url)  # for the CLI calls below
-    return Runner(Context(home=str(demo_home), database_url=url))
+    return Runner(Context().with_settings(Settings(home=str(demo_home), database_url=url)))
 
 
 def test_prune_keeps_open_tickets_and_cuts_closed_ones_to_one_checkpoint(
@@ -110,7 +111,7 @@ def test_prune_keeps_open_tickets_and_cuts_closed_ones_to_one_checkpoint(
     # A run whose summary row says closed but whose graph still has work (a worker killed
     # between the audit step's write and its checkpoint) is not closed: it stays whole.
     unfinished = {"id": "pr-4", "channel": "chat", "body": SENT[0]["body"]}
-    thread = f"ticket:{unfinished['id']}"
+    thread = f"ticket:default:{unfinished['id']}"
     runner.graph.invoke({"ticket": unfinished}, {"configurable": {"thread_id": thread}},
                         context=runner.ctx, durability="sync", interrupt_after=["classify"])
     runner.db.execute("INSERT INTO sg_runs (thread_id, ticket_id, status, summary, created_at, "
@@ -194,7 +195,7 @@ def test_prune_compacts_encrypted_checkpoints(
         request: pytest.FixtureRequest) -> None:
     url = request.getfixturevalue("pg_url") if dialect == "postgres" else ""
     monkeypatch.setenv("LANGGRAPH_AES_KEY", KEY)
-    ctx = Context(home=str(demo_home), database_url=url)
+    ctx = Context().with_settings(Settings(home=str(demo_home), database_url=url))
     runner = Runner(ctx)
     outcome = runner.run(SENT[0])
     assert outcome.summary["status"] == "sent"

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from app.runner import AlreadyDecided, Runner
+from app.settings import Settings
 from benchmarks.fake_llm import FakeLLMServer, Reply
 from graph.context import Context
 
@@ -19,7 +20,8 @@ ANSWERABLE = {"id": "r-2", "channel": "chat",
 
 
 def test_sla_chain_escalates_once_then_stalls_visibly(demo_home: Path) -> None:
-    runner = Runner(Context(home=str(demo_home), review_sla_hours=24, supervisor_sla_hours=8))
+    runner = Runner(Context(review_sla_hours=24, supervisor_sla_hours=8)
+                    .with_settings(Settings(home=str(demo_home))))
     thread = runner.run(OOS).thread_id
     start = datetime.now(UTC)
 
@@ -45,7 +47,7 @@ def test_sla_chain_escalates_once_then_stalls_visibly(demo_home: Path) -> None:
 
 
 def test_escalated_review_can_still_be_decided_by_a_supervisor(demo_home: Path) -> None:
-    runner = Runner(Context(home=str(demo_home)))
+    runner = Runner(Context().with_settings(Settings(home=str(demo_home))))
     thread = runner.run(OOS).thread_id
     runner.sweep(datetime.now(UTC) + timedelta(hours=25))
     done = runner.decide(thread, {"type": "edit", "args": {"reply": "Hello from a supervisor."},
@@ -55,7 +57,7 @@ def test_escalated_review_can_still_be_decided_by_a_supervisor(demo_home: Path) 
 
 
 def test_concurrent_decisions_apply_once(demo_home: Path) -> None:
-    runner = Runner(Context(home=str(demo_home)))
+    runner = Runner(Context().with_settings(Settings(home=str(demo_home))))
     thread = runner.run(OOS).thread_id
     barrier = threading.Barrier(4)
     results: list[str] = []
@@ -89,9 +91,10 @@ def test_planner_that_always_retries_stops_at_the_step_bound(
 ) -> None:
     retry = json.dumps({"action": "reformulate_and_retrieve", "reason": "try again"})
     scripted_planner.script("openai", *[Reply(retry, input_tokens=50, output_tokens=10)] * 10)
-    runner = Runner(Context(home=str(demo_home), answer_models="offline",
+    runner = Runner(Context(answer_models="offline",
                             planner_models="openai:gpt-4.1-mini", max_planner_steps=3,
-                            confidence_threshold=1.01, learn_enabled=False))
+                            confidence_threshold=1.01, learn_enabled=False)
+                    .with_settings(Settings(home=str(demo_home))))
     outcome = runner.run(ANSWERABLE)
     summary = outcome.summary
     assert summary["status"] == "awaiting_review"
@@ -108,9 +111,10 @@ def test_expensive_planner_is_never_called_beyond_the_budget(
     demo_home: Path, scripted_planner: FakeLLMServer
 ) -> None:
     scripted_planner.script("openai", Reply(json.dumps({"action": "handoff", "reason": "x"})))
-    runner = Runner(Context(home=str(demo_home), answer_models="offline",
+    runner = Runner(Context(answer_models="offline",
                             planner_models="openai:gpt-4.1", max_cost_usd=0.0001,
-                            confidence_threshold=1.01, learn_enabled=False))
+                            confidence_threshold=1.01, learn_enabled=False)
+                    .with_settings(Settings(home=str(demo_home))))
     summary = runner.run(ANSWERABLE).summary
     assert summary["review_reason"] == "budget_exhausted"
     assert scripted_planner.requests_for("openai") == []
@@ -119,7 +123,8 @@ def test_expensive_planner_is_never_called_beyond_the_budget(
 
 
 def test_wall_clock_budget_hands_off(demo_home: Path) -> None:
-    runner = Runner(Context(home=str(demo_home), max_seconds=0, confidence_threshold=1.01))
+    runner = Runner(Context(max_seconds=0, confidence_threshold=1.01)
+                    .with_settings(Settings(home=str(demo_home))))
     summary = runner.run(ANSWERABLE).summary
     assert summary["review_reason"] == "budget_exhausted"
 
@@ -127,9 +132,10 @@ def test_wall_clock_budget_hands_off(demo_home: Path) -> None:
 def test_planner_cannot_invent_an_action(demo_home: Path, scripted_planner: FakeLLMServer) -> None:
     invented = json.dumps({"action": "refund_everything", "reason": "customer is upset"})
     scripted_planner.script("openai", Reply(invented), Reply(invented))
-    runner = Runner(Context(home=str(demo_home), answer_models="offline",
+    runner = Runner(Context(answer_models="offline",
                             planner_models="openai:gpt-4.1-mini", model_max_retries=0,
-                            confidence_threshold=1.01, learn_enabled=False))
+                            confidence_threshold=1.01, learn_enabled=False)
+                    .with_settings(Settings(home=str(demo_home))))
     outcome = runner.run(ANSWERABLE)
     state = runner.graph.get_state({"configurable": {"thread_id": outcome.thread_id}}).values
     assert [s["action"] for s in state["planner_steps"]] == ["handoff"]

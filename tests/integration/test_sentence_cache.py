@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from app.runner import Runner
+from app.settings import Settings
 from graph.context import Context
 from graph.resources import get_resources
 from models.embeddings import get_embedder
@@ -21,7 +22,7 @@ TICKET = {"id": "sc-1", "channel": "chat",
 
 
 def kb_sentences(home: Path) -> set[str]:
-    store = get_resources(Context(home=str(home))).store
+    store = get_resources(Context().with_settings(Settings(home=str(home)))).store
     return {s for c in DEMO_COLLECTIONS for _, p in store.scroll_payloads(c)
             for s in passage_sentences(p["text"])}
 
@@ -42,7 +43,7 @@ def test_init_stores_a_vector_for_every_knowledge_base_sentence(demo_home: Path)
 
 
 def test_drafting_a_ticket_embeds_no_knowledge_base_sentence(demo_home: Path) -> None:
-    runner = Runner(Context(home=str(demo_home)))
+    runner = Runner(Context().with_settings(Settings(home=str(demo_home))))
     embedder = get_embedder()
     before = embedder.stats.texts
     outcome = runner.run(TICKET)
@@ -66,7 +67,8 @@ def test_a_damaged_file_is_ignored_and_tickets_still_run(
     with caplog.at_level(logging.WARNING, logger="retrieval.sentence_cache"):
         assert sentence_cache.load(demo_home) == 0
     assert "ignoring" in caplog.text
-    assert Runner(Context(home=str(demo_home))).run(TICKET).summary["status"] in (
+    assert Runner(Context()
+                  .with_settings(Settings(home=str(demo_home)))).run(TICKET).summary["status"] in (
         "sent", "awaiting_review")
 
 
@@ -84,7 +86,7 @@ def test_ingesting_a_collection_adds_its_sentences_and_keeps_the_others(
     doc = tmp_path / "sla.md"
     doc.write_text("# SLA\n\nEnterprise plans include a guaranteed four hour first response "
                    "time on weekdays.\n", encoding="utf-8")
-    store = get_resources(Context(home=str(demo_home))).store
+    store = get_resources(Context().with_settings(Settings(home=str(demo_home)))).store
     before, _ = sentence_cache._read(sentence_cache.cache_path(demo_home))
     ingest_paths(store, "kb_sla", [doc])
     assert sentence_cache.build(store, demo_home, ["kb_sla"]) == 1

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from app.runner import AlreadyDecided, Runner
+from app.settings import Settings
 from graph.context import Context
 from nodes.human_review import InvalidResume
 
@@ -20,8 +21,9 @@ SUMMARY_KEYS = {"workflow_id", "thread_id", "ticket_id", "status", "intent", "ro
                 "cost_total", "step_breakdown", "failures"}
 
 
-def runner_for(home: Path, **settings) -> Runner:
-    return Runner(Context(home=str(home), **settings))
+def runner_for(home: Path, qdrant_url: str = "", **settings) -> Runner:
+    return Runner(Context(**settings).with_settings(Settings(home=str(home),
+                                                             qdrant_url=qdrant_url)))
 
 
 def outbox(runner: Runner) -> list[dict]:

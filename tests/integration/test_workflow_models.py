@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from app.runner import Runner
+from app.settings import Settings
 from benchmarks.fake_llm import FakeLLMServer, Reply, Status
 from graph.context import Context
 from models.prices import load_prices
@@ -31,9 +32,9 @@ def remote_env(fake_llm: FakeLLMServer, monkeypatch: pytest.MonkeyPatch) -> Fake
 
 
 def runner(home: Path, **settings) -> Runner:
-    return Runner(Context(home=str(home), model_max_retries=1, model_timeout_s=5,
+    return Runner(Context(model_max_retries=1, model_timeout_s=5,
                           answer_models="openai:gpt-4.1-mini,anthropic:claude-haiku-4-5",
-                          **settings))
+                          **settings).with_settings(Settings(home=str(home))))
 
 
 def stored_bytes(home: Path) -> bytes:

@@ -6,21 +6,28 @@ from dataclasses import fields
 
 import pytest
 
-from app.settings import SettingsError, api_keys, env_defaults, env_name, qdrant_api_key
+from app.settings import (
+    Settings,
+    SettingsError,
+    api_keys,
+    env_defaults,
+    env_name,
+    qdrant_api_key,
+)
 from graph.context import Context
 
 
 def test_defaults_without_environment(monkeypatch):
     monkeypatch.delenv("SUPPORTGRAPH_HOME")
     ctx = Context()
-    assert ctx.home == ".supportgraph"
+    assert ctx.settings.home == ".supportgraph"
     assert ctx.intent_threshold == 0.85
     assert ctx.tone_threshold == 0.7
     assert ctx.confidence_threshold == 0.8
     assert ctx.max_rewrites == 2
     assert ctx.planner_enabled is True
     assert (ctx.max_planner_steps, ctx.max_cost_usd, ctx.max_seconds) == (3, 0.05, 120.0)
-    assert ctx.database_url == "" and ctx.qdrant_url == ""
+    assert ctx.settings.database_url == "" and ctx.settings.qdrant_url == ""
 
 
 def test_env_fills_a_field_left_at_default(monkeypatch):
@@ -47,8 +54,39 @@ def test_explicit_value_equal_to_the_default_still_wins(monkeypatch):
 
 
 def test_home_comes_from_supportgraph_home(isolated_env):
-    assert Context().home == str(isolated_env)
-    assert Context(home="/elsewhere").home == "/elsewhere"
+    assert Context().settings.home == str(isolated_env)
+    assert Context().with_settings(Settings(home="/elsewhere")).home_path.as_posix() == "/elsewhere"
+
+
+LOCATIONS_AND_SECRETS = ("home", "database_url", "qdrant_url", "pii_salt")
+
+
+def test_a_run_context_cannot_choose_storage_or_the_salt(isolated_env, monkeypatch):
+    # The context is what an API caller sends with a run: none of these may be in it.
+    names = {f.name for f in fields(Context)}
+    assert names.isdisjoint(LOCATIONS_AND_SECRETS)
+    for name in LOCATIONS_AND_SECRETS:
+        with pytest.raises(TypeError):
+            Context(**{name: "/tmp/attacker"})
+    monkeypatch.setenv("SUPPORTGRAPH_PII_SALT", "deployment-salt")
+    ctx = Context(confidence_threshold=0.9)
+    assert ctx.pii_salt == "deployment-salt"
+    assert ctx.settings.home == str(isolated_env)
+    with pytest.raises(TypeError):
+        ctx.replace(home="/tmp/attacker")
+
+
+def test_settings_from_env_and_explicit_values():
+    env = {"SUPPORTGRAPH_HOME": "/srv/sg", "DATABASE_URL": "postgresql://u:pw@db/sg",
+           "SUPPORTGRAPH_QDRANT_URL": "http://q:6333", "QDRANT_URL": "http://plain:6333",
+           "SUPPORTGRAPH_PII_SALT": "s3cret"}
+    settings = Settings.from_env(env)
+    assert settings == Settings(home="/srv/sg", database_url="postgresql://u:pw@db/sg",
+                                qdrant_url="http://q:6333", pii_salt="s3cret")
+    assert Settings.from_env(env, home="/other").home == "/other"
+    assert Settings.from_env({}) == Settings()
+    shown = repr(settings)  # a log line or a traceback never shows the salt or the password
+    assert "s3cret" not in shown and ":pw@" not in shown
 
 
 def test_int_float_bool_conversion(monkeypatch):
@@ -87,14 +125,14 @@ def test_database_and_qdrant_urls_use_their_plain_names(monkeypatch):
     monkeypatch.setenv("DATABASE_URL", "postgresql://u@db:5432/sg")
     monkeypatch.setenv("QDRANT_URL", "http://qdrant:6333")
     ctx = Context()
-    assert ctx.database_url == "postgresql://u@db:5432/sg"
-    assert ctx.qdrant_url == "http://qdrant:6333"
+    assert ctx.settings.database_url == "postgresql://u@db:5432/sg"
+    assert ctx.settings.qdrant_url == "http://qdrant:6333"
 
 
 def test_prefixed_url_variable_beats_the_plain_name(monkeypatch):
     monkeypatch.setenv("DATABASE_URL", "postgresql://plain/db")
     monkeypatch.setenv("SUPPORTGRAPH_DATABASE_URL", "postgresql://prefixed/db")
-    assert Context().database_url == "postgresql://prefixed/db"
+    assert Context().settings.database_url == "postgresql://prefixed/db"
 
 
 @pytest.mark.parametrize(("name", "raw"), [
@@ -147,11 +185,11 @@ def test_api_keys_empty_when_unset():
 
 
 def test_replace_applies_changes_and_keeps_the_rest():
-    ctx = Context(home="/h", intent_threshold=0.6, max_rewrites=1)
+    ctx = Context(intent_threshold=0.6, max_rewrites=1).with_settings(Settings(home="/h"))
     other = ctx.replace(confidence_threshold=0.95)
     assert other is not ctx
     assert other.confidence_threshold == 0.95
-    assert (other.home, other.intent_threshold, other.max_rewrites) == ("/h", 0.6, 1)
+    assert (other.settings.home, other.intent_threshold, other.max_rewrites) == ("/h", 0.6, 1)
     assert ctx.confidence_threshold == 0.8  # the original is untouched
     with pytest.raises(TypeError):
         ctx.replace(no_such_setting=1)
@@ -177,12 +215,15 @@ def test_resources_follow_the_folder_a_relative_home_names(tmp_path, monkeypatch
         (tmp_path / "a").mkdir()
         (tmp_path / "b").mkdir()
         monkeypatch.chdir(tmp_path / "a")
-        first = get_resources(Context(home="state"))
-        assert get_resources(Context(home="state")) is first  # remembered
-        assert get_resources(Context(home=str(tmp_path / "a" / "state"))) is first  # same folder
+        def at(home: str):
+            return get_resources(Context().with_settings(Settings(home=home)))
+
+        first = at("state")
+        assert at("state") is first  # remembered
+        assert at(str(tmp_path / "a" / "state")) is first  # same folder
         monkeypatch.chdir(tmp_path / "b")
-        other = get_resources(Context(home="state"))  # same words, another folder
+        other = at("state")  # same words, another folder
         assert other is not first
-        assert other.ctx.home_path.resolve() == tmp_path / "b" / "state"
+        assert other.settings.home_path.resolve() == tmp_path / "b" / "state"
     finally:
         reset_resources()

@@ -298,15 +298,18 @@ def test_overrides_from_strings_and_toml(tmp_path: Path) -> None:
 
 
 def test_eval_context_is_isolated(tmp_path: Path) -> None:
+    from app.settings import Settings
     from graph.context import Context
 
-    team = Context(home=str(tmp_path / "team"), database_url="postgresql://team/db",
-                   qdrant_url="http://qdrant:6333", confidence_threshold=0.9)
+    team = (Context(confidence_threshold=0.9)
+            .with_settings(Settings(home=str(tmp_path / "team"), database_url="postgresql://team/db",
+                                    qdrant_url="http://qdrant:6333")))
     ctx = eval_context(team, tmp_path / "eval", {"max_rewrites": 0})
-    assert (ctx.home, ctx.database_url, ctx.qdrant_url) == (str(tmp_path / "eval"), "", "")
+    assert (ctx.settings.home, ctx.settings.database_url, ctx.settings.qdrant_url) == (
+        str(tmp_path / "eval"), "", "")
     assert ctx.confidence_threshold == 0.9 and ctx.max_rewrites == 0
     assert ctx.learn_enabled is False
-    assert team.database_url == "postgresql://team/db"
+    assert team.settings.database_url == "postgresql://team/db"
 
 
 # ------------------------------------------------------------------------------ builders

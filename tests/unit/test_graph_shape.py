@@ -7,6 +7,7 @@ import json
 import pytest
 from langgraph.checkpoint.memory import InMemorySaver
 
+from app.settings import Settings
 from graph.builder import builder, graph
 from graph.context import Context
 from graph.persistence import close_all
@@ -58,7 +59,7 @@ def fresh_resources():
 
 
 def test_bad_ticket_fails_at_intake_without_touching_a_model(tmp_path, fresh_resources):
-    ctx = Context(home=str(tmp_path))
+    ctx = Context().with_settings(Settings(home=str(tmp_path)))
     compiled = builder.compile(checkpointer=InMemorySaver())
     config = {"configurable": {"thread_id": "ticket:x"}}
     out = compiled.invoke({"ticket": {"id": "x", "channel": "chat", "body": ""}}, config,
