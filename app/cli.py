@@ -493,7 +493,7 @@ def cmd_cases(args: argparse.Namespace) -> int:
     """Remove a resolved case (for example one learned from a wrong answer) by ticket id."""
     from app.lookup import AmbiguousTicket
     from graph.resources import get_resources
-    from retrieval.cases import COLLECTION
+    from retrieval.cases import COLLECTION, delete_case
 
     store = get_resources(_context(args)).store
     holding = (store.payloads_where(COLLECTION, "ticket_ids", str(args.ticket_id))
@@ -503,8 +503,8 @@ def cmd_cases(args: argparse.Namespace) -> int:
         tenants = [t for t in tenants if t == args.tenant]
     if len(tenants) > 1:
         raise AmbiguousTicket(args.ticket_id, tenants)
-    removed = bool(tenants) and store.delete_where(
-        COLLECTION, _case_filter(args.ticket_id, tenants[0])) > 0
+    removed = bool(tenants) and delete_case(
+        store, args.ticket_id, None if tenants[0] == "default" else tenants[0])
     scope = f" of tenant {args.tenant}" if args.tenant is not None else ""
     print(f"removed the case of ticket {args.ticket_id} (tenant {tenants[0]})" if removed
           else f"no resolved case holds ticket {args.ticket_id[:200]}{scope}")
@@ -632,18 +632,6 @@ def cmd_deliver(args: argparse.Namespace) -> int:
         while not stop and time.monotonic() < deadline:
             time.sleep(0.1)
     return EXIT_FAILED if args.once and dead else EXIT_OK
-
-
-def _case_filter(ticket_id: str, tenant: str) -> Any:
-    """Points of `tenant`'s case holding `ticket_id` (`default`: cases stored without one)."""
-    from qdrant_client import models
-
-    holds = models.FieldCondition(key="ticket_ids", match=models.MatchValue(value=str(ticket_id)))
-    if tenant == "default":  # the workflow stores default-tenant cases without a tenant
-        return models.Filter(must=[
-            holds, models.IsEmptyCondition(is_empty=models.PayloadField(key="tenant"))])
-    return models.Filter(must=[
-        holds, models.FieldCondition(key="tenant", match=models.MatchValue(value=tenant))])
 
 
 def cmd_keys(args: argparse.Namespace) -> int:

@@ -44,6 +44,7 @@ def main(argv: list[str] | None = None) -> None:
     import psycopg
 
     from app.runner import Runner
+    from app.settings import Settings
     from app.worker import Worker
     from graph.context import Context
     from graph.persistence import close_all
@@ -54,7 +55,7 @@ def main(argv: list[str] | None = None) -> None:
     outcomes: Counter = Counter()
     with tempfile.TemporaryDirectory() as tmp, throwaway_postgres(args.database_url) as url:
         home = prepare_home(Path(tmp) / "home", args.home)
-        runner = Runner(Context(home=str(home), database_url=url))
+        runner = Runner(Context().with_settings(Settings(home=str(home), database_url=url)))
         worker = Worker(runner, concurrency=args.concurrency,
                         on_outcome=lambda o: outcomes.update([o.summary["status"]]))
         figures["load_before"] = load_average()

@@ -22,7 +22,7 @@ import pytest
 
 from app.delivery import deliver_due, delivery_counts
 from app.runner import Runner
-from app.settings import DeliverySettings, SettingsError
+from app.settings import DeliverySettings, Settings, SettingsError
 from app.show import ticket_view
 from graph.context import Context
 from graph.persistence import close_all
@@ -313,7 +313,7 @@ def test_delivery_on_postgres(demo_home: Path, pg_url: str, monkeypatch: pytest.
     from app.timerange import parse_range
 
     monkeypatch.setenv("LANGGRAPH_AES_KEY", AES_KEY)
-    runner = Runner(Context(database_url=pg_url))
+    runner = Runner(Context().with_settings(Settings.from_env(database_url=pg_url)))
     try:
         thread = edited_ticket(runner, "pg-dl-1", tenant="acme")
         rejected = runner.run({"id": "pg-dl-2", "body": "Can you recommend a good banana bread "

@@ -131,7 +131,7 @@ def test_outbox_deliverables_are_sealed_at_rest_and_erased_after_delivery(
     from tests.integration.test_delivery import Receiver
 
     monkeypatch.setenv("LANGGRAPH_AES_KEY", "s" * 32)
-    runner = Runner(Context(home=str(demo_home)))
+    runner = Runner(Context().with_settings(Settings(home=str(demo_home))))
     quoted = {}
     for i, entry in enumerate(CORPUS[:4]):
         outcome = runner.run({"id": f"sealed-{i}", "channel": "email", "subject": "help",
