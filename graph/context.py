@@ -75,6 +75,11 @@ class Context:
         default=True,
         metadata={"description": "Ingest the shipped demo knowledge base on first use."},
     )
+    routing: str = field(
+        default="auto",
+        metadata={"description": "intent (trained model), retrieval (evidence across kb_* "
+                                 "collections) or auto (intent when the home has a model)."},
+    )
     min_relevance: float = field(
         default=0.3, metadata={"description": "Dense similarity below which a passage is noise."}
     )
