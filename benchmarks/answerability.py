@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import random
 import shutil
 import subprocess
@@ -156,6 +157,38 @@ def run_set(home: Path, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def raw_logit(r: dict[str, Any]) -> float | None:
+    """The home model's log-odds before calibration (recorded in the confidence signals)."""
+    from models.answerability import CALIBRATION
+
+    if r["confidence"] is None:
+        return None
+    signals = r.get("signals") or {}
+    if "logit" in signals:
+        return float(signals["logit"])
+    p = min(max(r["confidence"], 1e-6), 1 - 1e-6)
+    return (math.log(p / (1 - p)) - CALIBRATION[1]) / CALIBRATION[0]
+
+
+def fit_calibration(records: list[dict[str, Any]]) -> tuple[float, float]:
+    """Platt scaling: the slope and offset that map log-odds to the observed rate of right."""
+    from sklearn.linear_model import LogisticRegression
+
+    scored = [r for r in records if r["confidence"] is not None]
+    x = np.array([[raw_logit(r)] for r in scored])
+    y = np.array([int(r["right"]) for r in scored])
+    model = LogisticRegression(C=1e4).fit(x, y)
+    return float(model.coef_[0][0]), float(model.intercept_[0])
+
+
+def recalibrated(records: list[dict[str, Any]], calibration: tuple[float, float]
+                 ) -> list[dict[str, Any]]:
+    from models.answerability import calibrated
+
+    return [{**r, "confidence": None if r["confidence"] is None
+             else calibrated(raw_logit(r), calibration)} for r in records]
+
+
 def sent_at(r: dict[str, Any], t: float) -> bool:
     return bool(r["eligible"] and r["confidence"] is not None and r["confidence"] >= t)
 
@@ -166,29 +199,40 @@ def precision(records: list[dict[str, Any]], t: float) -> tuple[float | None, in
 
 
 def choose_threshold(records: list[dict[str, Any]], target: float = TARGET_PRECISION) -> float:
-    """The lowest threshold whose auto-send precision on `records` reaches `target`."""
-    for t in np.round(np.arange(0.3, 0.99, 0.01), 2):
-        p, n = precision(records, float(t))
-        if p is not None and p >= target and n >= 1:
-            return float(t)
+    """The lowest threshold whose auto-send precision on `records` reaches `target`.
+
+    Checked at every higher threshold too, so one lucky band does not set it.
+    """
+    grid = [float(t) for t in np.round(np.arange(0.3, 0.995, 0.01), 2)]
+    ok = [(precision(records, t)[0] or 1.0) >= target for t in grid]
+    for i, t in enumerate(grid):
+        if all(ok[i:]):
+            return t
     return 0.99
 
 
 def cross_validate(records: list[dict[str, Any]], folds: int = 5, seed: int = 16
                    ) -> dict[str, Any]:
+    """Per fold: calibration and threshold from the other folds, figures on this one."""
     order = list(range(len(records)))
     random.Random(seed).shuffle(order)
-    chosen, held = [], []
+    chosen, held, eces, rates = [], [], [], []
     for f in range(folds):
         test = [records[i] for i in order[f::folds]]
         train = [records[i] for n, i in enumerate(order) if n % folds != f]
-        t = choose_threshold(train)
+        calibration = fit_calibration(train)
+        t = choose_threshold(recalibrated(train, calibration))
+        test = recalibrated(test, calibration)
         p, n = precision(test, t)
         chosen.append(t)
         held.append(p)
+        eces.append(ece([r for r in test if r["set"] in ("demo", "bitext")]))
+        rates.append(n / len(test))
     return {"thresholds": chosen, "threshold": float(np.median(chosen)),
             "threshold_spread": [min(chosen), max(chosen)],
-            "heldout_precision": [None if p is None else round(p, 4) for p in held]}
+            "heldout_precision": [None if p is None else round(p, 4) for p in held],
+            "heldout_ece_demo_bitext": eces,
+            "heldout_auto_send_rate": [round(r, 4) for r in rates]}
 
 
 def ece(records: list[dict[str, Any]], bins: int = 10) -> float | None:
@@ -252,7 +296,15 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.out).write_text("".join(json.dumps(r) + "\n" for r in records))
     cv = cross_validate(records)
     t = cv["threshold"]
-    result = {"threshold": t, "cv": cv, **figures(records, t),
+    calibration = fit_calibration(records)
+    from models.answerability import CALIBRATION
+
+    shipped = recalibrated(records, CALIBRATION)
+    records = recalibrated(records, calibration)
+    result = {"threshold": t, "calibration": [round(c, 4) for c in calibration], "cv": cv,
+              **figures(records, t),
+              "with_shipped_calibration": {"calibration": list(CALIBRATION),
+                                           **figures(shipped, t)},
               "seconds": round(time.perf_counter() - started, 1), "short": short}
     for r in records:
         if sent_at(r, t) and not r["right"]:

@@ -131,7 +131,7 @@ class Resources:
         from models.answerability import AnswerabilityModel
 
         def build() -> Any:
-            model = AnswerabilityModel.load(self.ctx.home_path)
+            model = AnswerabilityModel.load(self.ctx.home_path)  # None: none, or older format
             return model if model is not None else (self.refit_answerability() or False)
 
         return self._get("answerability", build) or None

@@ -34,7 +34,10 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 MODEL_FILE = "answerability.json"
-FORMAT = 1
+FORMAT = 2
+"""Bumped whenever features or term stemming change: an older stored model is fitted again."""
+MIN_ASK_TERMS = 3
+"""Fewer key terms than this in the ticket's questions: the whole ticket's terms count."""
 FEATURES = ("relevance", "title_relevance", "coverage", "term_coverage", "kb_terms",
             "route_agree", "intent")
 KB_PREFIX = "kb_"
@@ -63,12 +66,14 @@ def stopwords() -> frozenset[str]:
 def stem(word: str) -> str:
     """A light suffix stripper, so 'invoices'/'invoice' and 'cancelled'/'cancel' meet."""
     w = word.lower()
-    for suffix, keep in (("ies", "y"), ("ing", ""), ("ed", ""), ("es", ""), ("s", "")):
+    for suffix, keep in (("ies", "y"), ("ing", ""), ("ed", ""), ("s", "")):
         if w.endswith(suffix) and len(w) - len(suffix) >= 3 and not w.endswith("ss"):
             w = w[: len(w) - len(suffix)] + keep
             break
     if len(w) > 3 and w[-1] == w[-2] and w[-1] not in "aeiou":
         w = w[:-1]  # cancell -> cancel, billl -> bill
+    if len(w) > 4 and w.endswith("e"):
+        w = w[:-1]  # invoice/invoic(ed), create/creat(ed)
     return w
 
 
@@ -174,6 +179,8 @@ def features(question: str, cited: Sequence[dict[str, Any]], profile: KbProfile,
     """
     parts = ask_parts(question)
     ask_terms = terms(" ".join(parts), stop)
+    if len(ask_terms) < MIN_ASK_TERMS:  # "which one makes sense?": the context says what
+        ask_terms = terms(question, stop)
     if not cited or not parts:
         zero = dict.fromkeys(FEATURES, 0.0)
         zero["intent"] = float(intent_confidence)
@@ -199,6 +206,19 @@ def features(question: str, cited: Sequence[dict[str, Any]], profile: KbProfile,
 
 
 # ---------------------------------------------------------------------- the model
+CALIBRATION = (1.0, 0.0)
+"""Slope and offset applied to the log-odds. The home's model is fitted on questions written
+from the KB, which are easier than real tickets; this maps its log-odds to the rate at which
+real replies are right. Chosen by cross-validation on development tickets (demo set, Bitext,
+the S10 manual, off-topic requests: `python -m benchmarks.answerability`), like a threshold."""
+
+
+def calibrated(logit: float, calibration: tuple[float, float] = CALIBRATION) -> float:
+    """Probability from log-odds through the calibration map."""
+    z = calibration[0] * logit + calibration[1]
+    return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, z))))
+
+
 @dataclass
 class AnswerabilityModel:
     """Logistic regression over `FEATURES`, with the KB's term profile it was fitted on."""
@@ -209,11 +229,14 @@ class AnswerabilityModel:
     fingerprint: str = ""
     report: dict[str, Any] = field(default_factory=dict)
 
+    def logit(self, values: dict[str, float]) -> float:
+        """The fitted model's log-odds (before calibration)."""
+        return self.intercept + sum(c * values[name] for c, name in zip(self.coef, FEATURES,
+                                                                        strict=True))
+
     def probability(self, values: dict[str, float]) -> float:
-        """P(a reply citing these sections is right and can be sent)."""
-        z = self.intercept + sum(c * values[name] for c, name in zip(self.coef, FEATURES,
-                                                                     strict=True))
-        return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, z))))
+        """P(a reply citing these sections is right and can be sent), calibrated."""
+        return calibrated(self.logit(values))
 
     def save(self, home: Path) -> Path:
         """Write atomically to `home/answerability.json`."""

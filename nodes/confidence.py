@@ -77,6 +77,7 @@ def confidence(state: State, step: Step) -> dict:
                                    stop=stopwords())
         signals.update({k: round(v, 4) for k, v in values.items()})
         score = model.probability(values)
+        signals["logit"] = round(model.logit(values), 4)
         if values["term_coverage"] < OFF_KB_COVERAGE and score < step.ctx.confidence_threshold:
             # Look-alike out of domain: the KB has nothing on these terms; no retry can help.
             update.update(review_reason="off_knowledge_base", route="human")
