@@ -221,6 +221,9 @@ def _print_payload(thread_id: str, payload: dict) -> None:
     intent = req.get("intent") or {}
     print(f"\nintent {intent.get('intent')} ({intent.get('confidence')}), "
           f"tone {scores['tone']}, confidence {scores['confidence']}, flags {req.get('flags')}")
+    missing = ((req.get("confidence") or {}).get("signals") or {}).get("missing_terms")
+    if missing:
+        print(f"not in the cited sections: {', '.join(missing)}")
     for source in req.get("sources") or []:
         print(f"  source: {source['title']} ({source['doc_id']})")
 

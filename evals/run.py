@@ -70,7 +70,7 @@ def prepare(ctx: Context, team: Context) -> None:
     scratch costs a minute of embedding, a copy milliseconds. The demo KB is then brought up
     to date in the copy (a fingerprint check when it already is).
     """
-    from graph.resources import get_resources
+    from graph.resources import NO_DEMO_MARKER, get_resources
     from retrieval import sentence_cache
 
     source = team.home_path / "qdrant"
@@ -91,9 +91,14 @@ def prepare(ctx: Context, team: Context) -> None:
     res = get_resources(ctx)
     if local and res.store.exists(CASES):
         res.store.client.delete_collection(CASES)
+    for name in ("answerability.json", NO_DEMO_MARKER):  # a KB-only home stays KB-only
+        if local and (team.home_path / name).is_file():
+            shutil.copy2(team.home_path / name, ctx.home_path / name)
     if ctx.demo_kb:
         res.demo_kb_ready()
-    res.intent_model.predict(["warm-up"])
+    if res.routing == "intent":
+        res.intent_model.predict(["warm-up"])
+    res.answerability  # noqa: B018 - loaded (or fitted on the KB) before any ticket runs
 
 
 def gold_decision(gold: EvalTicket, has_draft: bool) -> dict[str, Any]:

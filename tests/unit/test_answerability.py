@@ -75,7 +75,7 @@ def test_multi_part_coverage_is_the_worst_part() -> None:
 
 
 def test_model_round_trips_through_the_home(tmp_path: Path) -> None:
-    model = AnswerabilityModel(coef=[1.0] * 7, intercept=-3.0,
+    model = AnswerabilityModel(coef=[1.0] * 3, intercept=-1.0,
                                profile=KbProfile(sections=2, df={"cancel": 1}),
                                fingerprint="f")
     model.save(tmp_path)
@@ -83,7 +83,7 @@ def test_model_round_trips_through_the_home(tmp_path: Path) -> None:
     assert loaded is not None and loaded.coef == model.coef
     values = dict.fromkeys(("relevance", "title_relevance", "coverage", "term_coverage",
                             "kb_terms", "route_agree", "intent"), 1.0)
-    assert loaded.logit(values) == 4.0 and 0 < loaded.probability(values) < 1
+    assert loaded.logit(values) == 2.0 and 0 < loaded.probability(values) < 1
     (tmp_path / "answerability.json").write_text("{not json", encoding="utf-8")
     assert AnswerabilityModel.load(tmp_path) is None
 
