@@ -7,7 +7,9 @@ collection, and how sure routing was. It never reads the draft's wording, so it 
 provider. A ticket whose key terms the knowledge base does not contain ("cancel my order" on
 an email API's desk) and that scores below the threshold goes straight to a person, route
 `human`, with the missing terms shown to the reviewer. Flags such as a possible prompt
-injection force review whatever the score.
+injection force review whatever the score. So does a ticket about another business's things
+("order", "parcel", "flight": `models/data/off_kb_terms.txt`) that the cited sections do not
+mention, whatever the score: the KB answered a look-alike question.
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ def _cited(state: State, passages: list[dict]) -> list[dict]:
 @node("confidence")
 def confidence(state: State, step: Step) -> dict:
     """Score the current draft; the router sends, plans or asks a human."""
-    from models.answerability import features, stopwords
+    from models.answerability import features, look_alike_terms, stopwords
     from models.embeddings import get_embedder
 
     passages = state.get("passages") or []
@@ -78,7 +80,9 @@ def confidence(state: State, step: Step) -> dict:
         signals.update({k: round(v, 4) for k, v in values.items()})
         score = model.probability(values)
         signals["logit"] = round(model.logit(values), 4)
-        if values["term_coverage"] < OFF_KB_COVERAGE and score < step.ctx.confidence_threshold:
+        look_alike = [t for t in missing if t in look_alike_terms()]
+        low = values["term_coverage"] < OFF_KB_COVERAGE and score < step.ctx.confidence_threshold
+        if look_alike or low:
             # Look-alike out of domain: the KB has nothing on these terms; no retry can help.
             update.update(review_reason="off_knowledge_base", route="human")
     signals["missing_terms"] = missing[:8]
