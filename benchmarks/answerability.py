@@ -146,11 +146,12 @@ def run_set(home: Path, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
         else:
             right = False
         conf = (state.get("confidence") or {}).get("score")
+        signals = (state.get("confidence") or {}).get("signals") or {}
         out.append({**{k: v for k, v in item.items() if k != "ticket"},
                     "id": item["ticket"]["id"], "body": item["ticket"]["body"][:200],
                     "status": summary["status"], "route_out": summary.get("route"),
                     "reason": summary.get("review_reason"), "confidence": conf,
-                    "eligible": conf is not None and summary.get("review_reason") in SCORE_REASONS,
+                    "eligible": eligible(conf, summary.get("review_reason"), signals),
                     "right": right, "cited_titles": titles,
                     "signals": (state.get("confidence") or {}).get("signals")})
     reset_resources()
@@ -189,6 +190,15 @@ def recalibrated(records: list[dict[str, Any]], calibration: tuple[float, float]
              else calibrated(raw_logit(r), calibration)} for r in records]
 
 
+def eligible(conf: float | None, reason: str | None, signals: dict[str, Any]) -> bool:
+    """Reached `confidence` and only the score decides (a look-alike term forces a person)."""
+    from models.answerability import look_alike_terms
+
+    if conf is None or reason not in SCORE_REASONS:
+        return False
+    return not any(t in look_alike_terms() for t in signals.get("missing_terms") or [])
+
+
 def sent_at(r: dict[str, Any], t: float) -> bool:
     return bool(r["eligible"] and r["confidence"] is not None and r["confidence"] >= t)
 
@@ -199,14 +209,10 @@ def precision(records: list[dict[str, Any]], t: float) -> tuple[float | None, in
 
 
 def choose_threshold(records: list[dict[str, Any]], target: float = TARGET_PRECISION) -> float:
-    """The lowest threshold whose auto-send precision on `records` reaches `target`.
-
-    Checked at every higher threshold too, so one lucky band does not set it.
-    """
-    grid = [float(t) for t in np.round(np.arange(0.3, 0.995, 0.01), 2)]
-    ok = [(precision(records, t)[0] or 1.0) >= target for t in grid]
-    for i, t in enumerate(grid):
-        if all(ok[i:]):
+    """The lowest threshold whose auto-send precision on `records` reaches `target`."""
+    for t in (float(t) for t in np.round(np.arange(0.3, 0.995, 0.01), 2)):
+        p, n = precision(records, t)
+        if p is not None and p >= target:
             return t
     return 0.99
 
@@ -278,7 +284,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--short", action="store_true", help="smaller sets (development)")
     parser.add_argument("--out", default="", help="write the per-ticket records here (JSONL)")
     parser.add_argument("--workdir", default="", help="keep homes here (default: a temp dir)")
+    parser.add_argument("--records", default="",
+                        help="analyse per-ticket records written by --out instead of running")
     args = parser.parse_args(argv)
+    if args.records:
+        records = [json.loads(line) for line in Path(args.records).read_text().splitlines()]
+        for r in records:
+            r["eligible"] = eligible(r["confidence"], r["reason"], r.get("signals") or {})
+        return report(records, short=args.short, started=time.perf_counter())
     short = args.short
     base = Path(args.workdir or tempfile.mkdtemp(prefix="sg-answerability-"))
     base.mkdir(parents=True, exist_ok=True)
@@ -294,6 +307,14 @@ def main(argv: list[str] | None = None) -> int:
                        + offtopic_tickets(20 if short else 50))
     if args.out:
         Path(args.out).write_text("".join(json.dumps(r) + "\n" for r in records))
+    code = report(records, short=short, started=started)
+    if not args.workdir:
+        shutil.rmtree(base, ignore_errors=True)
+    return code
+
+
+def report(records: list[dict[str, Any]], *, short: bool, started: float) -> int:
+    """Cross-validate, print the wrongly auto-sent tickets and the figures (last line JSON)."""
     cv = cross_validate(records)
     t = cv["threshold"]
     calibration = fit_calibration(records)
@@ -311,8 +332,6 @@ def main(argv: list[str] | None = None) -> int:
             print(f"wrongly auto-sent [{r['set']}] {r['id']} conf={r['confidence']}: "
                   f"{r['body'][:90]!r} -> {r['cited_titles'][:2]}", file=sys.stderr)
     print(json.dumps(result))
-    if not args.workdir:
-        shutil.rmtree(base, ignore_errors=True)
     return 0
 
 
