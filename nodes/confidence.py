@@ -1,17 +1,16 @@
 """Confidence: the probability that the final draft answers this ticket and can be sent.
 
-It comes from the home's answerability model (models/answerability.py): how close the question
-and each of its parts are to the sections the draft cites, whether the ticket's key terms occur
-in those sections and in the knowledge base at all, whether the route agrees with the cited
-collection, and how sure routing was. It never reads the draft's wording, so it holds for any
-provider. A ticket whose key terms the knowledge base does not contain ("cancel my order" on
-an email API's desk) and that scores below the threshold goes straight to a person, route
-`human`, with the missing terms shown to the reviewer. Flags such as a possible prompt
-injection force review whatever the score. So does a ticket about another business's things
-("order", "parcel", "flight": `models/data/off_kb_terms.txt`) that the cited sections do not
-mention, whatever the score: the KB answered a look-alike question.
+It comes from the home's answerability model (models/answerability.py), fitted on the home's
+own KB and calibrated: how close the question is to the sections the draft cites and to their
+titles, and whether the route agrees with the cited collection. It never reads the draft's
+wording, so it holds for any provider. The other signals (coverage of each part of the ticket,
+key terms in the cited sections and in the KB, routing confidence) are recorded for the
+reviewer. A ticket about another business's things ("order", "shipping", "delivery":
+`models/data/off_kb_terms.txt`) goes straight to a person, route `human`, reason
+`off_knowledge_base`, when the cited sections do not mention them or the score is below the
+threshold: the KB answered a look-alike question. Flags such as a possible prompt injection
+force review whatever the score.
 """
-
 from __future__ import annotations
 
 import re
@@ -21,9 +20,6 @@ from graph.state import State
 
 # A resolved case counts as a known solution only when it is really the same question.
 KNOWN_SOLUTION_MIN = 0.75
-# Below this share of the ticket's key terms in the cited sections (IDF-weighted), a low score
-# means the KB does not cover what is asked: a person, not another search, is the next step.
-OFF_KB_COVERAGE = 0.6
 _WORD = re.compile(r"[a-z0-9]+")
 FORCE_REVIEW_FLAGS = ("possible_injection", "non_english", "multi_intent")
 
@@ -56,7 +52,7 @@ def _cited(state: State, passages: list[dict]) -> list[dict]:
 @node("confidence")
 def confidence(state: State, step: Step) -> dict:
     """Score the current draft; the router sends, plans or asks a human."""
-    from models.answerability import features, look_alike_terms, stopwords
+    from models.answerability import features, look_alike_terms, stopwords, terms
     from models.embeddings import get_embedder
 
     passages = state.get("passages") or []
@@ -80,9 +76,11 @@ def confidence(state: State, step: Step) -> dict:
         signals.update({k: round(v, 4) for k, v in values.items()})
         score = model.probability(values)
         signals["logit"] = round(model.logit(values), 4)
-        look_alike = [t for t in missing if t in look_alike_terms()]
-        low = values["term_coverage"] < OFF_KB_COVERAGE and score < step.ctx.confidence_threshold
-        if look_alike or low:
+        others = look_alike_terms()
+        uncovered = any(t in others for t in missing)
+        unsure = score < step.ctx.confidence_threshold and any(
+            t in others for t in terms(state["query"][:4000], stopwords()))
+        if uncovered or unsure:
             # Look-alike out of domain: the KB has nothing on these terms; no retry can help.
             update.update(review_reason="off_knowledge_base", route="human")
     signals["missing_terms"] = missing[:8]
