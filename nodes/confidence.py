@@ -7,9 +7,9 @@ wording, so it holds for any provider. The other signals (coverage of each part 
 key terms in the cited sections and in the KB, routing confidence) are recorded for the
 reviewer. A ticket about another business's things ("order", "shipping", "delivery":
 `models/data/off_kb_terms.txt`) goes straight to a person, route `human`, reason
-`off_knowledge_base`, when the cited sections do not mention them or the score is below the
-threshold: the KB answered a look-alike question. Flags such as a possible prompt injection
-force review whatever the score.
+`off_knowledge_base`, when the cited sections do not mention them or the ticket's questions
+ask about them and the score is below the threshold: the KB answered a look-alike question.
+Flags such as a possible prompt injection force review whatever the score.
 """
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ def _cited(state: State, passages: list[dict]) -> list[dict]:
 @node("confidence")
 def confidence(state: State, step: Step) -> dict:
     """Score the current draft; the router sends, plans or asks a human."""
-    from models.answerability import features, look_alike_terms, stopwords, terms
+    from models.answerability import ask_parts, features, look_alike_terms, stopwords, terms
     from models.embeddings import get_embedder
 
     passages = state.get("passages") or []
@@ -79,7 +79,7 @@ def confidence(state: State, step: Step) -> dict:
         others = look_alike_terms()
         uncovered = any(t in others for t in missing)
         unsure = score < step.ctx.confidence_threshold and any(
-            t in others for t in terms(state["query"][:4000], stopwords()))
+            t in others for t in terms(" ".join(ask_parts(state["query"][:4000])), stopwords()))
         if uncovered or unsure:
             # Look-alike out of domain: the KB has nothing on these terms; no retry can help.
             update.update(review_reason="off_knowledge_base", route="human")
