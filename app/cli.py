@@ -413,6 +413,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     ctx = _context(args)
     res = get_resources(ctx)
     res.db.migrate()
+    res.pii_salt  # noqa: B018 - creates the home's salt file (0600) if there is none
     res.intent_model.predict(["warm-up"])
     if ctx.demo_kb:
         res.demo_kb_ready()

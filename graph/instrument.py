@@ -130,8 +130,9 @@ def node(
             info = runtime.execution_info
             ticket_id = ticket_id_of(state)
             thread_id = (info.thread_id if info and info.thread_id else f"ticket:{ticket_id}")
-            step = Step(name=name, ctx=ctx, res=get_resources(ctx), ticket_id=ticket_id,
-                        thread_id=thread_id)
+            res = get_resources(ctx)
+            ctx = res.with_salt(ctx)
+            step = Step(name=name, ctx=ctx, res=res, ticket_id=ticket_id, thread_id=thread_id)
             started = now_iso()
             t0 = time.perf_counter()
             outcome, failure = "ok", None

@@ -46,6 +46,17 @@ class Resources:
                                                        self.ctx.home_path))
 
     @property
+    def pii_salt(self) -> str:
+        """The home's salt file (made if missing); a Settings salt in the context wins over it."""
+        from graph.salt import home_salt
+
+        return self._get("pii_salt", lambda: home_salt(self.ctx.home_path))
+
+    def with_salt(self, ctx: Context) -> Context:
+        """`ctx` with its salt filled in: every redaction needs one, and empty is refused."""
+        return ctx if ctx.pii_salt else ctx.replace(pii_salt=self.pii_salt)
+
+    @property
     def store(self) -> Any:
         """The Qdrant knowledge store (local folder or server)."""
         from retrieval import sentence_cache
