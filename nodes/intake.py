@@ -6,7 +6,7 @@ from graph.instrument import Step, node, now_iso
 from graph.pii import redact
 from graph.screening import injection_signals, looks_non_english, quoted_injection
 from graph.state import State
-from graph.tickets import TicketError, parse_chat, parse_eml
+from graph.tickets import TicketError, email_parts, parse_chat, parse_eml
 
 
 @node("intake")
@@ -32,10 +32,13 @@ def intake(state: State, step: Step) -> dict:
     text = f"{normalized['subject']}\n{normalized['body']}".strip()
     flags = []
     # The quoted part of an email is stripped above but still screened: an attack hidden
-    # in a quoted reply is an attack.
+    # in a quoted reply, an HTML comment or a text attachment is an attack.
     signals = injection_signals(text) or quoted_injection(
         redact(str((state.get("ticket") or {}).get("body") or ""), salt=salt),
         normalized["body"])
+    if not signals and state.get("eml"):
+        signals = [f"quoted:{name}" for part in email_parts(data)
+                   for name in injection_signals(part)]
     if signals:
         flags.append("possible_injection")
         step.detail["injection_signals"] = signals
