@@ -85,6 +85,13 @@ class Resources:
         return self._get("intent_model", build)
 
     @property
+    def injection_head(self) -> Any:
+        """The learned injection detector's head (models/data/injection_head.json)."""
+        from models.injection import InjectionHead
+
+        return self._get("injection_head", InjectionHead.load)
+
+    @property
     def tone_scorer(self) -> Any:
         """The offline tone scorer."""
         from models.tone import ToneScorer

@@ -43,7 +43,8 @@ _INJECTION_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
          r"jailbreak|developer mode|(?-i:\bDAN\b)|stay in character|let'?s play a game|"
          r"you are [A-Z][a-z]+[A-Z]?\w*(bot|gpt|ai)\b)"),
         ("fake_system_turn",
-         r"(^|\n)\s*(\[?\s*(system|assistant|tool|function)\s*(message|output|result)?\s*\]?\s*:)"
+         r"(^|\n)[ \t]*((\[[ \t]*)?(system|assistant|tool|function)([ \t]*(message|output|result))?"
+         r"([ \t]*\])?[ \t]*:)"
          r"|<\s*/?\s*(system|tool_output|function_results?|instructions?)\s*>"
          r"|\[\s*/?\s*(system|tool_output|tool|function_call|function_results?)\b[^\]]{0,80}\]"
          r"|```\s*(system|tool)"),
@@ -62,7 +63,8 @@ _INJECTION_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
          r"|\b(note|attention|memo|message)\s*(to|for)?\s*(the\s+|any\s+)?(ai|assistant|bot|llm|"
          r"language model)\b|\bnew instructions\s*(follow|:|below)"),
         ("fake_authority_block",
-         r"(\[|#{2,}|-{3,})[^\]\n]{0,60}\b(internal|approval|admin|priority:\s*highest|"
+         r"(\[|(?<!#)#{2,8}|(?<!-)-{3,12})[^\]\n#]{0,60}\b(internal|approval|admin|"
+         r"priority:\s*highest|"
          r"agent policy|note from)\b[^\]\n]{0,80}(\]|#{2,}|-{3,}|:)"
          r"|\bsupersedes all previous\b"),
         ("extract_prompt",
@@ -102,7 +104,8 @@ _INJECTION_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
          r"<\|\s*(im_start|im_end|system|endoftext|assistant|user)\s*\|>|\[/?INST\]|<<\s*/?SYS\s*>>"
          r"|\[\s*(system|assistant|tool|developer)\s*\]\s*:"
          r"|[\"']role[\"']\s*:\s*[\"'](system|assistant|tool|developer)[\"']"
-         r"|(={3,}|-{3,}|#{2,}|\[)\s*(begin |start )?(output|result|response)s? (of|from) "
+         r"|((?<!=)={3,}|(?<!-)-{3,}|(?<!#)#{2,}|\[)[ \t]*(begin |start )?"
+         r"(output|result|response)s? (of|from) "
          r"[\w.]+"),
         ("self_disclosure",
          r"\bsystem[\s_-]*prompt\b|\bcontext window\b"
@@ -152,13 +155,14 @@ _INJECTION_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
         ("fake_completion",
          r"(^|\n|\s)#{1,6}\s*(response|instruction|instructions|input|output|answer|assistant|"
          r"user|system|human|task|new task)\s*:"
-         r"|(^|\n)\s*(human|ai|user|assistant|bot|system|model)\s*:\s*\S"
+         r"|(^|\n)[ \t]*(human|ai|user|assistant|bot|system|model)[ \t]*:[ \t]*\S"
          r"|\b(response|answer|output|reply)\s*:\s*[^\n]{0,120}\b(instruction|new task|"
          r"next task|task)\s*:"
          r"|\b(task (complete|completed|done|finished)|answer complete|end of (the )?"
          r"(ticket|message|input|response|conversation|email))\b[.!:]?\s*\S"),
         ("escape_separator",
-         r"((\n[ \t]*){4,}|(\\n){2,}|(\\[rt]){2,}|(^|\n)\s*([=\-#*_~+<>]\s*){5,}\n?)\s*"
+         r"((\n[ \t]*){4,40}|(\\n){2,40}|(\\[rt]){2,40}|(^|\n)[ \t]*([=\-#*_~+<>][ \t]*){5,80}\n?)"
+         r"[ \t]*"
          r"(new|now|next|instead|important|task|instructions?|system|assistant|ai|ignore|"
          r"from now|your|print|say|reply|respond|output|write|answer|admin|developer)\b"),
         ("polite_override",
@@ -185,7 +189,7 @@ _INJECTION_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
          r"form of)\s+[\"'(\[]"
          r"|\b(include|add|insert|put|append|embed|mention)\s+(this|the following|a|the|my)\s+"
          r"(link|url|text|line|sentence|phrase|message|note|website|site|address|code|promo code|"
-         r"coupon|discount code)\b[^\n]{0,40}\b(in|to|into|at the (end|start) of)\s+(your|the|"
+         r"coupon|discount code)\b[^\n]{0,40}\b(in|to|into|of|at the (end|start) of)\s+(your|the|"
          r"every)\s+(reply|answer|response|message|email)"
          r"|\b(print|output|say|respond with|reply with|answer with|type)\s+(only\s+|just\s+|"
          r"exactly\s+)?[\"'“][^\"'”]{1,80}[\"'”]"),
@@ -286,24 +290,6 @@ _FOREIGN = set(
     "mes depuis hier mein meine ich seit zu von auf desde ayer puedo quiero".split()
 )
 _WORD = re.compile(r"[^\W\d_]+", re.UNICODE)
-
-
-def _deobfuscated(text: str) -> list[str]:
-    """Readings of `text` with common obfuscations undone (empty when there are none)."""
-    variants = []
-    joined = _SPLIT_LETTERS.sub(lambda m: re.sub(r"[-_.* ]", "", m.group(0)), text)
-    leet = _LEET_WORD.sub(lambda m: m.group(0).translate(_LEET), joined)
-    if leet != text:
-        variants.append(leet)
-    for blob in _BASE64.findall(text):
-        try:
-            decoded = base64.b64decode(blob + "=" * (-len(blob) % 4), validate=True)
-            plain = decoded.decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError):
-            continue
-        if plain.isprintable() and sum(c.isalpha() or c == " " for c in plain) > 0.8 * len(plain):
-            variants.append(plain)
-    return variants
 
 
 def injection_signals(text: str) -> list[str]:

@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from graph.instrument import Step, node, now_iso
 from graph.pii import redact
-from graph.screening import injection_signals, looks_non_english, quoted_injection
+from graph.screening import (
+    injection_signals,
+    looks_non_english,
+    normalise_for_screening,
+    quoted_injection,
+)
 from graph.state import State
 from graph.tickets import TicketError, email_parts, parse_chat, parse_eml
+
+
+def _encode(texts: list[str]) -> Any:
+    from models.embeddings import get_embedder
+
+    return get_embedder().encode(texts)
 
 
 @node("intake")
@@ -39,6 +52,11 @@ def intake(state: State, step: Step) -> dict:
     if not signals and state.get("eml"):
         signals = [f"quoted:{name}" for part in email_parts(data)
                    for name in injection_signals(part)]
+    # The learned detector reads what the rules read, normalised the same way.
+    probability, _ = step.res.injection_head.score(normalise_for_screening(text), _encode)
+    step.detail["injection_probability"] = round(probability, 4)
+    if probability >= step.res.injection_head.threshold:
+        signals = [*signals, "learned"]
     if signals:
         flags.append("possible_injection")
         step.detail["injection_signals"] = signals
