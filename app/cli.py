@@ -54,7 +54,8 @@ def _print_summary(outcome: Any, as_json: bool) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     """Run one ticket (--text / --eml) or a JSONL file of tickets (--input)."""
     from app.runner import Runner, ThreadBusy
-    from graph.tickets import parse_chat, parse_eml
+    from graph.screening import with_hidden_attacks
+    from graph.tickets import email_parts, parse_chat, parse_eml
 
     sources = [s for s in (args.text is not None, args.eml, args.input) if s]
     if len(sources) != 1:
@@ -68,7 +69,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         path = Path(args.eml)
         if not path.is_file():
             raise BadInput(f"no such file: {path}")
-        ticket = parse_eml(path.read_bytes(), ticket_id=args.id)
+        data = path.read_bytes()
+        ticket = parse_eml(data, ticket_id=args.id)
+        ticket["body"] = with_hidden_attacks(ticket["body"], email_parts(data))
         ticket["tenant"] = args.tenant
     else:
         ticket = {"id": args.id or _new_id(), "channel": args.channel, "body": args.text,

@@ -317,6 +317,25 @@ def quoted_injection(raw: str, kept: str) -> list[str]:
     return [f"quoted:{name}" for name in injection_signals(raw)]
 
 
+HIDDEN_PART_CHARS = 20_000
+"""How much of the email parts carrying an attack is kept beside the ticket for the reviewer."""
+
+
+def with_hidden_attacks(body: str, parts: list[str]) -> str:
+    """`body` plus the email parts (quoted replies, raw HTML, attachments) that carry an attack.
+
+    parse_eml keeps only what the customer wrote; an attack in the rest would then reach no
+    screening and no reviewer. The parts are appended (bounded) so intake flags the ticket and
+    the reviewer sees why; clean emails are returned unchanged.
+    """
+    if injection_signals(body):
+        return body
+    flagged = "\n\n".join(part for part in parts if injection_signals(part))
+    if not flagged:
+        return body
+    return f"{body}\n\n[quoted or hidden part of the email]\n{flagged[:HIDDEN_PART_CHARS]}"
+
+
 def looks_non_english(text: str) -> bool:
     """True when the text is clearly not English (we answer in English only)."""
     words = [w.lower() for w in _WORD.findall(text or "")]
