@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from graph.pii import find_pii
 
 _URL = re.compile(
-    r"(?i)\b(?:https?://|ftp://|www\.)[^\s<>\"'\])]+"
+    r"(?i)\b(?:https?://|ftp://|www\.)[^\s<>\"'`\])]+"
     r"|\b(?:[a-z0-9-]+\.)+(?:com|net|org|io|ly|co|me|info|biz|xyz|ru|cn|app|dev|link|site|"
     r"online|top|gl|gd|cc|tk|to|example)(?:/[^\s<>\"'\])]*)?\b"
 )
@@ -64,7 +64,7 @@ PROMPT_WINDOW = 8
 
 
 def _norm_url(url: str) -> str:
-    url = url.lower().rstrip(".,;:!?)")
+    url = url.lower().rstrip(".,;:!?)`'\"")
     url = re.sub(r"^(?:https?|ftp)://", "", url)
     return re.sub(r"^www\.", "", url).rstrip("/")
 
@@ -97,12 +97,13 @@ def check_reply(reply: str, *, passages: Iterable[dict], ticket_text: str,
     body = _strip_citations(reply or "")
     found: list[str] = []
 
-    source_urls = {_norm_url(u) for u in _URL.findall(sources)}
+    source_lower = sources.lower()
     for url in _URL.findall(body):
         if "@" in url:
             continue  # the domain of an email address: checked as an email below
+        # Supported when the passages contain it, however they punctuate or quote it.
         norm = _norm_url(url)
-        if norm and not any(norm == s or s.startswith(norm + "/") for s in source_urls):
+        if norm and norm not in source_lower:
             found.append(f"url:{url[:80]}")
 
     fact_emails = {e.lower() for e in _EMAIL.findall(facts)}
@@ -125,7 +126,6 @@ def check_reply(reply: str, *, passages: Iterable[dict], ticket_text: str,
         if number and _digits(number.group(0)) not in fact_numbers:
             found.append(f"amount:{amount.strip()[:30]}")
 
-    source_lower = sources.lower()
     for m in _PROMO_CODE.finditer(body):
         if m.group(1).lower() not in source_lower and not m.group(1).isalpha():
             found.append(f"code:{m.group(1)[:30]}")
