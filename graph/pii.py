@@ -374,7 +374,7 @@ _NAME_CUE_RES = [
     re.compile(rf"\b(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Herr|Frau|Mme|Mlle|Sr|Sra)\.?\s+({_NAME})"),
     re.compile(rf"(?i:regards|best|thanks|thank you|cheers|sincerely|yours|kind regards|"
                rf"best wishes|many thanks|mit freundlichen grüßen|cordialement|saludos)"
-               rf"[,.!]?[ \t]*\n[ \t]*({_NAME})[ \t]*(?:\n|$)"),
+               rf"[,.!]?(?:[ \t]*\n[ \t]*|[ \t]+)({_NAME})(?=[ \t]*(?:[).,;!]|\n|$))"),
     re.compile(rf"(?i:\b(?:my|our) (?:colleague|manager|boss|wife|husband|partner|assistant|"
                rf"accountant|admin|cfo|ceo|cto)),?\s+({_NAME})"),
     re.compile(rf"(?i:\bfrom:)\s*\"?({_NAME_WORD},\s*{_NAME_WORD}|{_NAME})\"?\s*<"),
