@@ -167,7 +167,9 @@ async def on_run_create(ctx: Auth.types.AuthContext,
     if command and _role(ctx) not in DECIDERS:
         raise _forbid("only reviewer or admin keys may resume a review (interrupt)")
     _check_context(ctx, kwargs)
-    salt = _context().pii_salt
+    from graph.resources import get_resources
+
+    salt = get_resources(_context()).with_salt(_context()).pii_salt
     graph_input = kwargs.get("input")
     if isinstance(graph_input, dict) and (graph_input or not command):
         _redact_input(graph_input, _tenant(ctx), salt)

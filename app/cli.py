@@ -92,7 +92,8 @@ def _reply_text(runner: Any, thread_id: str) -> tuple[str | None, str]:
 def cmd_run(args: argparse.Namespace) -> int:
     """Run one ticket (--text / --eml) or a JSONL file of tickets (--input)."""
     from app.runner import Runner, ThreadBusy
-    from graph.tickets import parse_chat, parse_eml, reply_address
+    from graph.screening import with_hidden_attacks
+    from graph.tickets import email_parts, parse_chat, parse_eml, reply_address
 
     recipient = None
     sources = [s for s in (args.text is not None, args.eml, args.input) if s]
@@ -109,6 +110,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise BadInput(f"no such file: {path}")
         raw = path.read_bytes()
         ticket = parse_eml(raw, ticket_id=args.id)
+        ticket["body"] = with_hidden_attacks(ticket["body"], email_parts(raw))
         ticket["tenant"] = args.tenant
         ticket["customer_id"] = args.customer_id
         recipient = args.customer_id or reply_address(raw)
@@ -737,6 +739,7 @@ def cmd_init(args: argparse.Namespace) -> int:
                           encoding="utf-8")
     res = get_resources(ctx)
     res.db.migrate()
+    res.pii_salt  # noqa: B018 - creates the home's salt file (0600) if there is none
     if res.routing == "intent":
         res.intent_model.predict(["warm-up"])
     if res.demo_enabled:

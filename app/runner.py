@@ -73,8 +73,8 @@ class Runner:
     """The workflow bound to one database and set of stores (from `Context`)."""
 
     def __init__(self, ctx: Context) -> None:
-        self.ctx = ctx
         self.res = get_resources(ctx)
+        self.ctx = self.res.with_salt(ctx)
         self.db = self.res.db
         configure_tracing()
         aes_key = checkpoint_aes_key()

@@ -16,6 +16,7 @@ from nodes.audit import audit
 from nodes.classify import classify
 from nodes.confidence import confidence
 from nodes.draft import draft
+from nodes.guard import guard
 from nodes.human_review import human_review
 from nodes.intake import intake
 from nodes.learn import learn
@@ -36,6 +37,7 @@ builder.add_node("draft", draft)
 builder.add_node("tone", tone)
 builder.add_node("rewrite", rewrite)
 builder.add_node("confidence", confidence)
+builder.add_node("guard", guard)
 builder.add_node("planner", planner)
 builder.add_node("human_review", human_review)
 builder.add_node("send", send, retry_policy=_DATA_RETRY)
@@ -49,8 +51,8 @@ builder.add_conditional_edges("retrieve", routing.after_retrieve)
 builder.add_conditional_edges("draft", routing.after_draft)
 builder.add_conditional_edges("tone", routing.after_tone)
 builder.add_edge("rewrite", "tone")
-builder.add_conditional_edges("confidence", routing.after_confidence,
-                              [*routing.DELIVER, "planner", "human_review"])
+builder.add_conditional_edges("confidence", routing.after_confidence)
+builder.add_conditional_edges("guard", routing.after_guard, [*routing.DELIVER, "human_review"])
 builder.add_conditional_edges("planner", routing.after_planner)
 builder.add_conditional_edges("human_review", routing.after_review, [*routing.DELIVER, "audit"])
 builder.add_edge(routing.DELIVER, "audit")  # waits for both

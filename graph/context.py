@@ -82,6 +82,11 @@ class Context:
     min_relevance: float = field(
         default=0.3, metadata={"description": "Dense similarity below which a passage is noise."}
     )
+    learned_injection_flags: bool = field(
+        default=False,
+        metadata={"description": "Let the learned injection head flag tickets (else it is "
+                                 "only recorded in the audit detail)."},
+    )
     learn_enabled: bool = field(
         default=True, metadata={"description": "Add resolved cases to `resolved_cases`."}
     )

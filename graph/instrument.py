@@ -170,8 +170,10 @@ def node(
             info = runtime.execution_info
             ticket_id = ticket_id_of(state)
             thread_id = (info.thread_id if info and info.thread_id else f"ticket:{ticket_id}")
+            res = get_resources(ctx)
+            ctx = res.with_salt(ctx)
             identity = authenticated_identity(_current_config())
-            step = Step(name=name, ctx=ctx, res=get_resources(ctx), ticket_id=ticket_id,
+            step = Step(name=name, ctx=ctx, res=res, ticket_id=ticket_id,
                         thread_id=thread_id, tenant=tenant_of(state, identity),
                         identity=identity)
             started = now_iso()

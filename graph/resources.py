@@ -8,6 +8,7 @@ intent model), so two contexts pointing at different databases never share a han
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 from dataclasses import dataclass, field
@@ -50,6 +51,18 @@ class Resources:
                                                        self.settings.home_path))
 
     @property
+    def pii_salt(self) -> str:
+        """The home's salt file (made if missing); a Settings salt in the context wins over it."""
+        from graph.salt import home_salt
+
+        return self._get("pii_salt", lambda: home_salt(self.settings.home_path))
+
+    def with_salt(self, ctx: Context) -> Context:
+        """`ctx` with its salt filled in: every redaction needs one, and empty is refused."""
+        return (ctx if ctx.pii_salt else
+                ctx.with_settings(dataclasses.replace(ctx.settings, pii_salt=self.pii_salt)))
+
+    @property
     def store(self) -> Any:
         """The Qdrant knowledge store (local folder or server)."""
         from retrieval import sentence_cache
@@ -76,6 +89,13 @@ class Resources:
             return IntentModel.load(directory)
 
         return self._get("intent_model", build)
+
+    @property
+    def injection_head(self) -> Any:
+        """The learned injection detector's head (models/data/injection_head.json)."""
+        from models.injection import InjectionHead
+
+        return self._get("injection_head", InjectionHead.load)
 
     @property
     def tone_scorer(self) -> Any:

@@ -92,14 +92,21 @@ def after_tone(state: State, runtime: Runtime[Context]) -> Literal["rewrite", "c
 
 def after_confidence(
     state: State, runtime: Runtime[Context]
-) -> Literal["planner", "human_review"] | list[Literal["send", "learn"]]:
-    """Deliver what is confident and unflagged; everything else is reviewed."""
+) -> Literal["guard", "planner", "human_review"]:
+    """Confident, unflagged drafts go to the output guard; everything else is reviewed."""
     ctx = _ctx(runtime)
     if state.get("error") or state.get("review_reason"):
         return "human_review"
     if state["confidence"]["score"] >= ctx.confidence_threshold:
-        return list(DELIVER)
+        return "guard"
     return "planner" if ctx.planner_enabled else "human_review"
+
+
+def after_guard(state: State) -> Literal["human_review"] | list[Literal["send", "learn"]]:
+    """Deliver only a reply the output guard found nothing unsupported in."""
+    if state.get("error") or state.get("review_reason"):
+        return "human_review"
+    return list(DELIVER)
 
 
 def after_planner(state: State) -> Literal["retrieve", "draft", "human_review"]:

@@ -33,11 +33,13 @@ __all__ = [
     "parse_eml",
     "read_jsonl",
     "strip_quotes_and_signature",
+    "email_parts",
 ]
 
 MAX_BODY_BYTES = 100_000
 MAX_SUBJECT_CHARS = 500
 MAX_ID_CHARS = 200
+MAX_SCREENED_CHARS = 400_000
 CHANNELS = ("chat", "email")
 
 _KNOWN_KEYS = frozenset({"id", "channel", "subject", "body", "customer_id", "tenant"})
@@ -405,6 +407,25 @@ def _message_id(msg: EmailMessage) -> str | None:
     # "@" is replaced too: an id shaped like an email address would be redacted as PII later.
     cleaned = _MSGID_UNSAFE_RE.sub("_", raw).strip("_.-")[:MAX_ID_CHARS]
     return cleaned or None
+
+
+def email_parts(data: bytes) -> list[str]:
+    """Every text part of an email as written, for screening.
+
+    Quoted replies, raw HTML (comments and hidden spans included) and text attachments: the
+    ticket keeps only what the customer wrote, screening reads all of it. Unparseable input
+    gives [] (parse_eml reports it).
+    """
+    try:
+        msg = email.message_from_bytes(bytes(data), policy=policy.default)
+        parts = [_header(msg, "Subject")]
+        for part in msg.walk():
+            if part.get_content_maintype() == "text" and not part.is_multipart():
+                parts.append(_decode_part(part))
+    except (ValueError, LookupError, TypeError, AttributeError, IndexError):
+        return []  # parse_eml reports a malformed email; there is nothing more to screen
+    # Screening is linear but not free: a huge attachment is read up to a bound.
+    return [p[:MAX_SCREENED_CHARS] for p in parts if p.strip()]
 
 
 def parse_eml(data: bytes, *, ticket_id: str | None = None) -> dict[str, Any]:

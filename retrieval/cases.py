@@ -51,11 +51,11 @@ class CaseHit:
 def _redact(text: str) -> str:
     """Run the project's PII redaction; the caller should have done it, this is a safety net."""
     try:
-        from graph.pii import redact
+        from graph.pii import scrub
     except ImportError:  # the workflow package is optional for retrieval-only use
         log.warning("graph.pii not importable; storing case text as given (caller redacted)")
         return text
-    return redact(text)
+    return scrub(text)
 
 
 def _doc_id(ticket_id: str) -> str:

@@ -1,8 +1,11 @@
-"""No byte at rest holds the PII corpus: SQLite file and WAL, Postgres tables, Qdrant payloads.
+"""No byte at rest or in any output holds the PII corpus.
 
-Every corpus string goes through the whole workflow (intake, draft, review with edited replies
-that quote PII too, send, learn into `resolved_cases`); look-alikes that are not PII (numbers
-failing Luhn, an IBAN with wrong check digits) must still be there afterwards.
+Stored: SQLite file and WAL, Postgres tables, Qdrant payloads. Output: `audit export`, `review
+show`, the logs at DEBUG. Every corpus string (names, addresses, national ids, passwords, cloud
+keys, dates of birth, cards, IBANs, phones, emails) goes through the whole workflow (intake,
+draft, review with edited replies that quote PII too, send, learn into `resolved_cases`);
+look-alikes that are not PII (numbers failing Luhn, an IBAN with wrong check digits) must still
+be there afterwards. The redaction salt lives in the home, outside the database.
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ def test_survivors_are_not_pii_and_overlap_no_secret() -> None:
     from graph.pii import redact
 
     for survivor in SURVIVORS:
-        assert redact(survivor) == survivor
+        assert redact(survivor, salt="test-salt-0123456789") == survivor
         assert not [s for s in SECRETS if s in survivor]
 
 
@@ -99,11 +102,44 @@ def pg_dump_text(url: str, pg_stored) -> bytes:
     return pg_stored(url, tables)
 
 
+def test_init_keeps_a_private_salt_in_the_home(template_home: Path) -> None:
+    import stat
+
+    from graph.salt import salt_path
+
+    path = salt_path(template_home)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert len(path.read_text().strip()) == 64
+
+
+def outputs_are_clean(runner: Runner, tmp_path: Path, capsys, caplog) -> None:
+    """What a person or another program reads: export, review show, logs."""
+    from datetime import UTC, datetime
+
+    from app.cli import main
+
+    out = tmp_path / "export.jsonl"
+    today = datetime.now(UTC).date().isoformat()
+    assert main(["audit", "export", "--since", today, "--out", str(out)]) == 0
+    assert_clean(out.read_bytes(), "audit export")
+    for row in runner.db.fetchall("SELECT thread_id FROM sg_reviews"):
+        main(["review", "show", row["thread_id"]])
+    printed = capsys.readouterr()
+    assert_clean((printed.out + printed.err).encode(), "CLI output")
+    assert_clean(caplog.text.encode(), "the logs")
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 def test_no_pii_at_rest_anywhere(backend: str, demo_home: Path, request, sqlite_stored,
-                                 pg_stored) -> None:
+                                 pg_stored, tmp_path: Path, capsys, caplog,
+                                 monkeypatch) -> None:
+    import logging
+
+    caplog.set_level(logging.DEBUG)
     url = request.getfixturevalue("pg_url") if backend == "postgres" else ""
+    if url:
+        monkeypatch.setenv("DATABASE_URL", url)
     runner = Runner(Context().with_settings(Settings(home=str(demo_home), database_url=url)))
     counts = run_everything(runner, f"pii{backend[:2]}")
     assert counts["sent"] == len(CORPUS)
@@ -118,9 +154,12 @@ def test_no_pii_at_rest_anywhere(backend: str, demo_home: Path, request, sqlite_
         where = "the Postgres tables"
     assert len(stored) > 10_000
     assert_clean(stored, where)
+    salt = (demo_home / "pii_salt").read_bytes().strip()
+    assert salt not in stored  # the HMAC key never sits beside the tokens
     for survivor in SURVIVORS:
         assert survivor.encode() in stored, f"{survivor} was redacted but is not PII"
     assert_qdrant_clean(runner)
+    outputs_are_clean(runner, tmp_path, capsys, caplog)
 
 
 def test_outbox_deliverables_are_sealed_at_rest_and_erased_after_delivery(

@@ -13,8 +13,8 @@ from graph.context import Context
 from graph.persistence import close_all
 from graph.resources import get_resources, reset_resources
 
-NODES = {"intake", "classify", "retrieve", "draft", "tone", "rewrite", "confidence", "planner",
-         "human_review", "send", "learn", "audit"}
+NODES = {"intake", "classify", "retrieve", "draft", "tone", "rewrite", "confidence", "guard",
+         "planner", "human_review", "send", "learn", "audit"}
 
 
 def edges() -> set[tuple[str, str]]:
@@ -38,8 +38,9 @@ def test_edges_follow_the_routers_literal_types():
     drawn = edges()
     assert {t for s, t in drawn if s == "classify"} == {"retrieve", "planner", "human_review"}
     assert {t for s, t in drawn if s == "tone"} == {"rewrite", "confidence", "human_review"}
-    assert {t for s, t in drawn if s == "confidence"} == {"send", "learn", "planner",
-                                                          "human_review"}
+    assert {t for s, t in drawn if s == "confidence"} == {"guard", "planner", "human_review"}
+    # Nothing is auto-sent without passing the output guard.
+    assert {t for s, t in drawn if s == "guard"} == {"send", "learn", "human_review"}
     assert {t for s, t in drawn if s == "planner"} == {"retrieve", "draft", "human_review"}
     assert {t for s, t in drawn if s == "human_review"} == {"send", "learn", "audit"}
     # Delivery and learning run side by side; audit waits for both.
@@ -69,9 +70,10 @@ def test_bad_ticket_fails_at_intake_without_touching_a_model(tmp_path, fresh_res
     assert [u["step"] for u in out["usage"]] == ["intake", "audit"]
     assert sum(u["model_calls"] for u in out["usage"]) == 0
     assert "normalized" not in out and "intent" not in out and "drafts" not in out
-    # Only the database was opened: no intent model, store, tone scorer or model chain.
+    # Only the database (and the home's PII salt) was opened: no intent model, store, tone
+    # scorer or model chain.
     res = get_resources(ctx)
-    assert set(res._cache) == {"db"}
+    assert set(res._cache) == {"db", "pii_salt"}
     # The run is finished (no pending node) and audited with a failed summary.
     assert compiled.get_state(config).next == ()
     steps = [r["step"] for r in res.db.fetchall(

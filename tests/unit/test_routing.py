@@ -153,9 +153,15 @@ def scored(score: float, **extra) -> dict:
     return {"confidence": {"score": score, "signals": {}}, **extra}
 
 
-def test_confidence_at_exactly_the_threshold_sends():
-    assert routing.after_confidence(scored(0.8), rt(confidence_threshold=0.8)) == ["send", "learn"]
-    assert routing.after_confidence(scored(0.95), rt()) == ["send", "learn"]
+def test_confidence_at_exactly_the_threshold_goes_to_the_output_guard():
+    assert routing.after_confidence(scored(0.8), rt(confidence_threshold=0.8)) == "guard"
+    assert routing.after_confidence(scored(0.95), rt()) == "guard"
+
+
+def test_guard_delivers_only_without_findings():
+    assert routing.after_guard(scored(0.95)) == ["send", "learn"]
+    assert routing.after_guard(scored(0.95, review_reason="unsupported_content")) == "human_review"
+    assert routing.after_guard(scored(0.95, error="guard: boom")) == "human_review"
 
 
 def test_low_confidence_planner_or_human():

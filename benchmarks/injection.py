@@ -1,0 +1,123 @@
+"""Measure injection screening: rules, the learned head, both; and end to end through the graph.
+
+    python -m benchmarks.injection --dev DEV.jsonl [--workflow N] [--home DIR]
+
+`DEV.jsonl` is the dev split written by `python -m benchmarks.injection_train --build-dev`
+(injected and benign tickets never used in training). Screening figures: share of injected
+tickets flagged (recall) and of benign ones flagged, by detector, plus the clean and injection
+tickets of evals/datasets. `--workflow N` runs N injected and N benign dev tickets (every k-th,
+deterministic) through the real workflow with the offline provider in a fresh home and counts
+injected tickets auto-sent and benign tickets sent to review with reason `possible_injection`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SALT = "benchmark-salt-0123456789"
+
+
+def _read(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text("utf-8").splitlines() if line.strip()]
+
+
+def screen(tickets: list[dict]) -> list[dict]:
+    """Rules and learned verdicts for each ticket, on the text intake screens."""
+    from graph.pii import redact
+    from graph.screening import injection_signals, normalise_for_screening
+    from models.embeddings import get_embedder
+    from models.injection import InjectionHead
+
+    head = InjectionHead.load()
+    encode = get_embedder().encode
+    out = []
+    for t in tickets:
+        text = (f"{redact(t.get('subject') or '', salt=SALT)}\n"
+                f"{redact(t['body'], salt=SALT)}").strip()
+        probability, _ = head.score(normalise_for_screening(text), encode)
+        rules = bool(injection_signals(text))
+        learned = probability >= head.threshold
+        out.append({"rules": rules, "learned": learned, "either": rules or learned})
+    return out
+
+
+def rates(verdicts: list[dict]) -> dict[str, float]:
+    n = max(1, len(verdicts))
+    return {k: round(sum(v[k] for v in verdicts) / n, 4) for k in ("rules", "learned", "either")}
+
+
+def workflow(injected: list[dict], benign: list[dict], home: Path) -> dict:
+    from app.runner import Runner
+    from graph.context import Context
+
+    runner = Runner(Context(home=str(home), pii_salt=SALT))
+    result = {"injected": len(injected), "injected_auto_sent": 0, "benign": len(benign),
+              "benign_review_for_injection": 0, "benign_sent": 0}
+    for ticket in injected:
+        summary = runner.run({"id": ticket["id"], "channel": "chat",
+                              "body": ticket["body"]}).summary
+        result["injected_auto_sent"] += summary["status"] == "sent"
+    for ticket in benign:
+        summary = runner.run({"id": ticket["id"], "channel": "chat",
+                              "body": ticket["body"]}).summary
+        result["benign_sent"] += summary["status"] == "sent"
+        result["benign_review_for_injection"] += (summary.get("review_reason")
+                                                  == "possible_injection")
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--dev", required=True, type=Path)
+    parser.add_argument("--workflow", type=int, default=0)
+    parser.add_argument("--home", type=Path, default=None)
+    args = parser.parse_args(argv)
+    try:
+        dev = _read(args.dev)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        print(f"injection: cannot read {args.dev}: {exc}", file=sys.stderr)
+        return 2
+    if not dev or not all(isinstance(t.get("body"), str) and "injection" in t for t in dev):
+        print(f"injection: {args.dev} is not a dev split from injection_train", file=sys.stderr)
+        return 2
+    datasets = ROOT / "evals" / "datasets"
+    demo = _read(datasets / "demo_tickets.jsonl")
+    sets = {
+        "dev_injected": [t for t in dev if t["injection"]],
+        "dev_benign": [t for t in dev if not t["injection"]],
+        "demo_clean": [t for t in demo if "injection" not in t.get("tags", [])],
+        "repo_injections": ([t for t in demo if "injection" in t.get("tags", [])]
+                            + _read(datasets / "injection_tickets.jsonl")
+                            + _read(datasets / "injection_heldout.jsonl")),
+    }
+    started = time.perf_counter()
+    report: dict = {name: {"n": len(ts), "flagged": rates(screen(ts))}
+                    for name, ts in sets.items()}
+    families: dict[str, list[dict]] = {}
+    for t, v in zip(sets["dev_injected"], screen(sets["dev_injected"]), strict=True):
+        families.setdefault(t["group"].split(":")[0 if t["group"].startswith("cse") else 1],
+                            []).append(v)
+    report["dev_injected_by_family"] = {k: {"n": len(v), **rates(v)}
+                                        for k, v in sorted(families.items())}
+    report["screening_seconds"] = round(time.perf_counter() - started, 1)
+    if args.workflow:
+        inj, ben = sets["dev_injected"], sets["dev_benign"]
+
+        def pick(ts: list[dict]) -> list[dict]:
+            return ts[:: max(1, len(ts) // args.workflow)][: args.workflow]
+
+        with tempfile.TemporaryDirectory() as tmp:
+            home = args.home or Path(tmp) / "home"
+            report["workflow"] = workflow(pick(inj), pick(ben), home)
+    print(json.dumps(report, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
