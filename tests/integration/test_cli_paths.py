@@ -69,7 +69,7 @@ def cli(tickets: dict, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFi
     return run
 
 
-NODRAFT = "ticket:cp-nodraft"
+NODRAFT = "cp-nodraft"
 ERROR_PATHS = [
     # (argv, exit status, words the one line must hold)
     (["review", "accept", NODRAFT, "--reviewer", "m"], 2, ["no draft to accept", "review edit"]),
