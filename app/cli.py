@@ -150,7 +150,8 @@ def cmd_review(args: argparse.Namespace) -> int:
                 now = now.replace(tzinfo=UTC)
         result = runner.sweep(now)
         print(json.dumps(result) if args.json else
-              f"escalated {len(result['escalated'])}, stalled {len(result['stalled'])}")
+              f"escalated {len(result['escalated'])}, stalled {len(result['stalled'])}, "
+              f"resolved outside {len(result['resolved_outside'])}")
         return EXIT_OK
     if args.action == "list":
         rows = runner.db.fetchall(
@@ -208,21 +209,10 @@ def _response_from_args(args: argparse.Namespace) -> dict:
 
 
 def _print_payload(thread_id: str, payload: dict) -> None:
-    req = payload["action_request"]["args"]
-    ticket = req.get("ticket") or {}
     print(f"thread:  {thread_id}")
-    print(f"reason:  {req.get('reason')}")
-    print(f"ticket:  {ticket.get('id')} ({ticket.get('channel')}, tenant {ticket.get('tenant')})")
-    if ticket.get("subject"):
-        print(f"subject: {ticket['subject']}")
-    print("\n--- customer wrote ---\n" + (ticket.get("body") or ""))
-    print("\n--- draft reply ---\n" + (req.get("reply") or "(no draft)"))
-    scores = {k: (req.get(k) or {}).get("score") for k in ("tone", "confidence")}
-    intent = req.get("intent") or {}
-    print(f"\nintent {intent.get('intent')} ({intent.get('confidence')}), "
-          f"tone {scores['tone']}, confidence {scores['confidence']}, flags {req.get('flags')}")
-    for source in req.get("sources") or []:
-        print(f"  source: {source['title']} ({source['doc_id']})")
+    print(payload.get("description") or "")
+    reply = (payload["action_request"].get("args") or {}).get("reply")
+    print("\n--- draft reply ---\n" + (reply or "(no draft)"))
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
@@ -444,6 +434,27 @@ def cmd_prune(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    """The review inbox on its own, resuming threads with the Runner on the shared database."""
+    import uvicorn
+
+    from app.inbox.backend import RunnerBackend
+    from app.inbox.web import create_app
+    from app.runner import Runner
+    from app.settings import inbox_settings
+
+    if not 0 < args.port < 65536:
+        raise BadInput(f"--port {args.port} is not a TCP port (1-65535)")
+    settings = inbox_settings()
+    if not settings.keys.by_hash:
+        raise BadInput("no reviewer key: set SUPPORTGRAPH_INBOX_DEV_KEY")
+    runner = Runner(_context(args))
+    app = create_app(lambda: RunnerBackend(runner), settings)
+    print(f"review inbox on http://{args.host}:{args.port}/inbox", file=sys.stderr)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and docs)."""
     parser = argparse.ArgumentParser(prog="supportgraph", description=__doc__.splitlines()[0])
@@ -466,6 +477,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--drain-seconds", type=float, default=30.0,
                      help="on SIGTERM/SIGINT, how long runs in flight may finish (with --input)")
     run.set_defaults(func=cmd_run)
+
+    serve = sub.add_parser("serve", help="the review inbox web app (without a LangGraph server)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.set_defaults(func=cmd_serve)
 
     review = sub.add_parser("review", help="the human review queue")
     review_sub = review.add_subparsers(dest="action", required=True)

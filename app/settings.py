@@ -101,3 +101,21 @@ def price_table(environ: Mapping[str, str] | None = None) -> Any:
 
     environ = os.environ if environ is None else environ
     return load_prices(environ.get("SUPPORTGRAPH_PRICES") or None)
+
+
+def inbox_settings(environ: Mapping[str, str] | None = None) -> Any:
+    """The review inbox's settings: its key store and the secret that signs session cookies.
+
+    Without `SUPPORTGRAPH_INBOX_SECRET` a random secret is made, so sessions end when the
+    process does (set it when several processes serve the inbox).
+    """
+    import secrets
+
+    from app.inbox.identity import dev_key_store
+    from app.inbox.web import InboxSettings
+
+    environ = os.environ if environ is None else environ
+    secure = (environ.get("SUPPORTGRAPH_INBOX_SECURE_COOKIES") or "").strip().lower() in _TRUE
+    return InboxSettings(keys=dev_key_store(environ),
+                         secret=environ.get("SUPPORTGRAPH_INBOX_SECRET")
+                         or secrets.token_urlsafe(32), secure_cookies=secure)

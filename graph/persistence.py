@@ -77,6 +77,8 @@ SCHEMA = [
         decided_at TEXT
     )""",
     "CREATE INDEX IF NOT EXISTS sg_reviews_status ON sg_reviews (status, requested_at)",
+    # The review inbox's order: open reviews by SLA deadline, then age.
+    "CREATE INDEX IF NOT EXISTS sg_reviews_queue ON sg_reviews (status, deadline_at, requested_at)",
     """CREATE TABLE IF NOT EXISTS sg_model_cache (
         key TEXT PRIMARY KEY,
         provider TEXT NOT NULL,
@@ -94,6 +96,12 @@ SCHEMA = [
         expires_at DOUBLE PRECISION NOT NULL
     )""",
 ]
+
+ADDED_COLUMNS = [
+    ("sg_reviews", "route", "TEXT"),  # the ticket's route when it stopped (inbox filter)
+    ("sg_reviews", "title", "TEXT"),  # subject or first line of the redacted ticket (inbox row)
+]
+"""Columns added after tables were first created: (table, column, SQL type)."""
 
 _PARAM = re.compile(r"(?<!:):([A-Za-z_][A-Za-z0-9_]*)")
 
@@ -168,7 +176,18 @@ class Database:
             return
         for statement in SCHEMA:
             self.execute(statement)
+        for table, column, kind in ADDED_COLUMNS:
+            self._add_column(table, column, kind)
         self._migrated = True
+
+    def _add_column(self, table: str, column: str, kind: str) -> None:
+        """Add a column that databases created before it lack (SQLite has no IF NOT EXISTS)."""
+        if self.dialect == "postgres":
+            self.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {kind}")
+            return
+        names = {row["name"] for row in self.fetchall(f"PRAGMA table_info({table})")}
+        if column not in names:
+            self.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
     def _sql(self, sql: str) -> str:
         return sql if self.dialect == "sqlite" else _to_psycopg(sql)
