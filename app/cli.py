@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -138,6 +139,8 @@ def cmd_review(args: argparse.Namespace) -> int:
     """The review queue: list, show, accept, edit, respond, reject."""
     from app.runner import AlreadyDecided, NotFound, Runner, ThreadBusy
 
+    if args.action == "sweep" and args.server:
+        return _sweep_server(args)
     runner = Runner(_context(args))
     if args.action == "sweep":
         now = None
@@ -191,6 +194,29 @@ def cmd_review(args: argparse.Namespace) -> int:
         print(f"supportgraph: busy: {exc}", file=sys.stderr)
         return EXIT_FAILED
     _print_summary(outcome, args.json)
+    return EXIT_OK
+
+
+def _sweep_server(args: argparse.Namespace) -> int:
+    """Threads that live in a LangGraph server: find reviews closed there without a decision."""
+    import httpx
+    from langgraph_sdk import get_sync_client
+
+    from app.inbox.backend import sweep_resolved_on_server
+    from graph.resources import get_resources
+
+    if not args.server.startswith(("http://", "https://")):
+        raise BadInput(f"--server {args.server!r} is not an http(s) URL")
+    db = get_resources(_context(args)).db
+    client = get_sync_client(url=args.server, api_key=os.environ.get("LANGGRAPH_API_KEY"))
+    try:
+        resolved = sweep_resolved_on_server(db, client, datetime.now(UTC).isoformat())
+    except httpx.HTTPError as exc:
+        print(f"supportgraph: the server at {args.server} did not answer: {exc}",
+              file=sys.stderr)
+        return EXIT_FAILED
+    print(json.dumps({"resolved_outside": resolved}) if args.json
+          else f"resolved outside {len(resolved)}")
     return EXIT_OK
 
 
@@ -489,6 +515,9 @@ def build_parser() -> argparse.ArgumentParser:
         p = review_sub.add_parser(action)
         if action == "sweep":
             p.add_argument("--now", help="evaluate SLAs as of this ISO time (default: now)")
+            p.add_argument("--server", help="a LangGraph server URL whose threads to check for "
+                           "reviews closed there without a decision (Agent Inbox's "
+                           "'Mark as Resolved')")
         elif action != "list":
             p.add_argument("ref", help="thread id or ticket id")
         p.add_argument("--json", action="store_true")

@@ -57,7 +57,7 @@ def ticket_title(ticket: dict | None) -> str:
 
 def _md_text(text: str) -> str:
     """Ticket text quoted in markdown, so it can never open a heading, link or list of ours."""
-    lines = (text or "").splitlines() or [""]
+    lines = (text or "").strip().splitlines() or [""]
     return "\n".join("> " + line.replace("<", "&lt;") for line in lines)
 
 
@@ -66,10 +66,10 @@ def describe(state: State, reason: str, error: str | None = None) -> str:
     ticket = state.get("normalized") or {}
     lines = [f"**{ticket_title(ticket)}**", "",
              f"Ticket `{ticket.get('id', '?')}` ({ticket.get('channel', '?')}"
-             + (f", tenant `{ticket['tenant']}`" if ticket.get("tenant") else "") + ")",
+             + (f", tenant `{ticket['tenant']}`" if ticket.get("tenant") else "") + ")", "",
              f"Review needed: **{reason}**"]
     if error:
-        lines.append(f"Previous answer rejected: {error}")
+        lines += ["", f"Previous answer rejected: {error}"]
     lines += ["", "### Customer message", _md_text(ticket.get("body") or ""), ""]
     passages = state.get("passages") or []
     if passages:

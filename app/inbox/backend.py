@@ -62,6 +62,11 @@ def decided_by(db: Any, thread_id: str) -> str | None:
     return row["decided_by"] or row["status"]
 
 
+def _version(checkpoint_id: str | None, interrupt_id: str | None) -> str:
+    """What changes whenever the thread does: a note re-interrupts in the same checkpoint."""
+    return f"{checkpoint_id}/{interrupt_id}"
+
+
 class RunnerBackend:
     """The CLI/worker deployment: the project's Runner on the shared database."""
 
@@ -82,7 +87,8 @@ class RunnerBackend:
         return ThreadView(
             values=snapshot.values,
             payload=snapshot.interrupts[0].value if snapshot.interrupts else None,
-            version=str(snapshot.config["configurable"].get("checkpoint_id")),
+            version=_version(snapshot.config["configurable"].get("checkpoint_id"),
+                             snapshot.interrupts[0].id if snapshot.interrupts else None),
             pending=_pending(snapshot), metadata=dict(snapshot.metadata or {}))
 
     async def decide(self, thread_id: str, response: dict[str, Any]) -> str:
@@ -136,7 +142,8 @@ class ServerBackend:
         return ThreadView(
             values=state["values"],
             payload=interrupts[0]["value"] if interrupts else None,
-            version=str((state.get("checkpoint") or {}).get("checkpoint_id")),
+            version=_version((state.get("checkpoint") or {}).get("checkpoint_id"),
+                             interrupts[0].get("id") if interrupts else None),
             pending=bool(state.get("next")) and not interrupts,
             metadata=dict(state.get("metadata") or {}))
 
@@ -186,3 +193,26 @@ class ServerBackend:
                    decided_at = NULL
                WHERE thread_id = :t AND status = 'decided' AND decided_by = :r""",
             {"t": thread_id, "r": reviewer})
+
+
+def sweep_resolved_on_server(db: Any, client: Any, now: str) -> list[str]:
+    """Record reviews whose server thread ended with no decision ("Mark as Resolved").
+
+    `client`: a sync `langgraph_sdk` client of the LangGraph server that holds the threads.
+    """
+    import httpx
+
+    from app.runner import open_reviews, record_resolved_outside
+
+    resolved = []
+    for row in open_reviews(db):
+        try:
+            state = client.threads.get_state(row["thread_id"])
+        except httpx.HTTPStatusError as exc:
+            if exc.response.status_code in (404, 422):
+                continue  # a thread of another deployment (or a CLI thread id)
+            raise
+        if (state.get("values") and not state.get("interrupts") and not state.get("next")
+                and record_resolved_outside(db, row, state.get("metadata"), now)):
+            resolved.append(row["thread_id"])
+    return resolved

@@ -96,9 +96,10 @@ def create_app(backend_factory: Callable[[], Backend], settings: InboxSettings) 
     signer = URLSafeTimedSerializer(settings.secret, salt="supportgraph-inbox")
     state: dict[str, Backend] = {}
 
-    def backend() -> Backend:
-        if "backend" not in state:
-            state["backend"] = backend_factory()
+    async def backend() -> Backend:
+        if "backend" not in state:  # opening the database blocks: not on the event loop
+            made = await run_in_threadpool(backend_factory)
+            state.setdefault("backend", made)
         return state["backend"]
 
     # ---- identity -------------------------------------------------------------------------
@@ -125,14 +126,17 @@ def create_app(backend_factory: Callable[[], Backend], settings: InboxSettings) 
                          name=str(session.get("n")))
         return ident, str(session.get("c"))
 
-    def page(name: str, status: int = 200, **context: Any) -> HTMLResponse:
-        return HTMLResponse(templates.get_template(name).render(**context), status_code=status)
+    async def page(name: str, status: int = 200, **context: Any) -> HTMLResponse:
+        # In a thread: Jinja reads and stats template files, and the LangGraph server
+        # refuses blocking calls on its event loop.
+        html = await run_in_threadpool(lambda: templates.get_template(name).render(**context))
+        return HTMLResponse(html, status_code=status)
 
-    def refuse(request: Request, status: int, message: str, ident: Identity | None = None,
+    async def refuse(request: Request, status: int, message: str, ident: Identity | None = None,
                csrf: str | None = None) -> Response:
         if request.headers.get("x-api-key") is not None or _wants_json(request):
             return JSONResponse({"error": message}, status_code=status)
-        return page("message.html", status, message=message, who=ident, csrf=csrf)
+        return await page("message.html", status, message=message, who=ident, csrf=csrf)
 
     def sign_in_redirect(request: Request) -> Response:
         if request.headers.get("x-api-key") is not None:
@@ -148,14 +152,14 @@ def create_app(backend_factory: Callable[[], Backend], settings: InboxSettings) 
     async def login(request: Request) -> Response:
         nxt = _safe_next(request.query_params.get("next"))
         if request.method == "GET":
-            return page("login.html", next=nxt, error=None)
+            return await page("login.html", next=nxt, error=None)
         try:
             form = await read_form(request)
         except FormTooLarge:
-            return page("login.html", 413, next=nxt, error="That form was too large.")
+            return await page("login.html", 413, next=nxt, error="That form was too large.")
         ident = identity_for_key(settings.keys, form.get("key"))
         if ident is None or not ident.can_review:
-            return page("login.html", 401, next=_safe_next(form.get("next")),
+            return await page("login.html", 401, next=_safe_next(form.get("next")),
                         error="That key is not a reviewer key.")
         token = signer.dumps({"t": ident.tenant, "r": ident.role, "n": ident.name,
                               "c": secrets.token_urlsafe(24)})
@@ -168,7 +172,7 @@ def create_app(backend_factory: Callable[[], Backend], settings: InboxSettings) 
         ident, csrf = who(request)
         form = await _form_or_none(request)
         if ident and csrf and (form or {}).get("csrf") != csrf:
-            return refuse(request, 403, "Missing or wrong CSRF token.", ident, csrf)
+            return await refuse(request, 403, "Missing or wrong CSRF token.", ident, csrf)
         response = RedirectResponse("/inbox/login", status_code=303)
         response.delete_cookie(COOKIE, path="/inbox")
         return response
@@ -187,14 +191,14 @@ def create_app(backend_factory: Callable[[], Backend], settings: InboxSettings) 
         try:
             page_no = max(1, min(int(params.get("page") or 1), 1_000_000))
         except ValueError:
-            return refuse(request, 400, "page must be a number", ident, csrf)
-        data = await run_in_threadpool(queue_page, backend().db, filters, page_no)
+            return await refuse(request, 400, "page must be a number", ident, csrf)
+        data = await run_in_threadpool(queue_page, (await backend()).db, filters, page_no)
         if _wants_json(request) or request.headers.get("x-api-key") is not None:
             return JSONResponse({k: data[k] for k in ("rows", "total", "overdue", "page",
                                                       "pages")})
         query = {k: v for k, v in filters.items() if v and not (k == "tenant"
                                                                 and ident.role != "admin")}
-        return page("queue.html", who=ident, csrf=csrf, filters=filters, query=query,
+        return await page("queue.html", who=ident, csrf=csrf, filters=filters, query=query,
                     urlencode=urlencode, quote=quote, notice=params.get("notice", "")[:300],
                     **data)
 
@@ -203,12 +207,12 @@ def create_app(backend_factory: Callable[[], Backend], settings: InboxSettings) 
     async def load(request: Request, ident: Identity, thread_id: str
                    ) -> tuple[dict, ThreadView | None] | Response:
         if len(thread_id) > 300:
-            return refuse(request, 404, "No such ticket.", ident)
-        row = await run_in_threadpool(review_row, backend().db, thread_id)
+            return await refuse(request, 404, "No such ticket.", ident)
+        row = await run_in_threadpool(review_row, (await backend()).db, thread_id)
         if row is None or not may_see(ident, row):
             # The same answer for another tenant's ticket as for none: ids are not disclosed.
-            return refuse(request, 404, "No such ticket.", ident)
-        return row, await backend().view(thread_id)
+            return await refuse(request, 404, "No such ticket.", ident)
+        return row, await (await backend()).view(thread_id)
 
     async def ticket(request: Request) -> Response:
         ident, csrf = who(request)
@@ -228,7 +232,7 @@ def create_app(backend_factory: Callable[[], Backend], settings: InboxSettings) 
                             view: ThreadView | None, status: int = 200, error: str = "",
                             stale: bool = False, decided: str | None = None,
                             form: dict | None = None, notice: str = "") -> Response:
-        db = backend().db
+        db = (await backend()).db
         if view is not None and view.payload is None and not view.pending \
                 and row["status"] in ("waiting", "escalated"):
             await run_in_threadpool(_close_if_resolved_outside, db, row, view)
@@ -247,7 +251,7 @@ def create_app(backend_factory: Callable[[], Backend], settings: InboxSettings) 
             return JSONResponse(body, status_code=status)
         passages = values.get("passages") or []
         drafts = values.get("drafts") or []
-        return page("ticket.html", status, who=ident, csrf=csrf, row=row, v=values,
+        return await page("ticket.html", status, who=ident, csrf=csrf, row=row, v=values,
                     ticket=values.get("normalized") or {}, passages=passages,
                     draft=drafts[-1]["text"] if drafts else "", audit=audit,
                     waiting=bool(view and view.payload), version=view.version if view else "",
@@ -272,11 +276,11 @@ def create_app(backend_factory: Callable[[], Backend], settings: InboxSettings) 
         try:
             form = await read_form(request)
         except FormTooLarge:
-            return refuse(request, 413, f"The form is larger than {MAX_FORM_BYTES} bytes.",
-                          ident, csrf)
+            return await refuse(request, 413, f"The form is larger than {MAX_FORM_BYTES} bytes.",
+                                ident, csrf)
         if csrf is not None and not secrets.compare_digest(form.get("csrf", ""), csrf):
-            return refuse(request, 403, "Missing or wrong CSRF token: reload the page.", ident,
-                          csrf)
+            return await refuse(request, 403, "Missing or wrong CSRF token: reload the page.",
+                                ident, csrf)
         thread_id = request.path_params["thread_id"]
         loaded = await load(request, ident, thread_id)
         if isinstance(loaded, Response):
@@ -296,12 +300,12 @@ def create_app(backend_factory: Callable[[], Backend], settings: InboxSettings) 
                                              "check it again before deciding.", form=form)
         response = _response(action, form, ident)
         try:
-            status = await backend().decide(thread_id, response)
+            status = await (await backend()).decide(thread_id, response)
         except AlreadyDecided as exc:
-            row = await run_in_threadpool(review_row, backend().db, thread_id) or row
-            return await render_ticket(request, ident, csrf, row, await backend().view(thread_id),
-                                       409, error=f"Already decided by {exc.by}.",
-                                       decided=exc.by)
+            be = await backend()
+            row = await run_in_threadpool(review_row, be.db, thread_id) or row
+            return await render_ticket(request, ident, csrf, row, await be.view(thread_id), 409,
+                                       error=f"Already decided by {exc.by}.", decided=exc.by)
         except DecisionFailed as exc:
             return await render_ticket(request, ident, csrf, row, view, 422, error=str(exc),
                                        form=form)
@@ -311,7 +315,7 @@ def create_app(backend_factory: Callable[[], Backend], settings: InboxSettings) 
         if action == "respond":
             return RedirectResponse(f"/inbox/tickets/{quote(thread_id, safe='')}?noted=1",
                                     status_code=303)
-        nxt = await run_in_threadpool(next_thread, backend().db, ident)
+        nxt = await run_in_threadpool(next_thread, (await backend()).db, ident)
         notice = f"{row['ticket_id']}: {action} ({status})"
         if nxt:
             return RedirectResponse(f"/inbox/tickets/{quote(nxt, safe='')}?"

@@ -38,6 +38,7 @@ _DROPPED_ENV = ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "DATABASE_URL", "QDRANT_U
                 "QDRANT_API_KEY", "LANGSMITH_API_KEY", "LANGCHAIN_API_KEY")
 _DEAD_BASE_URL = "http://127.0.0.1:9/"
 
+INBOX_KEY = "dev-inbox-key"
 OUT_OF_SCOPE = "What is the weather like in Paris tomorrow?"
 ANSWERABLE = "Where can I download my invoice PDF?"
 
@@ -49,6 +50,7 @@ class DevServer:
     process: subprocess.Popen
     url: str
     log_path: Path
+    home: Path
 
     def failure_log(self, max_chars: int = 20_000) -> str:
         """The end of the server's output, attached to a failing test's report."""
@@ -75,6 +77,8 @@ def _server_env(home: Path) -> dict[str, str]:
         ANTHROPIC_BASE_URL=_DEAD_BASE_URL,
         HF_HUB_OFFLINE="1",
         NO_COLOR="1",
+        SUPPORTGRAPH_INBOX_DEV_KEY=INBOX_KEY,
+        SUPPORTGRAPH_INBOX_DEV_NAME="dana",
     )
     return env
 
@@ -131,7 +135,8 @@ def dev_server(template_home: Path, tmp_path_factory: pytest.TempPathFactory
              "--host", "127.0.0.1", "--port", str(port)],
             cwd=REPO_ROOT, env=_server_env(home), stdin=subprocess.DEVNULL,
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    server = DevServer(process=process, url=f"http://127.0.0.1:{port}", log_path=log_path)
+    server = DevServer(process=process, url=f"http://127.0.0.1:{port}", log_path=log_path,
+                       home=home)
     try:
         _wait_ready(server, time.monotonic() + READY_TIMEOUT_S)
         yield server
@@ -165,8 +170,11 @@ def the_interrupt(client: SyncLangGraphClient, thread_id: str, state: dict) -> d
     assert len(state["interrupts"]) == 1, state["interrupts"]
     payload = state["interrupts"][0]["value"]
     assert set(payload) == {"action_request", "config", "description"}
-    assert payload["action_request"]["action"] == "send_reply"
-    assert isinstance(payload["action_request"]["args"], dict)
+    # Agent Inbox renders every arg as an editable field and crashes on nulls: only the reply.
+    assert set(payload["action_request"]["args"]) == {"reply"}
+    assert isinstance(payload["action_request"]["args"]["reply"], str)
+    assert payload["action_request"]["action"].startswith("Reply: ")
+    assert "null" not in json.dumps(payload)
     config = payload["config"]
     assert set(config) == {"allow_accept", "allow_edit", "allow_respond", "allow_ignore"}
     assert all(isinstance(v, bool) for v in config.values())
@@ -193,10 +201,11 @@ def test_out_of_scope_waits_for_review_and_sends_the_edited_reply(
 
     payload = the_interrupt(client, thread_id, state)
     args = payload["action_request"]["args"]
-    assert args["reason"] == "out_of_scope"
-    assert "out_of_scope" in payload["description"]
-    assert args["ticket"]["id"] == "dev-1" and args["ticket"]["body"] == OUT_OF_SCOPE
-    assert args["reply"] == "" and payload["config"]["allow_accept"] is False  # nothing drafted
+    assert payload["action_request"]["action"] == f"Reply: {OUT_OF_SCOPE} (out_of_scope)"
+    assert "Review needed: **out_of_scope**" in payload["description"]
+    assert "Ticket `dev-1`" in payload["description"]
+    assert f"> {OUT_OF_SCOPE}" in payload["description"]  # the customer message, quoted
+    assert args == {"reply": ""} and payload["config"]["allow_accept"] is False  # no draft
     assert state["values"]["intent"]["out_of_scope"] is True
 
     edited = "A colleague will get back to you."
@@ -237,11 +246,124 @@ def test_run_context_forces_review_and_accept_sends_the_draft(
     draft = state["values"]["drafts"][-1]["text"]
     assert draft.strip()
     assert payload["config"]["allow_accept"] is True
-    assert payload["action_request"]["args"]["reply"] == draft
-    assert payload["action_request"]["args"]["reason"] == "low_confidence"
+    assert payload["action_request"]["args"] == {"reply": draft}
+    assert "Review needed: **low_confidence**" in payload["description"]
+    titles = [p["title"] for p in state["values"]["passages"]]
+    assert "### Sources" in payload["description"]
+    assert all(f"{i}. {t} (`" in payload["description"] for i, t in enumerate(titles, 1))
+    assert "confidence 0." in payload["description"] and "### Scores" in payload["description"]
 
     state = run_until_stopped(client, thread_id, command={"resume": {"type": "accept"}})
 
     values = assert_sent(client, thread_id, state)
     assert values["final_reply"] == draft
     assert values["review"]["type"] == "accept"
+
+
+# --------------------------------------------------------------------------- Agent Inbox and
+# the review inbox against the same server: every decision lands in our review tables.
+
+
+def review_row(server: DevServer, thread_id: str) -> dict:
+    """The thread's row in the review table the server writes (the home's SQLite file)."""
+    import sqlite3
+
+    with sqlite3.connect(server.home / "state.db") as conn:
+        conn.row_factory = sqlite3.Row
+        row = conn.execute("SELECT * FROM sg_reviews WHERE thread_id = ?", (thread_id,)
+                           ).fetchone()
+        out = conn.execute("SELECT approved_by FROM sg_outbox WHERE thread_id = ?",
+                           (thread_id,)).fetchone()
+    assert row is not None, f"no review row for {thread_id}"
+    return {**dict(row), "approved_by": out[0] if out else None}
+
+
+def waiting_thread(client: SyncLangGraphClient, ticket_id: str) -> tuple[str, dict]:
+    """A thread stopped at review with a draft (a threshold no answer can meet)."""
+    thread_id = client.threads.create()["thread_id"]
+    state = run_until_stopped(client, thread_id, input=ticket(ticket_id, ANSWERABLE),
+                              context={"confidence_threshold": 1.01, "planner_enabled": False})
+    return thread_id, state
+
+
+def test_agent_inbox_resumes_record_the_review(
+    client: SyncLangGraphClient, dev_server: DevServer
+) -> None:
+    # The values Agent Inbox sends: a one-element list; edit wraps the edited ActionRequest.
+    edited, state = waiting_thread(client, "ai-1")
+    action = the_interrupt(client, edited, state)["action_request"]
+    state = run_until_stopped(client, edited, command={"resume": [
+        {"type": "edit", "args": {"action": action["action"],
+                                  "args": {"reply": "Edited in Agent Inbox."}}}]})
+    assert assert_sent(client, edited, state)["final_reply"] == "Edited in Agent Inbox."
+
+    noted, _ = waiting_thread(client, "ai-2")
+    state = run_until_stopped(client, noted, command={"resume": [
+        {"type": "response", "args": "Checking with billing."}]})
+    the_interrupt(client, noted, state)  # a note keeps it waiting
+    assert review_row(dev_server, noted)["status"] == "waiting"
+    state = run_until_stopped(client, noted, command={"resume": [{"type": "ignore",
+                                                                  "args": None}]})
+    assert state["values"]["status"] == "rejected"
+
+    accepted, _ = waiting_thread(client, "ai-3")
+    run_until_stopped(client, accepted, command={"resume": [{"type": "accept", "args": None}]})
+
+    for thread_id, kind, status in ((edited, "edit", "closed"), (noted, "ignore", "rejected"),
+                                    (accepted, "accept", "closed")):
+        row = review_row(dev_server, thread_id)
+        reviewer = client.threads.get_state(thread_id)["values"]["review"]["reviewer"]
+        assert row["status"] == status and row["decided_at"] and row["decided_by"] == reviewer
+        assert json.loads(row["decision"])["type"] == kind
+        if kind != "ignore":
+            assert row["approved_by"] == reviewer != "auto"
+
+
+def test_mark_as_resolved_is_recorded_by_the_sweep(
+    client: SyncLangGraphClient, dev_server: DevServer, tmp_path: Path
+) -> None:
+    thread_id, _ = waiting_thread(client, "ai-4")
+    # Agent Inbox's "Mark as Resolved": the state written as __end__, no resume.
+    client.threads.update_state(thread_id, None, as_node="__end__")
+    assert client.threads.get_state(thread_id)["interrupts"] == []
+    assert review_row(dev_server, thread_id)["status"] == "waiting"
+
+    env = {**_server_env(dev_server.home), "PYTHONPATH": str(REPO_ROOT)}
+    swept = subprocess.run([sys.executable, "-m", "app.cli", "review", "sweep", "--server",
+                            dev_server.url, "--json"], cwd=tmp_path, env=env,
+                           capture_output=True, text=True, timeout=300)
+    assert swept.returncode == 0, swept.stderr
+    assert thread_id in json.loads(swept.stdout)["resolved_outside"]
+    row = review_row(dev_server, thread_id)
+    assert row["status"] == "rejected" and row["decided_by"]
+    assert json.loads(row["decision"])["args"] == "resolved outside the workflow"
+
+
+def test_review_inbox_is_served_beside_the_api(
+    client: SyncLangGraphClient, dev_server: DevServer
+) -> None:
+    import httpx
+
+    thread_id, _ = waiting_thread(client, "ai-5")
+    with httpx.Client(base_url=dev_server.url, timeout=120) as web:
+        assert web.get("/inbox").status_code == 303  # to the sign-in page
+        assert web.get("/inbox", headers={"x-api-key": "wrong"}).status_code == 401
+        key = {"x-api-key": INBOX_KEY}
+        queue = web.get("/inbox", headers=key).json()
+        assert thread_id in [r["thread_id"] for r in queue["rows"]]
+        page = web.get(f"/inbox/tickets/{thread_id}", headers={**key, "accept": "text/html"})
+        assert page.json()["waiting"] is True
+        done = web.post(f"/inbox/tickets/{thread_id}/decide", headers=key,
+                        data={"action": "edit", "reply": "Sent from the review inbox."})
+        assert done.status_code == 200, done.text
+        assert done.json()["status"] == "sent"
+        again = web.post(f"/inbox/tickets/{thread_id}/decide", headers=key,
+                         data={"action": "accept"})
+        assert again.status_code == 409 and again.json()["error"] == "Already decided by dana."
+    # Resumed through the server's own API: Studio and Agent Inbox see the same thread.
+    state = client.threads.get_state(thread_id)
+    values = assert_sent(client, thread_id, state)
+    assert values["final_reply"] == "Sent from the review inbox."
+    assert values["review"]["reviewer"] == "dana"
+    row = review_row(dev_server, thread_id)
+    assert row["decided_by"] == "dana" and row["approved_by"] == "dana"

@@ -15,6 +15,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+from markupsafe import escape
 from starlette.testclient import TestClient
 
 from app.inbox.backend import RunnerBackend
@@ -185,7 +186,7 @@ def test_ticket_page_shows_what_the_reviewer_needs(runner: Runner, key_for, brow
     assert passages and values["drafts"][-1]["citations"]
     assert "Subject of p-1" in html and ANSWERABLE in html
     for n, passage in enumerate(passages, 1):
-        assert f'id="source-{n}"' in html and passage["title"] in html
+        assert f'id="source-{n}"' in html and str(escape(passage["title"])) in html
     assert re.search(r'<a class="cite" href="#source-1">\[1\]</a>', html)
     assert "Confidence <b>" in html and "low_confidence" in html
     assert "Flags:" in html
@@ -351,3 +352,33 @@ def test_mark_as_resolved_outside_is_recorded_by_the_sweep(runner: Runner) -> No
     assert row["status"] == "rejected" and row["decided_by"] == "unknown"
     assert json.loads(row["decision"])["args"] == "resolved outside the workflow"
     assert runner.sweep()["resolved_outside"] == []  # recorded once
+
+
+def test_server_identity_wins_and_bookkeeping_happens_in_the_graph(runner: Runner) -> None:
+    thread = run(runner, "g-1")
+    # A resume the way the LangGraph server applies it: no claim by us beforehand, the
+    # authenticated user in the run's configurable, and a `reviewer` the client made up.
+    from langgraph.types import Command
+
+    config = {"configurable": {"thread_id": thread, "langgraph_auth_user": {
+        "identity": "alice@acme", "is_authenticated": True}}}
+    runner.graph.invoke(Command(resume=[{"type": "accept", "args": None,
+                                         "reviewer": "mallory"}]), config,
+                        context=runner.ctx, durability="sync")
+    row = runner.db.fetchone("SELECT status, decided_by, decided_at, decision FROM sg_reviews "
+                             "WHERE thread_id = :t", {"t": thread})
+    assert row["status"] == "closed" and row["decided_by"] == "alice@acme" and row["decided_at"]
+    assert json.loads(row["decision"]) == {"type": "accept", "args": None,
+                                           "reviewer": "alice@acme"}
+    assert runner.db.fetchone("SELECT approved_by FROM sg_outbox WHERE thread_id = :t",
+                              {"t": thread})["approved_by"] == "alice@acme"
+
+    # An unauthenticated server user does not count; the reviewer named by the client does.
+    other = run(runner, "g-2")
+    runner.graph.invoke(Command(resume={"type": "ignore", "args": "spam", "reviewer": "bob"}),
+                        {"configurable": {"thread_id": other, "langgraph_auth_user": {
+                            "identity": "", "is_authenticated": False}}},
+                        context=runner.ctx, durability="sync")
+    row = runner.db.fetchone("SELECT status, decided_by FROM sg_reviews WHERE thread_id = :t",
+                             {"t": other})
+    assert row == {"status": "rejected", "decided_by": "bob"}
