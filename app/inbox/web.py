@@ -206,7 +206,7 @@ def create_app(backend_factory: Callable[[], Backend], settings: InboxSettings) 
 
     async def load(request: Request, ident: Identity, thread_id: str
                    ) -> tuple[dict, ThreadView | None] | Response:
-        if len(thread_id) > 300:
+        if len(thread_id) > 300 or not thread_id.isprintable():  # NUL breaks Postgres text
             return await refuse(request, 404, "No such ticket.", ident)
         row = await run_in_threadpool(review_row, (await backend()).db, thread_id)
         if row is None or not may_see(ident, row):
