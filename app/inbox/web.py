@@ -386,10 +386,15 @@ _OPEN = "status IN ('waiting', 'escalated')"
 
 
 def _where(filters: dict[str, str]) -> tuple[str, dict]:
+    """SQL conditions for open reviews matching the filters (shaped for `sg_reviews_open`)."""
     clauses, params = [_OPEN], {}
-    if filters.get("tenant"):
-        clauses.append("COALESCE(tenant, :default_tenant) = :tenant")
-        params.update(tenant=filters["tenant"], default_tenant=DEFAULT_TENANT)
+    tenant = filters.get("tenant")
+    if tenant == DEFAULT_TENANT:  # tickets that name no tenant belong to the default one
+        clauses.append("(tenant = :tenant OR tenant IS NULL)")
+        params["tenant"] = tenant
+    elif tenant:
+        clauses.append("tenant = :tenant")
+        params["tenant"] = tenant
     for key in ("route", "reason"):
         if filters.get(key):
             clauses.append(f"{key} = :{key}")
@@ -415,11 +420,9 @@ def queue_page(db: Any, filters: dict[str, str], page_no: int) -> dict[str, Any]
     for row in rows:
         row["overdue"] = row["deadline_at"] < now
     tenant_where, tenant_params = _where({"tenant": filters.get("tenant", "")})
-    options = {
-        key: [r["v"] for r in db.fetchall(
-            f"SELECT DISTINCT {key} AS v FROM sg_reviews WHERE {tenant_where} "
-            f"AND {key} IS NOT NULL ORDER BY {key}", tenant_params)]
-        for key in ("route", "reason")}
+    pairs = db.fetchall(f"SELECT DISTINCT route, reason FROM sg_reviews WHERE {tenant_where}",
+                        tenant_params)
+    options = {key: sorted({p[key] for p in pairs if p[key]}) for key in ("route", "reason")}
     return {"rows": rows, "total": total, "overdue": overdue, "page": page_no, "pages": pages,
             "options": options}
 

@@ -113,9 +113,11 @@ def test_sign_in_edit_send_and_second_tab_sees_already_decided(
     other.goto(page.url)
     other.wait_for_selector("#actions")
 
-    page.keyboard.press("e")  # opens the inline editor, prefilled with the draft
     editor = page.locator("#reply")
+    assert not editor.is_visible() and not page.locator("#reason").is_visible()
+    page.keyboard.press("e")  # opens the inline editor, prefilled with the draft
     assert editor.is_visible() and editor.input_value() == draft
+    assert not page.locator("#note").is_visible()
     editor.fill(EDITED)
     page.screenshot(path=shots / "4-editing.png", full_page=True)
     editor.press("Control+Enter")
