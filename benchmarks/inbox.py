@@ -24,6 +24,8 @@ from typing import Any
 from benchmarks.workload import pct
 
 TARGET_MS = 300.0
+BENCH_ROWS = {"mine": "ticket:bench-%"}
+"""This benchmark's rows (removed from a Postgres database before and after)."""
 REASONS = ("low_confidence", "out_of_scope", "possible_injection", "planner_budget",
            "tone_below_threshold")
 ROUTES = ("billing", "technical", "human")
@@ -39,13 +41,12 @@ def fill(db: Any, n: int, tenant: str, seed: int) -> None:
         deadline = requested + timedelta(hours=24)
         rows.append({"t": f"ticket:{tenant}:bench-{i}", "id": f"bench-{i}", "tenant": tenant,
                      "reason": rng.choice(REASONS), "route": rng.choice(ROUTES),
-                     "title": f"Ticket {i}: question about invoices and API keys",
                      "queue": "agent", "status": "waiting",
                      "req": requested.isoformat(timespec="microseconds"),
                      "dl": deadline.isoformat(timespec="microseconds")})
-    sql = ("INSERT INTO sg_reviews (thread_id, ticket_id, tenant, reason, route, title, queue, "
+    sql = ("INSERT INTO sg_reviews (thread_id, ticket_id, tenant, reason, route, queue, "
            "status, requested_at, deadline_at) VALUES (:t, :id, :tenant, :reason, :route, "
-           ":title, :queue, :status, :req, :dl)")
+           ":queue, :status, :req, :dl)")
     if db.dialect == "sqlite":
         with db._cursor() as cur:  # one transaction: 10,000 commits would take minutes
             cur.executemany(sql, rows)
@@ -92,7 +93,7 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="sg-inbox-bench-") as tmp:
         db = open_database(args.database_url, Path(tmp))
         if args.database_url:
-            db.execute("DELETE FROM sg_reviews WHERE thread_id LIKE 'ticket:bench-%'")
+            db.execute("DELETE FROM sg_reviews WHERE thread_id LIKE :mine", BENCH_ROWS)
         fill(db, args.reviews, "bench-a", seed=1)
         fill(db, args.reviews // 10, "bench-b", seed=2)
         keys = KeyStore({})
@@ -121,7 +122,7 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"{name:9s} {url:45s} min {min(times):6.1f} ms  "
                       f"p50 {pct(times, 0.5):7.1f} ms  p95 {pct(times, 0.95):7.1f} ms")
         if args.database_url:
-            db.execute("DELETE FROM sg_reviews WHERE thread_id LIKE 'ticket:bench-%'")
+            db.execute("DELETE FROM sg_reviews WHERE thread_id LIKE :mine", BENCH_ROWS)
         db.close()
     worst = max(v for k, v in figures.items() if k.endswith("_p95_ms"))
     figures["worst_p95_ms"] = worst

@@ -106,7 +106,6 @@ INDEXES_AFTER_COLUMNS = [
 
 ADDED_COLUMNS = [
     ("sg_reviews", "route", "TEXT"),  # the ticket's route when it stopped (inbox filter)
-    ("sg_reviews", "title", "TEXT"),  # subject or first line of the redacted ticket (inbox row)
 ]
 """Columns added after tables were first created: (table, column, SQL type)."""
 

@@ -154,14 +154,13 @@ def register_wait(state: State, step: Step) -> None:
     deadline = now + timedelta(hours=step.ctx.review_sla_hours)
     tenant = (state.get("normalized") or {}).get("tenant")
     step.res.db.execute(
-        """INSERT INTO sg_reviews (thread_id, ticket_id, tenant, reason, route, title, queue,
-               status, requested_at, deadline_at)
-           VALUES (:thread_id, :ticket_id, :tenant, :reason, :route, :title, 'agent', 'waiting',
-               :now, :deadline)
+        """INSERT INTO sg_reviews (thread_id, ticket_id, tenant, reason, route, queue, status,
+               requested_at, deadline_at)
+           VALUES (:thread_id, :ticket_id, :tenant, :reason, :route, 'agent', 'waiting', :now,
+               :deadline)
            ON CONFLICT (thread_id) DO NOTHING""",
         {"thread_id": step.thread_id, "ticket_id": step.ticket_id, "tenant": tenant,
          "reason": reason, "route": state.get("route") or "human",
-         "title": ticket_title(state.get("normalized")),
          "now": now.isoformat(timespec="microseconds"),
          "deadline": deadline.isoformat(timespec="microseconds")})
     summary = build_summary({**state, "review_reason": reason}, thread_id=step.thread_id,

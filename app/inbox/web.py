@@ -251,7 +251,11 @@ def create_app(backend_factory: Callable[[], Backend], settings: InboxSettings) 
             return JSONResponse(body, status_code=status)
         passages = values.get("passages") or []
         drafts = values.get("drafts") or []
+        from nodes.human_review import ticket_title
+
+        title = ticket_title(values.get("normalized")) if values else row["ticket_id"]
         return await page("ticket.html", status, who=ident, csrf=csrf, row=row, v=values,
+                          title=title,
                     ticket=values.get("normalized") or {}, passages=passages,
                     draft=drafts[-1]["text"] if drafts else "", audit=audit,
                     waiting=bool(view and view.payload), version=view.version if view else "",
@@ -413,7 +417,7 @@ def queue_page(db: Any, filters: dict[str, str], page_no: int) -> dict[str, Any]
     pages = max(1, math.ceil(total / PAGE_SIZE))
     page_no = min(page_no, pages)
     rows = db.fetchall(
-        f"SELECT thread_id, ticket_id, tenant, reason, route, title, queue, status, "
+        f"SELECT thread_id, ticket_id, tenant, reason, route, queue, status, "
         f"requested_at, deadline_at FROM sg_reviews WHERE {where} "
         f"ORDER BY deadline_at, requested_at LIMIT :limit OFFSET :offset",
         {**params, "limit": PAGE_SIZE, "offset": (page_no - 1) * PAGE_SIZE})
@@ -430,7 +434,7 @@ def queue_page(db: Any, filters: dict[str, str], page_no: int) -> dict[str, Any]
 def review_row(db: Any, thread_id: str) -> dict | None:
     """The review of a thread (any status)."""
     return db.fetchone(
-        "SELECT thread_id, ticket_id, tenant, reason, route, title, queue, status, requested_at,"
+        "SELECT thread_id, ticket_id, tenant, reason, route, queue, status, requested_at,"
         " deadline_at, decided_by, decided_at, decision FROM sg_reviews WHERE thread_id = :t",
         {"t": thread_id})
 

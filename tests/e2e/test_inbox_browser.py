@@ -96,12 +96,14 @@ def test_sign_in_edit_send_and_second_tab_sees_already_decided(
     page.click("button[type=submit]")
     page.wait_for_url(f"{base}/inbox")
     assert page.locator("table.queue tbody tr").count() == 2
-    assert "Rotating a live key" in page.inner_text("table.queue")
+    assert "b-0" in page.inner_text("table.queue") and "technical" in page.inner_text(
+        "table.queue")
     page.screenshot(path=shots / "2-queue.png", full_page=True)
 
     page.click("text=b-0")
     page.wait_for_selector("#actions")
     assert "How do I rotate my live API key" in page.inner_text("pre.message")
+    assert page.inner_text("h1") == "Rotating a live key"
     draft = runner.graph.get_state({"configurable": {"thread_id": threads[0]}}).values[
         "drafts"][-1]["text"]
     first_source = page.locator("a.cite").first
