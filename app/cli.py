@@ -139,7 +139,7 @@ def cmd_review(args: argparse.Namespace) -> int:
     """The review queue: list, show, accept, edit, respond, reject."""
     from app.runner import AlreadyDecided, NotFound, Runner, ThreadBusy
 
-    if args.action == "sweep" and args.server:
+    if args.action == "sweep" and args.server is not None:
         return _sweep_server(args)
     runner = Runner(_context(args))
     if args.action == "sweep":
@@ -602,8 +602,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `supportgraph` command."""
-    import os
-
     from app.observability import configure_logging, configure_tracing
     from app.settings import SettingsError
     from graph.persistence import CheckpointKeyError
