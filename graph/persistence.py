@@ -190,8 +190,15 @@ class Database:
 
     def _add_column(self, table: str, column: str, kind: str) -> None:
         """Add a column that databases created before it lack (SQLite has no IF NOT EXISTS)."""
+        # Look first: ALTER TABLE takes an exclusive lock even when the column exists, and
+        # every process migrates when it starts.
         if self.dialect == "postgres":
-            self.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {kind}")
+            present = self.fetchone(
+                "SELECT 1 AS present FROM information_schema.columns WHERE table_schema = "
+                "current_schema() AND table_name = :t AND column_name = :c",
+                {"t": table, "c": column})
+            if not present:
+                self.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {kind}")
             return
         names = {row["name"] for row in self.fetchall(f"PRAGMA table_info({table})")}
         if column not in names:
