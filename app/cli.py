@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -204,6 +205,8 @@ def cmd_review(args: argparse.Namespace) -> int:
     from app.runner import AlreadyDecided, NotFound, Runner, ThreadBusy
     from nodes.human_review import InvalidResume
 
+    if args.action == "sweep" and args.server is not None:
+        return _sweep_server(args)
     if args.action in ("accept", "edit", "respond", "reject"):
         _check_reviewer(args.reviewer)
         if args.action == "edit" and not (args.reply or "").strip() and not args.reply_file:
@@ -220,7 +223,8 @@ def cmd_review(args: argparse.Namespace) -> int:
                 now = now.replace(tzinfo=UTC)
         result = runner.sweep(now)
         print(json.dumps(result) if args.json else
-              f"escalated {len(result['escalated'])}, stalled {len(result['stalled'])}")
+              f"escalated {len(result['escalated'])}, stalled {len(result['stalled'])}, "
+              f"resolved outside {len(result['resolved_outside'])}")
         return EXIT_OK
     if args.action == "list":
         only = " AND tenant = :tenant" if args.tenant is not None else ""
@@ -273,6 +277,29 @@ def cmd_review(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _sweep_server(args: argparse.Namespace) -> int:
+    """Threads that live in a LangGraph server: find reviews closed there without a decision."""
+    import httpx
+    from langgraph_sdk import get_sync_client
+
+    from app.inbox.backend import sweep_resolved_on_server
+    from graph.resources import get_resources
+
+    if not args.server.startswith(("http://", "https://")):
+        raise BadInput(f"--server {args.server!r} is not an http(s) URL")
+    db = get_resources(_context(args)).db
+    client = get_sync_client(url=args.server, api_key=os.environ.get("LANGGRAPH_API_KEY"))
+    try:
+        resolved = sweep_resolved_on_server(db, client, datetime.now(UTC).isoformat())
+    except httpx.HTTPError as exc:
+        print(f"supportgraph: the server at {args.server} did not answer: {exc}",
+              file=sys.stderr)
+        return EXIT_FAILED
+    print(json.dumps({"resolved_outside": resolved}) if args.json
+          else f"resolved outside {len(resolved)}")
+    return EXIT_OK
+
+
 def _response_from_args(args: argparse.Namespace) -> dict:
     reviewer = args.reviewer
     if args.action == "accept":
@@ -312,25 +339,10 @@ def _cited_passages(runner: Any, thread_id: str, payload: dict) -> list[dict]:
 
 def _print_payload(thread_id: str, payload: dict, notes: list[dict] | None = None,
                    passages: list[dict] | None = None) -> None:
-    req = payload["action_request"]["args"]
-    ticket = req.get("ticket") or {}
     print(f"thread:  {thread_id}")
-    print(f"reason:  {req.get('reason')}")
-    print(f"ticket:  {ticket.get('id')} ({ticket.get('channel')}, tenant {ticket.get('tenant')})")
-    if ticket.get("subject"):
-        print(f"subject: {ticket['subject']}")
-    print("\n--- customer wrote ---\n" + (ticket.get("body") or ""))
-    print("\n--- draft reply ---\n" + (req.get("reply") or "(no draft)"))
-    scores = {k: (req.get(k) or {}).get("score") for k in ("tone", "confidence")}
-    intent = req.get("intent") or {}
-    print(f"\nintent {intent.get('intent')} ({intent.get('confidence')}), "
-          f"tone {scores['tone']}, confidence {scores['confidence']}, flags {req.get('flags')}")
-    print(f"reasons: {payload.get('description')}")
-    missing = ((req.get("confidence") or {}).get("signals") or {}).get("missing_terms")
-    if missing:
-        print(f"not in the cited sections: {', '.join(missing)}")
-    for source in req.get("sources") or []:
-        print(f"  source: {source['title']} ({source['doc_id']})")
+    print(payload.get("description") or "")
+    reply = (payload["action_request"].get("args") or {}).get("reply")
+    print("\n--- draft reply ---\n" + (reply or "(no draft)"))
     for passage in passages or []:
         print(f"\n--- cited [{passage['n']}] {passage['title']} ---\n"
               f"{(passage['text'] or '')[:1200]}")
@@ -777,6 +789,30 @@ def cmd_prune(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    """The review inbox on its own, resuming threads with the Runner on the shared database."""
+    import uvicorn
+
+    from app.inbox.backend import RunnerBackend
+    from app.inbox.identity import KeyStore
+    from app.inbox.web import create_app
+    from app.runner import Runner
+    from app.settings import inbox_settings
+
+    if not 0 < args.port < 65536:
+        raise BadInput(f"--port {args.port} is not a TCP port (1-65535)")
+    runner = Runner(_context(args))
+    settings = inbox_settings(db=runner.db)
+    if not (settings.keys.by_hash if isinstance(settings.keys, KeyStore)
+            else settings.keys.has_reviewers()):
+        raise BadInput("no reviewer key: add one with `supportgraph keys add --tenant T "
+                       "--role reviewer`")
+    app = create_app(lambda: RunnerBackend(runner), settings)
+    print(f"review inbox on http://{args.host}:{args.port}/inbox", file=sys.stderr)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and docs)."""
     parser = argparse.ArgumentParser(prog="supportgraph", description=__doc__.splitlines()[0])
@@ -801,12 +837,20 @@ def build_parser() -> argparse.ArgumentParser:
                      help="on SIGTERM/SIGINT, how long runs in flight may finish (with --input)")
     run.set_defaults(func=cmd_run)
 
+    serve = sub.add_parser("serve", help="the review inbox web app (without a LangGraph server)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.set_defaults(func=cmd_serve)
+
     review = sub.add_parser("review", help="the human review queue")
     review_sub = review.add_subparsers(dest="action", required=True)
     for action in ("list", "show", "accept", "edit", "respond", "reject", "sweep"):
         p = review_sub.add_parser(action)
         if action == "sweep":
             p.add_argument("--now", help="evaluate SLAs as of this ISO time (default: now)")
+            p.add_argument("--server", help="a LangGraph server URL whose threads to check for "
+                           "reviews closed there without a decision (Agent Inbox's "
+                           "'Mark as Resolved')")
         elif action != "list":
             p.add_argument("ref", help="thread id or ticket id")
         if action != "sweep":

@@ -280,7 +280,13 @@ class Runner:
                     log.warning("%s; `supportgraph recover` applies the recorded stall", exc)
                     continue
                 stalled.append(row["thread_id"])
-        return {"escalated": escalated, "stalled": stalled}
+        resolved = []
+        for row in open_reviews(self.db):
+            snapshot = self.graph.get_state(self._config(row["thread_id"]))
+            if (snapshot.values and not snapshot.interrupts and not _pending(snapshot)
+                    and record_resolved_outside(self.db, row, snapshot.metadata, stamp)):
+                resolved.append(row["thread_id"])
+        return {"escalated": escalated, "stalled": stalled, "resolved_outside": resolved}
 
     def _audit_event(self, row: dict, step: str, stamp: str, detail: dict) -> None:
         """An audit row for something that happened outside a graph step (idempotent)."""
@@ -382,6 +388,48 @@ def safe_ticket_input(raw_ticket: dict, ticket: dict, salt: str) -> dict[str, An
     safe.update(subject=redact(ticket.get("subject") or "", salt=salt),
                 body=redact(body, salt=salt))
     return safe
+
+
+RESOLVED_OUTSIDE = "resolved outside the workflow"
+
+
+def open_reviews(db: Any) -> list[dict]:
+    """Reviews our tables say are still open (waiting or escalated)."""
+    return db.fetchall("SELECT thread_id, ticket_id FROM sg_reviews "
+                       "WHERE status IN ('waiting', 'escalated') ORDER BY requested_at")
+
+
+def record_resolved_outside(db: Any, row: dict, metadata: dict | None, stamp: str) -> bool:
+    """Close a review whose thread ended without a decision (Agent Inbox "Mark as Resolved").
+
+    That button writes the state as `__end__` with no resume, so no step of ours runs; the
+    review is recorded as rejected by whoever wrote that checkpoint (`unknown` when the server
+    had no authentication). One conditional UPDATE: two sweeps never record it twice.
+    """
+    metadata = metadata or {}
+    who = str(metadata.get("langgraph_auth_user_id") or metadata.get("user_id")
+              or "unknown")[:200]
+    decision = {"type": "ignore", "args": RESOLVED_OUTSIDE, "reviewer": who}
+    won = db.execute(
+        """UPDATE sg_reviews SET status = 'rejected', decision = :decision, decided_by = :who,
+               decided_at = :now
+           WHERE thread_id = :t AND status IN ('waiting', 'escalated')""",
+        {"decision": json.dumps(decision), "who": who, "now": stamp, "t": row["thread_id"]})
+    if won:
+        db.execute("UPDATE sg_runs SET status = 'rejected', updated_at = :now "
+                   "WHERE thread_id = :t AND status = 'awaiting_review'",
+                   {"now": stamp, "t": row["thread_id"]})
+        db.execute(
+            """INSERT INTO sg_audit (event_key, ticket_id, thread_id, step, attempt, started_at,
+                   duration_ms, outcome, detail)
+               VALUES (:key, :ticket_id, :thread_id, 'review_resolved_outside', 1, :at, 0, 'ok',
+                   :detail)
+               ON CONFLICT (event_key) DO NOTHING""",
+            {"key": f"{row['thread_id']}:review_resolved_outside", "ticket_id": row["ticket_id"],
+             "thread_id": row["thread_id"], "at": stamp,
+             "detail": json.dumps({"decision": "ignore", "reviewer": who,
+                                   "reason": RESOLVED_OUTSIDE})})
+    return bool(won)
 
 
 def _pending(snapshot: Any) -> bool:

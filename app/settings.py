@@ -228,3 +228,25 @@ def _bounded(environ: Mapping[str, str], name: str, default: Any, low: Any, high
     if not low <= value <= high:
         raise SettingsError(f"{name}={raw!r} must be between {low} and {high}")
     return value
+
+
+def inbox_settings(environ: Mapping[str, str] | None = None, db: Any = None) -> Any:
+    """The review inbox's settings: its key store and the secret that signs session cookies.
+
+    Keys: those of `supportgraph keys add` in `db`; `SUPPORTGRAPH_INBOX_DEV_KEY` (one
+    development reviewer, no database) replaces them. Without `SUPPORTGRAPH_INBOX_SECRET` a
+    random secret is made, so sessions end when the process does (set it when several
+    processes serve the inbox).
+    """
+    import secrets
+
+    from app.inbox.identity import DatabaseKeys, dev_key_store
+    from app.inbox.web import InboxSettings
+
+    environ = os.environ if environ is None else environ
+    secure = (environ.get("SUPPORTGRAPH_INBOX_SECURE_COOKIES") or "").strip().lower() in _TRUE
+    keys = (dev_key_store(environ) if environ.get("SUPPORTGRAPH_INBOX_DEV_KEY") or db is None
+            else DatabaseKeys(db))
+    return InboxSettings(keys=keys,
+                         secret=environ.get("SUPPORTGRAPH_INBOX_SECRET")
+                         or secrets.token_urlsafe(32), secure_cookies=secure)

@@ -163,6 +163,20 @@ TENANT_BACKFILL = [
     "CREATE INDEX IF NOT EXISTS sg_outbox_tenant_ticket ON sg_outbox (tenant, ticket_id)",
 ]
 
+INDEXES_AFTER_COLUMNS = [
+    # The review inbox: a tenant's open reviews by SLA deadline then age, covering the counts
+    # and the route/reason filters (so a 10,000-review queue pages without reading the table).
+    "CREATE INDEX IF NOT EXISTS sg_reviews_open ON sg_reviews "
+    "(tenant, deadline_at, requested_at, route, reason) "
+    "WHERE status IN ('waiting', 'escalated')",
+]
+"""Indexes on columns in `ADDED_COLUMNS` (made after those columns exist)."""
+
+ADDED_COLUMNS = [
+    ("sg_reviews", "route", "TEXT"),  # the ticket's route when it stopped (inbox filter)
+]
+"""Columns added after tables were first created: (table, column, SQL type)."""
+
 _PARAM = re.compile(r"(?<!:):([A-Za-z_][A-Za-z0-9_]*)")
 
 
@@ -241,12 +255,23 @@ class Database:
         find = "strpos" if self.dialect == "postgres" else "instr"
         for statement in TENANT_BACKFILL:
             self.execute(statement.replace("{find}", find))
+        for table, column, kind in ADDED_COLUMNS:
+            self._add_column(table, column, kind)
+        for statement in INDEXES_AFTER_COLUMNS:
+            self.execute(statement)
         self._migrated = True
 
     def _add_column(self, table: str, column: str, kind: str) -> None:
         """Add a column to a table made by an older version (no-op when it is there)."""
+        # Look first: ALTER TABLE takes an exclusive lock even when the column exists, and
+        # every process migrates when it starts.
         if self.dialect == "postgres":
-            self.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {kind}")
+            present = self.fetchone(
+                "SELECT 1 AS present FROM information_schema.columns WHERE table_schema = "
+                "current_schema() AND table_name = :t AND column_name = :c",
+                {"t": table, "c": column})
+            if not present:
+                self.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {kind}")
             return
         if any(row["name"] == column
                for row in self.fetchall(f"PRAGMA table_info({table})")):

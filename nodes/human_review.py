@@ -7,8 +7,10 @@ can act on the queue. The node runs again from its start when resumed, so nothin
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
+from langgraph.config import get_config
 from langgraph.types import interrupt
 
 from graph.instrument import Step, node, now_iso
@@ -42,29 +44,70 @@ def reason_for_review(state: State, ctx) -> str:
     return "needs_review"
 
 
+def ticket_title(ticket: dict | None) -> str:
+    """A line that tells tickets apart: the subject, else the first line of the (redacted) body."""
+    ticket = ticket or {}
+    text = (ticket.get("subject") or "").strip()
+    if not text:
+        text = next((line.strip() for line in (ticket.get("body") or "").splitlines()
+                     if line.strip()), "")
+    text = " ".join(text.split())
+    return (text[:77] + "...") if len(text) > 80 else (text or "(empty ticket)")
+
+
+def _md_text(text: str) -> str:
+    """Ticket text quoted in markdown, so it can never open a heading, link or list of ours."""
+    lines = (text or "").strip().splitlines() or [""]
+    return "\n".join("> " + line.replace("<", "&lt;") for line in lines)
+
+
+def describe(state: State, reason: str, error: str | None = None) -> str:
+    """The reference data a reviewer reads (not edits), as markdown for Agent Inbox."""
+    ticket = state.get("normalized") or {}
+    lines = [f"**{ticket_title(ticket)}**", "",
+             f"Ticket `{ticket.get('id', '?')}` ({ticket.get('channel', '?')}"
+             + (f", tenant `{ticket['tenant']}`" if ticket.get("tenant") else "") + ")", "",
+             f"Review needed: **{reason}**"]
+    if error:
+        lines += ["", f"Previous answer rejected: {error}"]
+    lines += ["", "### Customer message", _md_text(ticket.get("body") or ""), ""]
+    passages = state.get("passages") or []
+    if passages:
+        lines.append("### Sources")
+        lines += [f"{i}. {p['title']} (`{p['doc_id']}`)" for i, p in enumerate(passages, 1)]
+        lines.append("")
+    scores = []
+    intent = state.get("intent")
+    if intent:
+        scores.append(f"intent {intent['intent']} ({intent['confidence']:.2f})")
+    for key in ("tone", "confidence"):
+        if state.get(key):
+            scores.append(f"{key} {state[key]['score']:.2f}")
+    if scores:
+        lines += ["### Scores", ", ".join(scores), ""]
+    missing = ((state.get("confidence") or {}).get("signals") or {}).get("missing_terms")
+    if missing:
+        lines += ["### Not in the cited sections", ", ".join(missing), ""]
+    if state.get("flags"):
+        lines += ["### Flags", ", ".join(state["flags"]), ""]
+    return "\n".join(lines).strip()
+
+
 def build_payload(state: State, reason: str, error: str | None = None) -> HumanInterrupt:
-    """What the reviewer sees: the ticket, the draft, its sources, the scores, the reason."""
+    """Agent Inbox's `HumanInterrupt` for this ticket.
+
+    `args` holds only what a reviewer may change (the reply, never null): Agent Inbox renders
+    every arg as an editable field. Everything else is read-only markdown in `description`.
+    """
     drafts = state.get("drafts") or []
     return {
         "action_request": {
-            "action": "send_reply",
-            "args": {
-                "ticket": state.get("normalized"),
-                "reply": drafts[-1]["text"] if drafts else "",
-                "sources": [{"doc_id": p["doc_id"], "title": p["title"]}
-                            for p in state.get("passages") or []],
-                "intent": state.get("intent"),
-                "tone": state.get("tone"),
-                "confidence": state.get("confidence"),
-                "flags": state.get("flags") or [],
-                "planner_steps": state.get("planner_steps") or [],
-                "reason": reason,
-            },
+            "action": f"Reply: {ticket_title(state.get('normalized'))} ({reason})",
+            "args": {"reply": drafts[-1]["text"] if drafts else ""},
         },
         "config": {"allow_ignore": True, "allow_respond": True, "allow_edit": True,
                    "allow_accept": bool(drafts)},
-        "description": (f"Review needed: {reason}." + (f" Previous answer rejected: {error}"
-                                                        if error else "")),
+        "description": describe(state, reason, error),
     }
 
 
@@ -131,17 +174,60 @@ def register_wait(state: State, step: Step) -> None:
     deadline = now + timedelta(hours=step.ctx.review_sla_hours)
     tenant = step.tenant
     step.res.db.execute(
-        """INSERT INTO sg_reviews (thread_id, ticket_id, tenant, reason, queue, status,
+        """INSERT INTO sg_reviews (thread_id, ticket_id, tenant, reason, route, queue, status,
                requested_at, deadline_at)
-           VALUES (:thread_id, :ticket_id, :tenant, :reason, 'agent', 'waiting', :now,
+           VALUES (:thread_id, :ticket_id, :tenant, :reason, :route, 'agent', 'waiting', :now,
                :deadline)
            ON CONFLICT (thread_id) DO NOTHING""",
         {"thread_id": step.thread_id, "ticket_id": step.ticket_id, "tenant": tenant,
-         "reason": reason, "now": now.isoformat(timespec="microseconds"),
+         "reason": reason, "route": state.get("route") or "human",
+         "now": now.isoformat(timespec="microseconds"),
          "deadline": deadline.isoformat(timespec="microseconds")})
     summary = build_summary({**state, "review_reason": reason}, thread_id=step.thread_id,
                             status="awaiting_review")
     record_summary(step.res.db, summary, tenant)
+
+
+def authenticated_reviewer() -> str | None:
+    """The identity the LangGraph server authenticated for this run, if any.
+
+    A resume through the server API carries `langgraph_auth_user`; it wins over a `reviewer`
+    named in the resume value, which only trusted in-process callers (CLI, our inbox) set.
+    """
+    try:
+        configurable = get_config().get("configurable") or {}
+    except RuntimeError:  # called outside a run
+        return None
+    user = configurable.get("langgraph_auth_user")
+    if user is None:
+        return None
+    get = user.get if isinstance(user, dict) else lambda key: getattr(user, key, None)
+    if get("is_authenticated") is False:
+        return None
+    identity = get("identity")
+    return str(identity)[:200] if identity else None
+
+
+def record_decision(step: Step, decision: ReviewDecision) -> None:
+    """Close the review row with the decision, whichever client resumed the thread.
+
+    A decision claimed before the resume (CLI, inbox) already filled the row; COALESCE keeps
+    that claim, so repeating this (a re-run step) changes nothing.
+    """
+    if decision["type"] == "response":
+        return
+    args = {"edit": {"reply": decision.get("reply")}, "ignore": decision.get("reason")}
+    # Stored as a resume value, so `recover` can re-apply it if this step's checkpoint is lost.
+    stored = {"type": decision["type"], "args": args.get(decision["type"]),
+              "reviewer": decision["reviewer"]}
+    step.res.db.execute(
+        """UPDATE sg_reviews SET status = 'decided',
+               decision = COALESCE(decision, :decision),
+               decided_by = COALESCE(decided_by, :reviewer),
+               decided_at = COALESCE(decided_at, :at)
+           WHERE thread_id = :t""",
+        {"decision": json.dumps(stored, ensure_ascii=False), "reviewer": decision["reviewer"],
+         "at": decision.get("decided_at") or now_iso(), "t": step.thread_id})
 
 
 @node("human_review", on_interrupt=register_wait)
@@ -169,6 +255,7 @@ def human_review(state: State, step: Step) -> dict:
         decision["reviewer"] = f"api:{step.identity['name']}"
     elif decision.get("reviewer") in (None, "", "unknown"):
         decision["reviewer"] = api_identity()
+    record_decision(step, decision)
     step.detail.update(decision=decision["type"], reviewer=decision.get("reviewer"),
                        reason=reason)
     update: dict = {"review": decision, "review_reason": reason, "error": ""}

@@ -66,7 +66,7 @@ def test_encrypted_sqlite_run_hides_ticket_text_and_resumes_elsewhere(
     shown = cli(e2e_home, "review", "show", "enc-1", "--json", extra_env=keyed)
     assert shown.returncode == 0, shown.stderr
     payload = json.loads(shown.stdout)
-    assert payload["action_request"]["args"]["ticket"]["body"] == SECRET_SENTENCE
+    assert f"> {SECRET_SENTENCE}" in payload["description"]
     done = cli(e2e_home, "review", "edit", "enc-1", "--reply", "We only answer API questions.",
                "--reviewer", "maria", "--json", extra_env=keyed)
     assert done.returncode == 0, done.stderr
@@ -104,8 +104,7 @@ def test_encrypted_postgres_checkpoints(
         Runner(ctx).pending_review(waiting.thread_id)
     monkeypatch.setenv("LANGGRAPH_AES_KEY", KEY)
     keyed = Runner(ctx)
-    assert keyed.pending_review(waiting.thread_id)["action_request"]["args"]["ticket"][
-        "body"] == SECRET_SENTENCE
+    assert f"> {SECRET_SENTENCE}" in keyed.pending_review(waiting.thread_id)["description"]
     done = keyed.decide(waiting.thread_id, {"type": "ignore", "args": "not our product"})
     assert done.summary["status"] == "rejected"
     assert SECRET_SENTENCE.encode() not in pg_stored(pg_url, CHECKPOINT_TABLES)

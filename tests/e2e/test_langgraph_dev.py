@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -202,8 +203,11 @@ def the_interrupt(client: SyncLangGraphClient, thread_id: str, state: dict) -> d
     assert len(state["interrupts"]) == 1, state["interrupts"]
     payload = state["interrupts"][0]["value"]
     assert set(payload) == {"action_request", "config", "description"}
-    assert payload["action_request"]["action"] == "send_reply"
-    assert isinstance(payload["action_request"]["args"], dict)
+    # Agent Inbox renders every arg as an editable field and crashes on nulls: only the reply.
+    assert set(payload["action_request"]["args"]) == {"reply"}
+    assert isinstance(payload["action_request"]["args"]["reply"], str)
+    assert payload["action_request"]["action"].startswith("Reply: ")
+    assert "null" not in json.dumps(payload)
     config = payload["config"]
     assert set(config) == {"allow_accept", "allow_edit", "allow_respond", "allow_ignore"}
     assert all(isinstance(v, bool) for v in config.values())
@@ -230,10 +234,11 @@ def test_out_of_scope_waits_for_review_and_sends_the_edited_reply(
 
     payload = the_interrupt(client, thread_id, state)
     args = payload["action_request"]["args"]
-    assert args["reason"] == "out_of_scope"
-    assert "out_of_scope" in payload["description"]
-    assert args["ticket"]["id"] == "dev-1" and args["ticket"]["body"] == OUT_OF_SCOPE
-    assert args["reply"] == "" and payload["config"]["allow_accept"] is False  # nothing drafted
+    assert payload["action_request"]["action"] == f"Reply: {OUT_OF_SCOPE} (out_of_scope)"
+    assert "Review needed: **out_of_scope**" in payload["description"]
+    assert "Ticket `dev-1`" in payload["description"]
+    assert f"> {OUT_OF_SCOPE}" in payload["description"]  # the customer message, quoted
+    assert args == {"reply": ""} and payload["config"]["allow_accept"] is False  # no draft
     assert state["values"]["intent"]["out_of_scope"] is True
 
     edited = "A colleague will get back to you."
@@ -274,8 +279,13 @@ def test_run_context_forces_review_and_accept_sends_the_draft(
     draft = state["values"]["drafts"][-1]["text"]
     assert draft.strip()
     assert payload["config"]["allow_accept"] is True
-    assert payload["action_request"]["args"]["reply"] == draft
-    assert payload["action_request"]["args"]["reason"] == "low_confidence"
+    assert payload["action_request"]["args"] == {"reply": draft}
+    assert "Review needed: **low_confidence**" in payload["description"]
+    titles = [p["title"] for p in state["values"]["passages"]]
+    assert "### Sources" in payload["description"]
+    assert all(f"{i}. {t} (`" in payload["description"] for i, t in enumerate(titles, 1))
+    assert re.search(r"### Scores\nintent invoice_request \(\d\.\d\d\), tone \d\.\d\d, "
+                     r"confidence \d\.\d\d", payload["description"])
 
     state = run_until_stopped(client, thread_id, command={"resume": {"type": "accept"}})
 
@@ -414,3 +424,83 @@ def test_files_the_dev_server_keeps_hold_no_raw_pii(dev_server: DevServer) -> No
         assert token.startswith("[") and token.encode() in stored
     for raw in (CARD, CARD.replace(" ", ""), EMAIL):
         assert raw.encode() not in stored
+
+
+# --------------------------------------------------------------------------- Agent Inbox and
+# the review inbox against the same server: every decision lands in our review tables.
+
+
+def review_row(server: DevServer, thread_id: str) -> dict:
+    """The thread's row in the review table the server writes (the home's SQLite file)."""
+    import sqlite3
+
+    with sqlite3.connect(server.home / "state.db") as conn:
+        conn.row_factory = sqlite3.Row
+        row = conn.execute("SELECT * FROM sg_reviews WHERE thread_id = ?", (thread_id,)
+                           ).fetchone()
+        out = conn.execute("SELECT approved_by FROM sg_outbox WHERE thread_id = ?",
+                           (thread_id,)).fetchone()
+    assert row is not None, f"no review row for {thread_id}"
+    return {**dict(row), "approved_by": out[0] if out else None}
+
+
+def waiting_thread(client: SyncLangGraphClient, ticket_id: str) -> tuple[str, dict]:
+    """A thread stopped at review with a draft (a threshold no answer can meet)."""
+    thread_id = client.threads.create()["thread_id"]
+    state = run_until_stopped(client, thread_id, input=ticket(ticket_id, ANSWERABLE),
+                              context={"confidence_threshold": 1.01, "planner_enabled": False})
+    return thread_id, state
+
+
+def test_agent_inbox_resumes_record_the_review(
+    client: SyncLangGraphClient, dev_server: DevServer
+) -> None:
+    # The values Agent Inbox sends: a one-element list; edit wraps the edited ActionRequest.
+    edited, state = waiting_thread(client, "ai-1")
+    action = the_interrupt(client, edited, state)["action_request"]
+    state = run_until_stopped(client, edited, command={"resume": [
+        {"type": "edit", "args": {"action": action["action"],
+                                  "args": {"reply": "Edited in Agent Inbox."}}}]})
+    assert assert_sent(client, edited, state)["final_reply"] == "Edited in Agent Inbox."
+
+    noted, _ = waiting_thread(client, "ai-2")
+    state = run_until_stopped(client, noted, command={"resume": [
+        {"type": "response", "args": "Checking with billing."}]})
+    the_interrupt(client, noted, state)  # a note keeps it waiting
+    assert review_row(dev_server, noted)["status"] == "waiting"
+    state = run_until_stopped(client, noted, command={"resume": [{"type": "ignore",
+                                                                  "args": None}]})
+    assert state["values"]["status"] == "rejected"
+
+    accepted, _ = waiting_thread(client, "ai-3")
+    run_until_stopped(client, accepted, command={"resume": [{"type": "accept", "args": None}]})
+
+    for thread_id, kind, status in ((edited, "edit", "closed"), (noted, "ignore", "rejected"),
+                                    (accepted, "accept", "closed")):
+        row = review_row(dev_server, thread_id)
+        reviewer = client.threads.get_state(thread_id)["values"]["review"]["reviewer"]
+        assert row["status"] == status and row["decided_at"] and row["decided_by"] == reviewer
+        assert json.loads(row["decision"])["type"] == kind
+        if kind != "ignore":
+            assert row["approved_by"] == reviewer != "auto"
+
+
+def test_mark_as_resolved_is_recorded_by_the_sweep(
+    client: SyncLangGraphClient, dev_server: DevServer, tmp_path: Path
+) -> None:
+    thread_id, _ = waiting_thread(client, "ai-4")
+    # Agent Inbox's "Mark as Resolved": the state written as __end__, no resume.
+    client.threads.update_state(thread_id, None, as_node="__end__")
+    assert client.threads.get_state(thread_id)["interrupts"] == []
+    assert review_row(dev_server, thread_id)["status"] == "waiting"
+
+    env = {**_server_env(dev_server.home), "PYTHONPATH": str(REPO_ROOT),
+           "LANGGRAPH_API_KEY": dev_server.keys["acme-reviewer"]}
+    swept = subprocess.run([sys.executable, "-m", "app.cli", "review", "sweep", "--server",
+                            dev_server.url, "--json"], cwd=tmp_path, env=env,
+                           capture_output=True, text=True, timeout=300)
+    assert swept.returncode == 0, swept.stderr
+    assert thread_id in json.loads(swept.stdout)["resolved_outside"]
+    row = review_row(dev_server, thread_id)
+    assert row["status"] == "rejected" and row["decided_by"]
+    assert json.loads(row["decision"])["args"] == "resolved outside the workflow"

@@ -15,6 +15,8 @@ from benchmarks.fake_llm import FakeLLMServer, Reply
 from graph.context import Context
 
 OOS = {"id": "r-1", "channel": "chat", "body": "Can you recommend a good banana bread recipe?"}
+QUIET = {"escalated": [], "stalled": [], "resolved_outside": []}
+"""What a sweep that changes nothing returns."""
 ANSWERABLE = {"id": "r-2", "channel": "chat",
               "body": "How do I rotate my live API key without downtime?"}
 
@@ -25,16 +27,16 @@ def test_sla_chain_escalates_once_then_stalls_visibly(demo_home: Path) -> None:
     thread = runner.run(OOS).thread_id
     start = datetime.now(UTC)
 
-    assert runner.sweep(start + timedelta(hours=23)) == {"escalated": [], "stalled": []}
-    assert runner.sweep(start + timedelta(hours=25)) == {"escalated": [thread], "stalled": []}
+    assert runner.sweep(start + timedelta(hours=23)) == QUIET
+    assert runner.sweep(start + timedelta(hours=25)) == {**QUIET, "escalated": [thread]}
     # A second sweep (another cron machine) finds nothing left to escalate.
-    assert runner.sweep(start + timedelta(hours=25)) == {"escalated": [], "stalled": []}
+    assert runner.sweep(start + timedelta(hours=25)) == QUIET
     row = runner.db.fetchone("SELECT queue, status FROM sg_reviews WHERE thread_id = :t",
                              {"t": thread})
     assert row == {"queue": "supervisor", "status": "escalated"}
 
-    assert runner.sweep(start + timedelta(hours=32)) == {"escalated": [], "stalled": []}
-    assert runner.sweep(start + timedelta(hours=34)) == {"escalated": [], "stalled": [thread]}
+    assert runner.sweep(start + timedelta(hours=32)) == QUIET
+    assert runner.sweep(start + timedelta(hours=34)) == {**QUIET, "stalled": [thread]}
     summary = runner.summary(thread)
     assert summary["status"] == "stalled"
     assert runner.db.fetchone("SELECT status FROM sg_reviews")["status"] == "stalled"

@@ -1,0 +1,218 @@
+"""Where the inbox reads a thread and applies a decision: the local Runner or the server's API.
+
+Under `langgraph dev` / LangGraph server the checkpoints live in the server, so the inbox reads
+and resumes threads through the server's own API (`langgraph_sdk.get_client()` with no URL is
+the in-process connection), exactly as Agent Inbox and Studio do. Under `supportgraph serve`
+the project's `Runner` does both on the shared database. Either way a decision is first claimed
+in `sg_reviews` (one conditional UPDATE), so of two reviewers only one wins.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from starlette.concurrency import run_in_threadpool
+
+GRAPH_ID = "support"
+
+
+class AlreadyDecided(RuntimeError):
+    """Someone else decided first; `by` names them."""
+
+    def __init__(self, by: str | None) -> None:
+        super().__init__(f"already decided by {by or 'someone else'}")
+        self.by = by or "someone else"
+
+
+class DecisionFailed(RuntimeError):
+    """The thread could not be resumed (busy, malformed, server error); nothing was recorded."""
+
+
+@dataclass
+class ThreadView:
+    """What the inbox needs of a thread: its values, the open interrupt and a version."""
+
+    values: dict[str, Any]
+    payload: dict[str, Any] | None
+    version: str
+    pending: bool = False
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+class Backend(Protocol):
+    """Reads threads and applies decisions; `db` is the database of our own tables."""
+
+    db: Any
+
+    async def view(self, thread_id: str) -> ThreadView | None:
+        """The thread, or None if there is no such thread."""
+
+    async def decide(self, thread_id: str, response: dict[str, Any]) -> str:
+        """Apply a HumanResponse; returns the thread's status afterwards."""
+
+
+def decided_by(db: Any, thread_id: str) -> str | None:
+    """Who closed a review (None if it is open or unknown)."""
+    row = db.fetchone("SELECT status, decided_by FROM sg_reviews WHERE thread_id = :t",
+                      {"t": thread_id})
+    if not row or row["status"] in ("waiting", "escalated"):
+        return None
+    return row["decided_by"] or row["status"]
+
+
+def _version(checkpoint_id: str | None, interrupt_id: str | None) -> str:
+    """What changes whenever the thread does: a note re-interrupts in the same checkpoint."""
+    return f"{checkpoint_id}/{interrupt_id}"
+
+
+class RunnerBackend:
+    """The CLI/worker deployment: the project's Runner on the shared database."""
+
+    def __init__(self, runner: Any) -> None:
+        self.runner = runner
+        self.db = runner.db
+
+    async def view(self, thread_id: str) -> ThreadView | None:
+        """The thread's latest checkpoint from the local checkpointer."""
+        return await run_in_threadpool(self._view, thread_id)
+
+    def _view(self, thread_id: str) -> ThreadView | None:
+        from app.runner import _pending
+
+        snapshot = self.runner.graph.get_state({"configurable": {"thread_id": thread_id}})
+        if not snapshot.values:
+            return None
+        return ThreadView(
+            values=snapshot.values,
+            payload=snapshot.interrupts[0].value if snapshot.interrupts else None,
+            version=_version(snapshot.config["configurable"].get("checkpoint_id"),
+                             snapshot.interrupts[0].id if snapshot.interrupts else None),
+            pending=_pending(snapshot), metadata=dict(snapshot.metadata or {}))
+
+    async def decide(self, thread_id: str, response: dict[str, Any]) -> str:
+        """`Runner.decide`: claim, then resume under the thread's lease."""
+        return await run_in_threadpool(self._decide, thread_id, response)
+
+    def _decide(self, thread_id: str, response: dict[str, Any]) -> str:
+        from app.leases import ThreadBusy
+        from app.runner import AlreadyDecided as RunnerAlreadyDecided
+        from app.runner import NotFound
+        from nodes.human_review import InvalidResume
+
+        try:
+            return self.runner.decide(thread_id, response).summary["status"]
+        except RunnerAlreadyDecided:
+            raise AlreadyDecided(decided_by(self.db, thread_id)) from None
+        except (ThreadBusy, NotFound, InvalidResume) as exc:
+            raise DecisionFailed(str(exc)) from None
+
+
+class ServerBackend:
+    """Inside the LangGraph server: threads are read and resumed through its own API."""
+
+    def __init__(self, db: Any, pii_salt: str = "", client: Any = None) -> None:
+        self.db = db
+        self.pii_salt = pii_salt
+        self._client = client
+
+    @property
+    def client(self) -> Any:
+        """The in-process SDK client (made on first use, inside the server's event loop)."""
+        if self._client is None:
+            from langgraph_sdk import get_client
+
+            self._client = get_client()
+        return self._client
+
+    async def view(self, thread_id: str) -> ThreadView | None:
+        """The thread's state from the server."""
+        import httpx
+
+        try:
+            state = await self.client.threads.get_state(thread_id)
+        except httpx.HTTPStatusError as exc:
+            if exc.response.status_code in (404, 422):
+                return None
+            raise
+        if not state.get("values"):
+            return None
+        interrupts = state.get("interrupts") or []
+        return ThreadView(
+            values=state["values"],
+            payload=interrupts[0]["value"] if interrupts else None,
+            version=_version((state.get("checkpoint") or {}).get("checkpoint_id"),
+                             interrupts[0].get("id") if interrupts else None),
+            pending=bool(state.get("next")) and not interrupts,
+            metadata=dict(state.get("metadata") or {}))
+
+    async def decide(self, thread_id: str, response: dict[str, Any]) -> str:
+        """Claim the review, then resume the thread with a run on the server."""
+        import httpx
+
+        from graph.pii import redact_obj
+        from nodes.human_review import InvalidResume, parse_resume
+
+        view = await self.view(thread_id)
+        if view is None:
+            raise DecisionFailed(f"no thread {thread_id}")
+        try:
+            decision = parse_resume(response, has_draft=bool(view.values.get("drafts")))
+        except InvalidResume as exc:
+            raise DecisionFailed(str(exc)) from None
+        # A reviewer may quote the customer's PII: redact before it is recorded or resumed.
+        response = redact_obj(response, salt=self.pii_salt)
+        if decision["type"] != "response":
+            claimed = await run_in_threadpool(self._claim, thread_id, response, decision)
+            if not claimed:
+                raise AlreadyDecided(await run_in_threadpool(decided_by, self.db, thread_id))
+        if view.payload is None:
+            raise AlreadyDecided(await run_in_threadpool(decided_by, self.db, thread_id))
+        try:
+            values = await self.client.runs.wait(thread_id, GRAPH_ID,
+                                                 command={"resume": response})
+        except httpx.HTTPError as exc:
+            if decision["type"] != "response":
+                await run_in_threadpool(self._release, thread_id, decision["reviewer"])
+            raise DecisionFailed(f"the server did not resume the thread: {exc}") from None
+        return (values or {}).get("status") or "unknown"
+
+    def _claim(self, thread_id: str, response: dict, decision: dict) -> bool:
+        return bool(self.db.execute(
+            """UPDATE sg_reviews SET status = 'decided', decision = :decision,
+                   decided_by = :reviewer, decided_at = :at
+               WHERE thread_id = :t AND status IN ('waiting', 'escalated')""",
+            {"decision": json.dumps(response, ensure_ascii=False),
+             "reviewer": decision["reviewer"], "at": decision["decided_at"], "t": thread_id}))
+
+    def _release(self, thread_id: str, reviewer: str) -> None:
+        """Give a claim back when the resume never reached the thread."""
+        self.db.execute(
+            """UPDATE sg_reviews SET status = 'waiting', decision = NULL, decided_by = NULL,
+                   decided_at = NULL
+               WHERE thread_id = :t AND status = 'decided' AND decided_by = :r""",
+            {"t": thread_id, "r": reviewer})
+
+
+def sweep_resolved_on_server(db: Any, client: Any, now: str) -> list[str]:
+    """Record reviews whose server thread ended with no decision ("Mark as Resolved").
+
+    `client`: a sync `langgraph_sdk` client of the LangGraph server that holds the threads.
+    """
+    import httpx
+
+    from app.runner import open_reviews, record_resolved_outside
+
+    resolved = []
+    for row in open_reviews(db):
+        try:
+            state = client.threads.get_state(row["thread_id"])
+        except httpx.HTTPStatusError as exc:
+            if exc.response.status_code in (404, 422):
+                continue  # a thread of another deployment (or a CLI thread id)
+            raise
+        if (state.get("values") and not state.get("interrupts") and not state.get("next")
+                and record_resolved_outside(db, row, state.get("metadata"), now)):
+            resolved.append(row["thread_id"])
+    return resolved

@@ -1,0 +1,95 @@
+"""Who is signed in: the ONE place that turns an API key into an identity.
+
+Keys are the tenant-scoped keys of `supportgraph keys add` (`DatabaseKeys`: only their hashes
+are stored, revoked keys are refused). `KeyStore` holds keys given in process: one development
+key from `SUPPORTGRAPH_INBOX_DEV_KEY`, and tests; nothing else in the inbox reads keys.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+ROLES = ("service", "reviewer", "admin")
+DEFAULT_TENANT = "default"
+"""The tenant of tickets that name none."""
+
+
+@dataclass(frozen=True)
+class Identity:
+    """A signed-in key's owner: their tenant, role and name (recorded on decisions)."""
+
+    tenant: str
+    role: str
+    name: str
+
+    @property
+    def can_review(self) -> bool:
+        """Reviewers and admins decide; service keys only run tickets."""
+        return self.role in ("reviewer", "admin")
+
+
+@dataclass
+class KeyStore:
+    """Known keys by their SHA-256 hash (the key itself is never kept)."""
+
+    by_hash: dict[str, Identity]
+
+    def add(self, key: str, identity: Identity) -> None:
+        """Register a key (development and tests)."""
+        self.by_hash[_digest(key)] = identity
+
+
+def _digest(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8", "replace")).hexdigest()
+
+
+def dev_key_store(environ: Mapping[str, str] | None = None) -> KeyStore:
+    """The development store: `SUPPORTGRAPH_INBOX_DEV_KEY` as a reviewer of tenant `default`.
+
+    `SUPPORTGRAPH_INBOX_DEV_TENANT`, `_DEV_ROLE` and `_DEV_NAME` change that one identity.
+    """
+    environ = os.environ if environ is None else environ
+    store = KeyStore({})
+    key = environ.get("SUPPORTGRAPH_INBOX_DEV_KEY") or ""
+    if key:
+        role = environ.get("SUPPORTGRAPH_INBOX_DEV_ROLE") or "reviewer"
+        store.add(key, Identity(tenant=environ.get("SUPPORTGRAPH_INBOX_DEV_TENANT")
+                                or DEFAULT_TENANT,
+                                role=role if role in ROLES else "reviewer",
+                                name=environ.get("SUPPORTGRAPH_INBOX_DEV_NAME") or "dev"))
+    return store
+
+
+@dataclass
+class DatabaseKeys:
+    """The keys of `supportgraph keys` in our database (the same ones the LangGraph server uses)."""
+
+    db: Any
+
+    def has_reviewers(self) -> bool:
+        """Whether any active key may decide reviews (else nobody can sign in usefully)."""
+        return bool(self.db.fetchone(
+            "SELECT 1 AS x FROM sg_api_keys WHERE revoked_at IS NULL "
+            "AND role IN ('reviewer', 'admin')"))
+
+
+def identity_for_key(store: KeyStore | DatabaseKeys, key: str | None) -> Identity | None:
+    """The identity of an API key, or None for an unknown, revoked, empty or oversized key."""
+    if not key or len(key) > 512:
+        return None
+    if isinstance(store, DatabaseKeys):
+        from app.keys import identity_for
+
+        found = identity_for(store.db, key)
+        return Identity(tenant=found["tenant"], role=found["role"], name=found["name"]) \
+            if found else None
+    digest = _digest(key)
+    for known, identity in store.by_hash.items():
+        if hmac.compare_digest(known, digest):
+            return identity
+    return None
