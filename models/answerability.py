@@ -146,10 +146,12 @@ def kb_collections(store: Any) -> list[str]:
     from retrieval.store import RetrievalUnavailable
 
     try:
-        listed = store.client.get_collections().collections
-    except Exception as exc:  # the client raises many types; all mean "cannot answer"
+        listed = store.collections()
+    except RetrievalUnavailable:
+        raise
+    except Exception as exc:  # the engine raises many types; all mean "cannot answer"
         raise RetrievalUnavailable(f"could not list collections: {type(exc).__name__}") from exc
-    names = sorted(c.name for c in listed if c.name.startswith(KB_PREFIX))
+    names = sorted(name for name in listed if name.startswith(KB_PREFIX))
     return [n for n in names if store.count(n) > 0]
 
 
