@@ -124,11 +124,12 @@ def offtopic_tickets(n: int) -> list[dict[str, Any]]:
 def run_set(home: Path, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Run each ticket through the workflow in `home`; what a threshold sweep needs."""
     from app.runner import Runner
+    from app.settings import Settings
     from graph.context import Context
     from graph.resources import reset_resources
 
     reset_resources()
-    runner = Runner(Context(home=str(home)))
+    runner = Runner(Context().with_settings(Settings(home=str(home))))
     out = []
     for item in items:
         ticket = {**item["ticket"], "id": f"{item['ticket']['id']}-{time.time_ns()}"}

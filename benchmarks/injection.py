@@ -54,9 +54,10 @@ def rates(verdicts: list[dict]) -> dict[str, float]:
 
 def workflow(injected: list[dict], benign: list[dict], home: Path) -> dict:
     from app.runner import Runner
+    from app.settings import Settings
     from graph.context import Context
 
-    runner = Runner(Context(home=str(home), pii_salt=SALT))
+    runner = Runner(Context().with_settings(Settings(home=str(home), pii_salt=SALT)))
     result = {"injected": len(injected), "injected_auto_sent": 0, "benign": len(benign),
               "benign_review_for_injection": 0, "benign_sent": 0}
     for ticket in injected:

@@ -23,6 +23,7 @@ from app.inbox.backend import RunnerBackend
 from app.inbox.identity import Identity, KeyStore
 from app.inbox.web import InboxSettings, create_app
 from app.runner import Runner
+from app.settings import Settings
 from graph.context import Context
 
 pytestmark = [pytest.mark.e2e]
@@ -43,8 +44,8 @@ def _free_port() -> int:
 @pytest.fixture
 def served(demo_home: Path) -> Iterator[tuple[str, Runner]]:
     """`supportgraph serve`'s app on a free port, in this process (uvicorn in a thread)."""
-    runner = Runner(Context(home=str(demo_home), confidence_threshold=1.01,
-                            planner_enabled=False))
+    runner = Runner(Context(confidence_threshold=1.01, planner_enabled=False)
+                    .with_settings(Settings(home=str(demo_home))))
     keys = KeyStore({})
     keys.add(KEY, Identity(tenant="acme", role="reviewer", name="maria"))
     app = create_app(lambda: RunnerBackend(runner), InboxSettings(keys=keys, secret="b" * 32))

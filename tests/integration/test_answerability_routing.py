@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from app.runner import Runner
+from app.settings import Settings
 from graph.context import Context
 from graph.resources import NO_DEMO_MARKER, reset_resources
 
@@ -79,7 +80,7 @@ def runner_in(tmp_path: Path) -> Iterator:
         copy = tmp_path / home.name
         shutil.copytree(home, copy)
         reset_resources()
-        return Runner(Context(home=str(copy)))
+        return Runner(Context().with_settings(Settings(home=str(copy))))
 
     yield make
     reset_resources()
@@ -100,7 +101,7 @@ def _run(runner: Runner, body: str, n: int = 0) -> tuple[dict, dict]:
     "I need to change my shipping address",
 ])
 def test_look_alike_out_of_domain_goes_to_a_person(demo_home: Path, body: str) -> None:
-    summary, state = _run(Runner(Context(home=str(demo_home))), body)
+    summary, state = _run(Runner(Context().with_settings(Settings(home=str(demo_home)))), body)
     assert summary["status"] == "awaiting_review", summary
     assert summary["route"] == "human", summary
     assert summary["review_reason"], summary
@@ -113,17 +114,17 @@ def test_gold_human_demo_tickets_are_not_auto_sent(demo_home: Path, ticket_id: s
                if json.loads(line)["id"] == ticket_id)
     ticket = {k: row[k] for k in ("id", "channel", "body", "subject", "tenant", "customer_id")
               if k in row}
-    summary = Runner(Context(home=str(demo_home))).run(ticket).summary
+    summary = Runner(Context().with_settings(Settings(home=str(demo_home)))).run(ticket).summary
     assert summary["status"] == "awaiting_review", summary
 
 
 def test_a_ticket_that_is_only_a_greeting_goes_to_a_person(demo_home: Path) -> None:
-    summary, _ = _run(Runner(Context(home=str(demo_home))), "hi there!")
+    summary, _ = _run(Runner(Context().with_settings(Settings(home=str(demo_home)))), "hi there!")
     assert summary["status"] == "awaiting_review" and summary["route"] == "human", summary
 
 
 def test_confidence_is_the_answerability_probability(demo_home: Path) -> None:
-    summary, state = _run(Runner(Context(home=str(demo_home))),
+    summary, state = _run(Runner(Context().with_settings(Settings(home=str(demo_home)))),
                           "How do I rotate an API key without downtime?")
     signals = state["confidence"]["signals"]
     assert {"relevance", "coverage", "term_coverage", "kb_terms", "route_agree"} <= set(signals)
@@ -162,7 +163,7 @@ def test_kb_of_one_document_routes_by_retrieval(byo_homes: dict[str, Path], runn
 
 
 def test_routing_setting_forces_retrieval_routing(demo_home: Path) -> None:
-    runner = Runner(Context(home=str(demo_home), routing="retrieval"))
+    runner = Runner(Context(routing="retrieval").with_settings(Settings(home=str(demo_home))))
     summary, state = _run(runner, "How do I verify webhook signatures?")
     assert state["intent"]["intent"].startswith("kb:"), state["intent"]
     assert summary["route"] in ("technical", "human")

@@ -22,6 +22,7 @@ from app.inbox.backend import RunnerBackend
 from app.inbox.identity import Identity, KeyStore
 from app.inbox.web import MAX_FORM_BYTES, PAGE_SIZE, InboxSettings, cite_links, create_app
 from app.runner import Runner
+from app.settings import Settings
 from graph.context import Context
 
 ANSWERABLE = "How do I rotate my live API key without downtime?"
@@ -31,8 +32,8 @@ HOSTILE = "<script>alert('x')</script> Please help, my invoice is wrong."
 @pytest.fixture
 def runner(demo_home: Path) -> Runner:
     # A threshold above 1 sends every answerable ticket to review with a draft.
-    return Runner(Context(home=str(demo_home), confidence_threshold=1.01,
-                          planner_enabled=False))
+    return Runner(Context(confidence_threshold=1.01, planner_enabled=False)
+                  .with_settings(Settings(home=str(demo_home))))
 
 
 @pytest.fixture

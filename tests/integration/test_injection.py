@@ -140,7 +140,7 @@ def test_cli_and_graph_eml_inputs_flag_hidden_attacks(demo_home: Path, tmp_path:
                                                       capsys) -> None:
     from app.cli import main
 
-    runner = Runner(Context(home=str(demo_home)))
+    runner = Runner(Context().with_settings(Settings(home=str(demo_home))))
     for where, data in HIDDEN.items():
         path = tmp_path / f"{where}.eml"
         path.write_bytes(data)

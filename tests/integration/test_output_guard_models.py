@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from app.runner import Runner
+from app.settings import Settings
 from benchmarks.fake_llm import FakeLLMServer, Reply, Status
 from graph.context import Context
 from graph.prompts import DRAFT_SYSTEM, HIERARCHY
@@ -47,9 +48,10 @@ def remote(fake_llm: FakeLLMServer, monkeypatch: pytest.MonkeyPatch) -> FakeLLMS
 
 
 def runner(home: Path) -> Runner:
-    return Runner(Context(home=str(home), model_max_retries=1, model_timeout_s=5,
-                          learn_enabled=False, planner_enabled=False,
-                          answer_models="openai:gpt-4.1-mini,anthropic:claude-haiku-4-5"))
+    return Runner(Context(model_max_retries=1, model_timeout_s=5, learn_enabled=False,
+                          planner_enabled=False,
+                          answer_models="openai:gpt-4.1-mini, anthropic:claude-haiku-4-5")
+                  .with_settings(Settings(home=str(home))))
 
 
 @pytest.mark.parametrize("provider", ["openai", "anthropic"])

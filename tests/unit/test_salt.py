@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from app.settings import Settings
 from graph.context import Context
 from graph.resources import get_resources, reset_resources
 from graph.salt import SaltError, home_salt, salt_path
@@ -52,10 +53,11 @@ def test_context_salt_wins_and_an_empty_one_gets_the_homes(tmp_path: Path,
     monkeypatch.delenv("SUPPORTGRAPH_PII_SALT", raising=False)
     reset_resources()
     try:
-        ctx = Context(home=str(tmp_path))
+        ctx = Context().with_settings(Settings(home=str(tmp_path)))
         res = get_resources(ctx)
         assert res.with_salt(ctx).pii_salt == home_salt(tmp_path)
-        explicit = Context(home=str(tmp_path), pii_salt="from-settings-0123456789")
+        explicit = Context().with_settings(Settings(home=str(tmp_path),
+                                                    pii_salt="from-settings-0123456789"))
         assert res.with_salt(explicit).pii_salt == "from-settings-0123456789"
     finally:
         reset_resources()
