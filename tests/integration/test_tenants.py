@@ -146,3 +146,41 @@ def test_hostile_tenant_options_are_refused(
             main([*args, "--tenant", tenant])
         assert info.value.code == 2
         assert "a tenant is 1-64 characters" in capsys.readouterr().err
+
+
+def test_two_tenants_learn_the_same_ticket_id_as_two_cases(
+    demo_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    replies = {tenant: f"Your {tenant} account ACCT-{tenant.upper()}-2002 is set up." for tenant
+               in ("acme", "globex")}
+    for tenant, reply in replies.items():
+        code, _, _ = cli(capsys, "run", "--text", OUT_OF_SCOPE, "--id", "2002",
+                         "--tenant", tenant, "--json")
+        assert code == 0
+        code, out, err = cli(capsys, "review", "edit", "2002", "--tenant", tenant,
+                             "--reply", reply, "--reviewer", f"{tenant}-agent")
+        assert code == 0 and "ticket 2002: sent" in out, err
+
+    # Two cases, one per tenant: globex's learn did not overwrite acme's.
+    learned = sorted((p["tenant"], p["reply"]) for p in case_payloads("2002"))
+    assert learned == sorted(replies.items())
+
+    # Every command that takes the id refuses to guess, and names both tenants.
+    ambiguous = AMBIGUOUS.replace("2001", "2002")
+    for args in (("show", "2002"), ("cases", "show", "2002"), ("cases", "remove", "2002"),
+                 ("audit", "show", "2002")):
+        code, out, err = cli(capsys, *args)
+        assert (code, err) == (2, ambiguous), args
+    for tenant, reply in replies.items():
+        code, out, err = cli(capsys, "show", "2002", "--tenant", tenant, "--json")
+        assert code == 0, err
+        view = json.loads(out)
+        assert (view["tenant"], view["reply"]) == (tenant, reply)
+        code, out, _ = cli(capsys, "cases", "list", "--tenant", tenant, "--json")
+        assert [json.loads(line)["tenant"] for line in out.splitlines()] == [tenant]
+
+    # Removing globex's case leaves acme's.
+    code, out, _ = cli(capsys, "cases", "remove", "2002", "--tenant", "globex")
+    assert code == 0 and "(tenant globex)" in out
+    assert [(p["tenant"], p["reply"]) for p in case_payloads("2002")] == [
+        ("acme", replies["acme"])]
