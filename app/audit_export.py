@@ -1,6 +1,6 @@
 """Recorded tickets as an eval dataset: what happened in production becomes the next test set.
 
-One JSONL object per recorded run, in the ticket format of DESIGN.md section 9 plus gold fields
+One JSONL object per recorded run, in the `run --input` ticket format plus gold fields
 derived from what actually happened (the rule is `gold_outcome`), and a `recorded` object with
 what the run did. Only redacted text leaves the database: the ticket comes from the thread's
 checkpointed state, whose input `Runner.run` (and intake) redacted before it was stored; the

@@ -1,4 +1,4 @@
-"""The run summary (DESIGN.md section 8): what happened in one ticket's run, at a glance."""
+"""The run summary (a contract of `run --json` and `audit show`): one run at a glance."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The `supportgraph` CLI as a subprocess, fed bad, odd and hostile input.
 
-Contract (DESIGN.md section 9): bad input exits 2 with a one-line reason on stderr, never a
+Contract (README, Quick start): bad input exits 2 with a one-line reason on stderr, never a
 traceback; input that is odd but usable (broken charsets, HTML-only mail, hostile text) is
 answered and ends in a terminal status; a batch reports its bad lines and runs the others.
 """
