@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 TENANT_HELP = "the ticket's tenant (needed when several tenants have this ticket id)"
@@ -523,9 +523,12 @@ def cmd_cases(args: argparse.Namespace) -> int:
     removed = bool(tenants) and delete_case(
         store, args.ticket_id, None if tenants[0] == "default" else tenants[0])
     scope = f" of tenant {args.tenant}" if args.tenant is not None else ""
-    print(f"removed the case of ticket {args.ticket_id} (tenant {tenants[0]})" if removed
-          else f"no resolved case holds ticket {args.ticket_id[:200]}{scope}")
-    return EXIT_OK if removed else EXIT_FAILED
+    if not removed:
+        print(f"supportgraph: no resolved case holds ticket {args.ticket_id[:200]}{scope}; "
+              "list them with `supportgraph cases list`", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"removed the case of ticket {args.ticket_id} (tenant {tenants[0]})")
+    return EXIT_OK
 
 
 def _cases_of(args: argparse.Namespace) -> list[dict]:
@@ -795,9 +798,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """Usage errors in one line on stderr and exit status 2, like every other bad input."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print `supportgraph CMD: MESSAGE (see --help)` and exit 2 (argparse prints usage)."""
+        self.exit(2, f"{self.prog}: {' '.join(message.split())} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and docs)."""
-    parser = argparse.ArgumentParser(prog="supportgraph", description=__doc__.splitlines()[0])
+    parser = _OneLineParser(prog="supportgraph", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log each step as JSON")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -893,19 +904,21 @@ def build_parser() -> argparse.ArgumentParser:
     remove.add_argument("--tenant", type=_tenant, help=TENANT_HELP)
     remove.set_defaults(func=cmd_cases)
     cases_list = cases_sub.add_parser("list", help="resolved cases, newest first")
-    cases_list.add_argument("--tenant", help="only this tenant's cases")
+    cases_list.add_argument("--tenant", type=_tenant, help="only this tenant's cases")
     cases_list.add_argument("--limit", type=int, default=50)
     cases_list.add_argument("--json", action="store_true")
     cases_list.set_defaults(func=cmd_cases_list)
     cases_show = cases_sub.add_parser("show", help="the case holding a ticket")
     cases_show.add_argument("ticket_id")
-    cases_show.add_argument("--tenant", help="the ticket's tenant (when several have it)")
+    cases_show.add_argument("--tenant", type=_tenant,
+                            help="the ticket's tenant (when several have it)")
     cases_show.add_argument("--json", action="store_true")
     cases_show.set_defaults(func=cmd_cases_show)
 
     show_ticket = sub.add_parser("show", help="a ticket's reply, review and delivery")
     show_ticket.add_argument("ticket_id")
-    show_ticket.add_argument("--tenant", help="the ticket's tenant (when several have it)")
+    show_ticket.add_argument("--tenant", type=_tenant,
+                             help="the ticket's tenant (when several have it)")
     show_ticket.add_argument("--json", action="store_true")
     show_ticket.set_defaults(func=cmd_show)
 

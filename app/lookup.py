@@ -37,6 +37,9 @@ def resolve_ticket(db: Any, ticket_id: str, tenant: str | None) -> tuple[str, st
     `AmbiguousTicket`. A tenant's newest thread wins when it has several for one id (a thread
     from an older version and one from this version).
     """
+    if not ticket_id or len(ticket_id) > 512 or any(ord(ch) < 32 for ch in ticket_id):
+        raise UnknownTicket("give a ticket id as `supportgraph run` printed it "
+                            "(at most 512 printable characters)")
     candidates = ticket_threads(db, ticket_id)
     if tenant is not None:
         candidates = [c for c in candidates if c[0] == tenant]

@@ -306,9 +306,11 @@ class Runner:
         count = self.db.fetchone("SELECT count(*) AS n FROM sg_audit WHERE thread_id = :t "
                                  "AND step = 'review_note'", {"t": thread_id})["n"]
         self.db.execute(
-            """INSERT INTO sg_audit (event_key, ticket_id, thread_id, step, attempt, started_at,
-                   duration_ms, outcome, detail)
-               VALUES (:key, :ticket_id, :thread_id, 'review_note', 1, :at, 0, 'ok', :detail)
+            """INSERT INTO sg_audit (event_key, tenant, ticket_id, thread_id, step, attempt,
+                   started_at, duration_ms, outcome, detail)
+               VALUES (:key, COALESCE((SELECT r.tenant FROM sg_runs r
+                                       WHERE r.thread_id = :thread_id), 'default'),
+                       :ticket_id, :thread_id, 'review_note', 1, :at, 0, 'ok', :detail)
                ON CONFLICT (event_key) DO NOTHING""",
             {"key": f"{thread_id}:review_note:{int(count) + 1}", "ticket_id": ticket_id,
              "thread_id": thread_id, "at": _now(),

@@ -1,6 +1,6 @@
 """The workflow's shape with empty nodes: what LangGraph and the checkpointer cost by themselves.
 
-The same supersteps as a sent ticket (intake, classify, retrieve, draft, tone, confidence,
+The same supersteps as a sent ticket (intake, classify, retrieve, draft, tone, confidence, guard,
 then send and learn side by side, then audit), on the same Postgres checkpointer
 (`graph.persistence.open_checkpointer`, durability `sync`), with a small state and nodes that
 do nothing but, for `draft`, wait out the injected answer-model latency. No node code of ours
@@ -17,7 +17,7 @@ from typing import Annotated, Any, TypedDict
 
 from benchmarks.workload import pct
 
-STEPS = ("intake", "classify", "retrieve", "draft", "tone", "confidence")
+STEPS = ("intake", "classify", "retrieve", "draft", "tone", "confidence", "guard")
 
 
 class EmptyState(TypedDict, total=False):

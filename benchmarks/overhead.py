@@ -52,6 +52,7 @@ def _next_nodes(name: str, state: dict, runtime: Any) -> list[str]:
         "tone": lambda: routing.after_tone(state, runtime),
         "rewrite": lambda: "tone",
         "confidence": lambda: routing.after_confidence(state, runtime),
+        "guard": lambda: routing.after_guard(state),
         "planner": lambda: routing.after_planner(state),
         "send": lambda: [],
         "learn": lambda: "audit",

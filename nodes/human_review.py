@@ -251,8 +251,10 @@ def human_review(state: State, step: Step) -> dict:
         break
     if notes:
         decision["note"] = "\n".join(notes)
-    if step.identity:  # on the server: who decided is who authenticated, not what they typed
-        decision["reviewer"] = f"api:{step.identity['name']}"
+    # On the server, who decided is who authenticated, never what the request typed.
+    who = step.identity["name"] if step.identity else authenticated_reviewer()
+    if who:
+        decision["reviewer"] = f"api:{who}"
     elif decision.get("reviewer") in (None, "", "unknown"):
         decision["reviewer"] = api_identity()
     record_decision(step, decision)

@@ -82,7 +82,7 @@ ERROR_PATHS = [
     (["review", "edit", NODRAFT, "--reply", "x" * 20_000, "--reviewer", "m"], 2, ["limit"]),
     (["review", "reject", "no-such-ticket", "--reviewer", "m"], 1, ["no ticket"]),
     (["review", "show", "cp-sent"], 1, ["not waiting", "supportgraph show"]),
-    (["review", "reject", "ticket:cp-sent", "--reviewer", "m"], 1, ["already decided"]),
+    (["review", "reject", "cp-sent", "--reviewer", "m"], 1, ["already decided"]),
     (["review", "sweep", "--now", "yesterday"], 2, ["ISO"]),
     (["show", "no-such-ticket"], 2, ["no ticket"]),
     (["show", ""], 2, ["ticket id"]),
@@ -171,7 +171,7 @@ def test_run_prints_the_reply_and_a_working_resume_hint(cli) -> None:
     assert code == 0 and len(out.splitlines()) == 1
     code, out, _ = cli("run", "--id", "cp-offtopic", "--text", OFF_TOPIC)
     assert "awaiting_review" in out
-    assert "review accept" not in out and "review edit ticket:cp-offtopic" in out
+    assert "review accept" not in out and "review edit ticket:default:cp-offtopic" in out
 
 
 def test_review_note_is_visible_and_decisions_record_the_reviewer(cli) -> None:

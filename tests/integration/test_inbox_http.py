@@ -371,11 +371,13 @@ def test_server_identity_wins_and_bookkeeping_happens_in_the_graph(runner: Runne
                         context=runner.ctx, durability="sync")
     row = runner.db.fetchone("SELECT status, decided_by, decided_at, decision FROM sg_reviews "
                              "WHERE thread_id = :t", {"t": thread})
-    assert row["status"] == "closed" and row["decided_by"] == "alice@acme" and row["decided_at"]
+    # Recorded as `api:<identity>`: a decision that came through the server, by that user.
+    assert (row["status"] == "closed" and row["decided_by"] == "api:alice@acme"
+            and row["decided_at"])
     assert json.loads(row["decision"]) == {"type": "accept", "args": None,
-                                           "reviewer": "alice@acme"}
+                                           "reviewer": "api:alice@acme"}
     assert runner.db.fetchone("SELECT approved_by FROM sg_outbox WHERE thread_id = :t",
-                              {"t": thread})["approved_by"] == "alice@acme"
+                              {"t": thread})["approved_by"] == "api:alice@acme"
 
     # An unauthenticated server user does not count; the reviewer named by the client does.
     other = run(runner, "g-2")

@@ -55,8 +55,8 @@ def test_two_tenants_with_the_same_ticket_id_never_cross(
         assert summary["thread_id"] == f"ticket:{tenant}:2001"
 
     # An id two tenants have is refused, naming them; nothing is decided.
-    for args in (("review", "show", "2001"), ("review", "accept", "2001"),
-                 ("review", "reject", "2001"), ("audit", "show", "2001")):
+    for args in (("review", "show", "2001"), ("review", "accept", "2001", "--reviewer", "m"),
+                 ("review", "reject", "2001", "--reviewer", "m"), ("audit", "show", "2001")):
         code, out, err = cli(capsys, *args)
         assert (code, out, err) == (2, "", AMBIGUOUS), args
     waiting = db_rows("SELECT tenant, status FROM sg_reviews ORDER BY tenant")
@@ -104,8 +104,8 @@ def test_two_tenants_with_the_same_ticket_id_never_cross(
     assert code == 1 and "of tenant initech" in err
 
     # Removing globex's case 2001 does not touch acme's; without --tenant, the one holder's.
-    code, out, _ = cli(capsys, "cases", "remove", "2001", "--tenant", "globex")
-    assert code == 1 and "no resolved case holds ticket 2001 of tenant globex" in out
+    code, _, err = cli(capsys, "cases", "remove", "2001", "--tenant", "globex")
+    assert code == 1 and "no resolved case holds ticket 2001 of tenant globex" in err
     assert [p["tenant"] for p in case_payloads("2001")] == ["acme"]
     code, out, _ = cli(capsys, "cases", "remove", "2001")
     assert code == 0 and "(tenant acme)" in out

@@ -15,7 +15,8 @@ def test_serve_refuses_a_bad_port_and_a_missing_key(
 ) -> None:
     assert main(["serve", "--port", "8000"]) == 2
     assert capsys.readouterr().err.strip() == (
-        "supportgraph: no reviewer key: set SUPPORTGRAPH_INBOX_DEV_KEY")
+        "supportgraph: no reviewer key: add one with `supportgraph keys add --tenant T "
+        "--role reviewer`")
     monkeypatch.setenv("SUPPORTGRAPH_INBOX_DEV_KEY", "k")
     for port in ("0", "70000", "-1"):
         assert main(["serve", "--port", port]) == 2
