@@ -802,8 +802,8 @@ class _OneLineParser(argparse.ArgumentParser):
     """Usage errors in one line on stderr and exit status 2, like every other bad input."""
 
     def error(self, message: str) -> NoReturn:
-        """Print `supportgraph CMD: MESSAGE (see --help)` and exit 2 (argparse prints usage)."""
-        self.exit(2, f"{self.prog}: {' '.join(message.split())} (see {self.prog} --help)\n")
+        """Print `supportgraph: MESSAGE (see ... --help)` and exit 2 (argparse prints usage)."""
+        self.exit(2, f"supportgraph: {' '.join(message.split())} (see `{self.prog} --help`)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:

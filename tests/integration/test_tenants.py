@@ -86,7 +86,7 @@ def test_two_tenants_with_the_same_ticket_id_never_cross(
 
     # globex's reviewer rejects globex's ticket: nothing is delivered or learned for globex.
     code, out, err = cli(capsys, "review", "reject", "2001", "--tenant", "globex",
-                         "--reason", "spam")
+                         "--reason", "spam", "--reviewer", "dana")
     assert code == 0, err
     assert "ticket 2001: rejected" in out
     assert [r["tenant"] for r in db_rows("SELECT tenant FROM sg_outbox")] == ["acme"]
