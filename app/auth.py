@@ -60,6 +60,14 @@ def _lookup(key: str) -> dict[str, str] | None:
     return identity_for(get_resources(_context()).db, key)
 
 
+def _salt() -> str:
+    """The server's PII salt: from its settings, else the home's salt file."""
+    from graph.resources import get_resources
+
+    ctx = _context()
+    return get_resources(ctx).with_salt(ctx).pii_salt
+
+
 def _header(headers: dict, name: str) -> str:
     value = headers.get(name.encode()) or headers.get(name)
     if isinstance(value, bytes):
@@ -167,9 +175,7 @@ async def on_run_create(ctx: Auth.types.AuthContext,
     if command and _role(ctx) not in DECIDERS:
         raise _forbid("only reviewer or admin keys may resume a review (interrupt)")
     _check_context(ctx, kwargs)
-    from graph.resources import get_resources
-
-    salt = get_resources(_context()).with_salt(_context()).pii_salt
+    salt = await asyncio.to_thread(_salt)  # opens the home's resources: not on the event loop
     graph_input = kwargs.get("input")
     if isinstance(graph_input, dict) and (graph_input or not command):
         _redact_input(graph_input, _tenant(ctx), salt)

@@ -408,26 +408,8 @@ def test_a_run_context_cannot_choose_storage_or_the_salt(
     assert client.runs.list(thread_id) == []
 
 
-def test_files_the_dev_server_keeps_hold_no_raw_pii(dev_server: DevServer) -> None:
-    """Last in the module: it stops the server so it writes everything it keeps to disk.
-
-    `langgraph dev` pickles threads, runs and checkpoints to `.langgraph_api/` and cannot
-    encrypt them (LANGGRAPH_AES_KEY is for the Postgres-backed server), so app/auth.py redacts
-    the ticket before the server stores the run's input.
-    """
-    _stop(dev_server.process)
-    folder = REPO_ROOT / ".langgraph_api"
-    stored = b"".join(path.read_bytes() for path in folder.iterdir() if path.is_file())
-    from graph.pii import redact
-
-    for token in (redact(CARD, salt=""), redact(EMAIL, salt="")):  # the ticket, redacted
-        assert token.startswith("[") and token.encode() in stored
-    for raw in (CARD, CARD.replace(" ", ""), EMAIL):
-        assert raw.encode() not in stored
-
-
 # --------------------------------------------------------------------------- Agent Inbox and
-# the review inbox against the same server: every decision lands in our review tables.
+# the review tables against the same server: every decision lands in our review tables.
 
 
 def review_row(server: DevServer, thread_id: str) -> dict:
@@ -504,3 +486,24 @@ def test_mark_as_resolved_is_recorded_by_the_sweep(
     row = review_row(dev_server, thread_id)
     assert row["status"] == "rejected" and row["decided_by"]
     assert json.loads(row["decision"])["args"] == "resolved outside the workflow"
+
+
+
+def test_files_the_dev_server_keeps_hold_no_raw_pii(dev_server: DevServer) -> None:
+    """Last in the module: it stops the server so it writes everything it keeps to disk.
+
+    `langgraph dev` pickles threads, runs and checkpoints to `.langgraph_api/` and cannot
+    encrypt them (LANGGRAPH_AES_KEY is for the Postgres-backed server), so app/auth.py redacts
+    the ticket before the server stores the run's input.
+    """
+    _stop(dev_server.process)
+    folder = REPO_ROOT / ".langgraph_api"
+    stored = b"".join(path.read_bytes() for path in folder.iterdir() if path.is_file())
+    from graph.pii import redact
+    from graph.salt import home_salt
+
+    salt = home_salt(dev_server.home)  # the server's home: its salt file keys the tokens
+    for token in (redact(CARD, salt=salt), redact(EMAIL, salt=salt)):  # the ticket, redacted
+        assert token.startswith("[") and token.encode() in stored
+    for raw in (CARD, CARD.replace(" ", ""), EMAIL):
+        assert raw.encode() not in stored
