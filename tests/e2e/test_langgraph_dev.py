@@ -357,7 +357,8 @@ def test_tenants_cannot_touch_each_other_and_only_reviewers_resume(
     state = run_until_stopped(service, thread_id, input={"ticket": {
         "id": "2001", "channel": "chat", "body": body, "tenant": "globex"}})
     payload = the_interrupt(service, thread_id, state)
-    assert payload["action_request"]["args"]["ticket"]["tenant"] == "acme"
+    assert state["values"]["normalized"]["tenant"] == "acme"
+    assert "tenant `acme`" in payload["description"] and "globex" not in payload["description"]
     assert CARD not in json.dumps(state) and EMAIL not in json.dumps(state)
     assert service.threads.get(thread_id)["metadata"]["tenant"] == "acme"
 
