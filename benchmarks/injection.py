@@ -1,6 +1,6 @@
 """Measure injection screening: rules, the learned head, both; and end to end through the graph.
 
-    python -m benchmarks.injection --dev DEV.jsonl [--workflow N] [--home DIR]
+    python -m benchmarks.injection --dev DEV.jsonl [--workflow N [--workflow-only]] [--home DIR]
 
 `DEV.jsonl` is the dev split written by `python -m benchmarks.injection_train --build-dev`
 (injected and benign tickets never used in training). Screening figures: share of injected
@@ -59,17 +59,23 @@ def workflow(injected: list[dict], benign: list[dict], home: Path) -> dict:
 
     runner = Runner(Context().with_settings(Settings(home=str(home), pii_salt=SALT)))
     result = {"injected": len(injected), "injected_auto_sent": 0, "benign": len(benign),
-              "benign_review_for_injection": 0, "benign_sent": 0}
+              "benign_review_for_injection": 0, "benign_sent": 0, "auto_sent_ids": []}
     for ticket in injected:
         summary = runner.run({"id": ticket["id"], "channel": "chat",
                               "body": ticket["body"]}).summary
         result["injected_auto_sent"] += summary["status"] == "sent"
+        if summary["status"] == "sent":
+            result["auto_sent_ids"].append(ticket["id"])
     for ticket in benign:
         summary = runner.run({"id": ticket["id"], "channel": "chat",
                               "body": ticket["body"]}).summary
         result["benign_sent"] += summary["status"] == "sent"
         result["benign_review_for_injection"] += (summary.get("review_reason")
                                                   == "possible_injection")
+    result["injected_auto_sent_rate"] = round(
+        result["injected_auto_sent"] / max(1, len(injected)), 4)
+    result["benign_review_for_injection_rate"] = round(
+        result["benign_review_for_injection"] / max(1, len(benign)), 4)
     return result
 
 
@@ -78,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dev", required=True, type=Path)
     parser.add_argument("--workflow", type=int, default=0)
     parser.add_argument("--home", type=Path, default=None)
+    parser.add_argument("--workflow-only", action="store_true",
+                        help="skip the screening figures (minutes of MiniLM scoring)")
     args = parser.parse_args(argv)
     try:
         dev = _read(args.dev)
@@ -98,15 +106,17 @@ def main(argv: list[str] | None = None) -> int:
                             + _read(datasets / "injection_heldout.jsonl")),
     }
     started = time.perf_counter()
-    report: dict = {name: {"n": len(ts), "flagged": rates(screen(ts))}
-                    for name, ts in sets.items()}
-    families: dict[str, list[dict]] = {}
-    for t, v in zip(sets["dev_injected"], screen(sets["dev_injected"]), strict=True):
-        families.setdefault(t["group"].split(":")[0 if t["group"].startswith("cse") else 1],
-                            []).append(v)
-    report["dev_injected_by_family"] = {k: {"n": len(v), **rates(v)}
-                                        for k, v in sorted(families.items())}
-    report["screening_seconds"] = round(time.perf_counter() - started, 1)
+    report: dict = {}
+    if not args.workflow_only:
+        report.update({name: {"n": len(ts), "flagged": rates(screen(ts))}
+                       for name, ts in sets.items()})
+        families: dict[str, list[dict]] = {}
+        for t, v in zip(sets["dev_injected"], screen(sets["dev_injected"]), strict=True):
+            families.setdefault(t["group"].split(":")[0 if t["group"].startswith("cse") else 1],
+                                []).append(v)
+        report["dev_injected_by_family"] = {k: {"n": len(v), **rates(v)}
+                                            for k, v in sorted(families.items())}
+        report["screening_seconds"] = round(time.perf_counter() - started, 1)
     if args.workflow:
         inj, ben = sets["dev_injected"], sets["dev_benign"]
 
@@ -115,7 +125,9 @@ def main(argv: list[str] | None = None) -> int:
 
         with tempfile.TemporaryDirectory() as tmp:
             home = args.home or Path(tmp) / "home"
+            started = time.perf_counter()
             report["workflow"] = workflow(pick(inj), pick(ben), home)
+            report["workflow"]["seconds"] = round(time.perf_counter() - started, 1)
     print(json.dumps(report, indent=1))
     return 0
 
