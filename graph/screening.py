@@ -193,6 +193,32 @@ _INJECTION_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
          r"every)\s+(reply|answer|response|message|email)"
          r"|\b(print|output|say|respond with|reply with|answer with|type)\s+(only\s+|just\s+|"
          r"exactly\s+)?[\"'“][^\"'”]{1,80}[\"'”]"),
+        # Families added after running our own dev set through the whole workflow: requests
+        # for secrets or another person's data, "ignore the above and ...", bare task headers
+        # after a fake answer, and persona switches written back to front.
+        ("secret_request",
+         r"\b(what'?s|what is|tell me|give me|confirm|share|provide|reveal|send me)\b"
+         r"[^.?!\n]{0,30}\b(the|your|our|its)\s+([\w-]+\s+){0,2}(password|passcode|passphrase|"
+         r"secret key|private key|credentials|pin code)\b"
+         r"(?!\s+(reset|policy|policies|requirements?|rules|length|strength|expir\w*|manager))"
+         r"|\b(tell|give|send|show|share|spell|print|list|repeat|reveal|what'?s|what is|confirm)"
+         r"\b[^.?!\n]{0,20}\b(the|another|"
+         r"other|some)\s+(user|customer|person|account holder|client)'?s\s+(\w+\s+)?(birth\w*|"
+         r"date of birth|password|passcode|ssn|social security|home address|credit card)"
+         r"|\b(give|tell|send|show|share)\s+me\s+[a-z]+'s\s+(e-?mail|phone|home address|"
+         r"password|birth\w*|date of birth|social security|ssn)"),
+        ("ignore_above",
+         r"\b(ignore|disregard|forget)\s+(all\s+)?(of\s+)?(the|everything|what'?s|what is|"
+         r"anything)\s*(above|before|previous|prior|said|written)\b[^\n]{0,20}"
+         r"\b(and|then|instead)\b\s*(instead\s+|just\s+)?(repeat|say|print|write|give|tell|"
+         r"answer|output|respond|reply|translate|list|show|reveal|send)\b"),
+        ("task_header",
+         r"\b(new|next|real|actual|updated)\s+(task|instructions?|objective)\s*:"
+         r"|(^|\n)[ \t]*(instructions?|task|objective)\s*:\s*(write|say|print|reply|respond|"
+         r"tell|ignore|output|answer|state|claim|promise|add|include|reveal|list)\b"),
+        ("persona_switch_after",
+         r"\b(answer|reply|respond|speak|talk|write)\b[^\n.]{0,40}"
+         r"\bfrom (now|this point|here) (on|onwards?)\b"),
         ("html_script",
          r"<\s*(script|iframe|img[^>]*onerror|a\s+href\s*=\s*[\"']?javascript:)"
          r"|!\[[^\]]*\]\(https?://[^)]*[?&][^)]*\)"),
@@ -300,6 +326,8 @@ def injection_signals(text: str) -> list[str]:
     """
     text = normalise_for_screening(text or "")
     found = [name for name, pattern in _INJECTION_PATTERNS if pattern.search(text)]
+    if foreign_passage(text):
+        found.append("foreign_passage")
     for variant in _deobfuscated(text):
         hits = [name for name, pattern in _INJECTION_PATTERNS if pattern.search(variant)]
         found.extend(f"obfuscated:{name}" for name in hits
@@ -351,3 +379,27 @@ def looks_non_english(text: str) -> bool:
     # Other languages: a long text with almost no English function words. Short English
     # lines ("invalid api key error") have none either, so they are never judged this way.
     return len(words) >= 10 and english / len(words) < 0.05
+
+
+_SEGMENT = re.compile(r"[^\n.!?。！？]+")
+
+
+def foreign_passage(text: str) -> bool:
+    """True when an English ticket carries a sentence in another language.
+
+    Our rules and reviewers read English; a request in Portuguese or Japanese appended to an
+    English question is a classic way past both, and a whole-ticket language check misses it
+    because the English part dominates.
+    """
+    words = [w.lower() for w in _WORD.findall(text or "")]
+    if sum(1 for w in words if w in _ENGLISH) < 3:
+        return False  # not an English ticket: looks_non_english decides
+    for segment in _SEGMENT.findall(text):
+        if sum(1 for c in segment if c.isalpha() and ord(c) > 0x24F) >= 8:
+            return True
+        seg = [w.lower() for w in _WORD.findall(segment)]
+        foreign = sum(1 for w in seg if w in _FOREIGN)
+        if len(seg) >= 6 and foreign >= 3 and foreign > 2 * sum(1 for w in seg if w in _ENGLISH):
+            return True
+    return False
+
