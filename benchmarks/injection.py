@@ -84,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dev", required=True, type=Path)
     parser.add_argument("--workflow", type=int, default=0)
     parser.add_argument("--home", type=Path, default=None)
+    parser.add_argument("--offset", type=int, default=0,
+                        help="start the every-k-th workflow sample here (a second, unseen sample)")
     parser.add_argument("--workflow-only", action="store_true",
                         help="skip the screening figures (minutes of MiniLM scoring)")
     args = parser.parse_args(argv)
@@ -121,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
         inj, ben = sets["dev_injected"], sets["dev_benign"]
 
         def pick(ts: list[dict]) -> list[dict]:
-            return ts[:: max(1, len(ts) // args.workflow)][: args.workflow]
+            step = max(1, len(ts) // args.workflow)
+            return ts[args.offset % step:: step][: args.workflow]
 
         with tempfile.TemporaryDirectory() as tmp:
             home = args.home or Path(tmp) / "home"
