@@ -1,7 +1,8 @@
 """Cheap, explainable checks on ticket text that decide whether a machine may answer alone.
 
 Ticket text is data, never instructions. These checks do not try to "clean" an injection; they
-flag it so the ticket is never auto-sent and a human sees why.
+flag it so the ticket is never auto-sent and a human sees why. Which language a ticket is written
+in is models/language.py (one detector for tickets and model replies).
 """
 
 from __future__ import annotations
@@ -272,26 +273,6 @@ def _deobfuscated(text: str) -> list[str]:
     return variants
 
 
-# Frequent English function words; a support question in English almost always has several.
-_ENGLISH = set(
-    "the a an is are was were be been to of and or in on for with my your our i you we it this "
-    "that what how why when can could would should do does did not no yes have has had please "
-    "thanks thank hi hello there me us if but from at by about which will just get".split()
-)
-# Frequent function words of the other languages customers write in most, none of them English.
-_FOREIGN = set(
-    "el los las usted su para con este esta que por una pero como puede gracias hola nuestro "
-    "cuando dónde donde cómo qué les est sont vous votre avec cette qui une des du mais plus "
-    "merci bonjour notre nous der die das und ist sind sie ihr ihre für mit dieser dass ein "
-    "eine dem nicht auch bitte danke wir unser können wie ich kann gli è sono suo sua per "
-    "questo questa che della come più può grazie ciao nostro nostri non il gli sono é são "
-    "você seu obrigado olá não het een zijn uw jij voor deze dit niet ook maar kunt bedankt "
-    "hallo onze wij de del la le les un una y el mi mis tu se es por al lo je pas à mon ma "
-    "mes depuis hier mein meine ich seit zu von auf desde ayer puedo quiero".split()
-)
-_WORD = re.compile(r"[^\W\d_]+", re.UNICODE)
-
-
 def injection_signals(text: str) -> list[str]:
     """Names of the injection patterns found in `text` or its de-obfuscated readings.
 
@@ -334,20 +315,3 @@ def with_hidden_attacks(body: str, parts: list[str]) -> str:
     if not flagged:
         return body
     return f"{body}\n\n[quoted or hidden part of the email]\n{flagged[:HIDDEN_PART_CHARS]}"
-
-
-def looks_non_english(text: str) -> bool:
-    """True when the text is clearly not English (we answer in English only)."""
-    words = [w.lower() for w in _WORD.findall(text or "")]
-    if not words:
-        return False
-    non_latin = sum(1 for w in words if any(ord(c) > 0x24F for c in w))
-    if non_latin / len(words) > 0.3:
-        return True
-    english = sum(1 for w in words if w in _ENGLISH)
-    foreign = sum(1 for w in words if w in _FOREIGN)
-    if foreign >= 2 and foreign > english:
-        return True
-    # Other languages: a long text with almost no English function words. Short English
-    # lines ("invalid api key error") have none either, so they are never judged this way.
-    return len(words) >= 10 and english / len(words) < 0.05
