@@ -23,6 +23,7 @@ from langgraph.runtime import Runtime
 from graph.context import Context
 from graph.persistence import DEFAULT_TENANT, tenant_key
 from graph.pii import redact_obj
+from graph.reasons import step_failure_text
 from graph.resources import Resources, get_resources
 from graph.state import State, StepUsage
 
@@ -189,7 +190,7 @@ def node(
             except Exception as exc:  # noqa: BLE001 - recorded and routed, never swallowed
                 if _database_outage(exc):
                     raise  # not the ticket's fault: the step is retried or resumed, not failed
-                failure = f"{name}: {type(exc).__name__}: {exc}"[:2000]
+                failure = step_failure_text(name, exc)
                 # Exception text may quote the ticket: redacted, traceback only at DEBUG.
                 log.error("step failed: %s", redact_obj(failure, salt=ctx.pii_salt),
                           exc_info=log.isEnabledFor(logging.DEBUG))

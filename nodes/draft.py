@@ -6,6 +6,7 @@ import re
 
 from graph.instrument import Step, node
 from graph.prompts import CASES_BLOCK, DRAFT_SYSTEM, DRAFT_USER, STRONGER_NOTE, defuse, ticket_block
+from graph.reasons import error_text
 from graph.state import State
 
 _CITATION = re.compile(r"\[(\d{1,2})\]")
@@ -49,10 +50,11 @@ def draft(state: State, step: Step) -> dict:
     try:
         result = step.complete(role, request, state)
     except ModelsUnavailable as exc:
-        return {"error": f"{exc.reason}: {exc}", "review_reason": exc.reason}
+        return {"error": error_text(exc.reason, exc), "review_reason": exc.reason}
     citations = citations_of(result.text, passages)
     if not citations:
-        return {"error": "invalid_output: the draft cites none of the retrieved passages",
+        return {"error": error_text("invalid_output",
+                                    "the draft cites none of the retrieved passages"),
                 "failures": ["draft: no citations"]}
     step.detail.update(citations=citations, provider=result.provider, model=result.model)
     version = {"text": result.text, "citations": citations, "provider": result.provider,

@@ -14,6 +14,7 @@ from langgraph.config import get_config
 from langgraph.types import interrupt
 
 from graph.instrument import Step, node, now_iso
+from graph.reasons import ReviewReason, StepName, error_reason
 from graph.routing import review_reason_after_classify
 from graph.state import HumanInterrupt, ReviewDecision, State
 from graph.summary import build_summary, record_summary
@@ -26,13 +27,13 @@ class InvalidResume(ValueError):
     """A resume value that is not a well-formed HumanResponse."""
 
 
-def reason_for_review(state: State, ctx) -> str:
+def reason_for_review(state: State, ctx) -> ReviewReason | StepName:
     """The one-line reason a human is looking at this ticket."""
     if state.get("review_reason"):
         return state["review_reason"]
-    error = state.get("error") or ""
-    if error:
-        return error.split(":", 1)[0]
+    from_error = error_reason(state.get("error"))
+    if from_error:
+        return from_error
     if state.get("intent"):
         reason = review_reason_after_classify(state, ctx)
         if reason:
