@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from dataclasses import fields
 from typing import Any
 
 from langgraph_sdk import Auth
+
+from app import settings
 
 log = logging.getLogger("supportgraph.auth")
 
@@ -38,7 +39,7 @@ ADMIN_ONLY_CONTEXT = ("intent_model_dir",)
 
 def auth_disabled() -> bool:
     """Whether `SUPPORTGRAPH_AUTH=off` (development only)."""
-    return os.environ.get("SUPPORTGRAPH_AUTH", "").strip().lower() in ("off", "0", "false", "no")
+    return settings.auth_disabled()
 
 
 if auth_disabled():  # the server imports this module once per start: warn on every start

@@ -134,6 +134,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scale", type=int, default=None, help="chunks for the latency test")
     parser.add_argument("--k", type=int, default=5)
     args = parser.parse_args(argv)
+    from app.settings import apply_library_defaults
+
+    apply_library_defaults(quiet=True)  # as the CLI does, before any model loads
     scale = args.scale or (4_000 if args.quick else 20_000)
     figures: dict[str, Any] = {"benchmark": "retrieval", "quick": args.quick,
                                "corpus": args.corpus.name, "cpus": os.cpu_count(),

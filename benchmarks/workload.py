@@ -115,7 +115,9 @@ def quiet_logs() -> None:
     """Step logs are INFO; benchmarks print their own figures."""
     import logging
 
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    from app.settings import apply_library_defaults
+
+    apply_library_defaults(quiet=True)  # as the CLI does, before any model loads
     logging.basicConfig(level=logging.WARNING)
 
 
