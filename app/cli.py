@@ -231,16 +231,16 @@ def cmd_review(args: argparse.Namespace) -> int:
             "SELECT thread_id, ticket_id, tenant, reason, queue, status, requested_at, "
             f"deadline_at FROM sg_reviews WHERE status IN ('waiting', 'escalated'){only} "
             "ORDER BY requested_at", {"tenant": args.tenant})
-        now = datetime.now(UTC).isoformat()
+        now_iso = datetime.now(UTC).isoformat()
         if args.json:
             for row in rows:
-                row["sla"] = "overdue" if row["deadline_at"] < now else "ok"
+                row["sla"] = "overdue" if row["deadline_at"] < now_iso else "ok"
                 print(json.dumps(row))
             return EXIT_OK
         if not rows:
             print("no tickets waiting for review")
         for row in rows:
-            sla = "OVERDUE" if row["deadline_at"] < now else "ok"
+            sla = "OVERDUE" if row["deadline_at"] < now_iso else "ok"
             print(f"{row['thread_id']}\ttenant {row['tenant']}\tage {_age(row['requested_at'])}"
                   f"\t{row['queue']}\tsla {sla}\t{row['reason']}")
         return EXIT_OK
@@ -366,8 +366,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
     if len(tenants) > 1:
         raise AmbiguousTicket(args.ticket_id, tenants)
     if not tenants:
-        scope = f" of tenant {args.tenant}" if args.tenant is not None else ""
-        print(f"supportgraph: no audit records for ticket {args.ticket_id[:200]!r}{scope}",
+        of = f" of tenant {args.tenant}" if args.tenant is not None else ""
+        print(f"supportgraph: no audit records for ticket {args.ticket_id[:200]!r}{of}",
               file=sys.stderr)
         return EXIT_FAILED
     scope = {"t": args.ticket_id, "tenant": tenants[0]}

@@ -14,7 +14,7 @@ import sys
 import threading
 from collections.abc import Mapping
 
-from app.settings import SettingsError, log_level_name, otel_endpoint
+from app.settings import SettingsError, log_level_name, otel_endpoint, otel_service_name
 
 _LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 _lock = threading.Lock()
@@ -61,7 +61,7 @@ def configure_tracing(environ: Mapping[str, str] | None = None) -> bool:
         if _tracing:  # the global provider can be set once per process
             return True
         provider = TracerProvider(resource=Resource.create(
-            {"service.name": environ.get("OTEL_SERVICE_NAME") or "supportgraph"}))
+            {"service.name": otel_service_name(environ)}))
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
         trace.set_tracer_provider(provider)  # flushed at exit by the provider's atexit hook
         _tracing.update(endpoint=endpoint, provider=provider)

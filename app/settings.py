@@ -174,6 +174,12 @@ def otel_endpoint(environ: Mapping[str, str] | None = None) -> str | None:
             or environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or None)
 
 
+def otel_service_name(environ: Mapping[str, str] | None = None) -> str:
+    """`OTEL_SERVICE_NAME`, else `supportgraph`: the service our spans are recorded under."""
+    environ = os.environ if environ is None else environ
+    return environ.get("OTEL_SERVICE_NAME") or "supportgraph"
+
+
 def shared_data_dir(environ: Mapping[str, str] | None = None) -> str | None:
     """`SUPPORTGRAPH_SHARED_DATA`: where the development datasets are (evals and benchmarks)."""
     environ = os.environ if environ is None else environ

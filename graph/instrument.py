@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -32,7 +32,7 @@ log = logging.getLogger("supportgraph.steps")
 try:  # optional dependency group `otel`; without a configured provider spans are no-ops
     from opentelemetry import trace as _otel_trace
 except ImportError:  # pragma: no cover - depends on the installed extras
-    _otel_trace = None
+    _otel_trace = None  # type: ignore[assignment]
 
 
 def now_iso() -> str:
@@ -222,7 +222,7 @@ def node(
 
 
 def _write_audit(step: Step, info: Any, started: str, t0: float, outcome: str,
-                 failure: str | None, state: dict) -> None:
+                 failure: str | None, state: Mapping[str, Any]) -> None:
     """Upsert this step execution's audit row (keyed by task id, so re-runs overwrite)."""
     key = info.task_id if info else f"{step.thread_id}:{step.name}:{started}"
     detail = redact_obj(step.detail, salt=step.ctx.pii_salt) if step.detail else None

@@ -111,7 +111,7 @@ class StepUsage(TypedDict):
 class ReviewDecision(TypedDict, total=False):
     """The reviewer's answer to a review interrupt, as applied."""
 
-    type: Literal["accept", "edit", "response", "ignore"]
+    type: Literal["accept", "edit", "response", "ignore", "stalled"]
     reviewer: str
     reply: str
     note: str

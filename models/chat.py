@@ -390,10 +390,10 @@ class ModelChain:
     ) -> ChatResult | None:
         """Cache, breaker, budget, then calls with retries; None means: fall back."""
         name = provider.name
-        use_cache = self.cache is not None and getattr(provider, "cacheable", name != "offline")
-        if use_cache:
+        cache = self.cache if getattr(provider, "cacheable", name != "offline") else None
+        if cache is not None:
             start = self._clock()
-            hit = self.cache.get(request, name, model)
+            hit = cache.get(request, name, model)
             if hit is not None:
                 run.attempts.append(Attempt(name, model, "ok", self._elapsed_ms(start)))
                 log.debug("cache hit for %s:%s (%s)", name, model, request.task)
@@ -421,9 +421,9 @@ class ModelChain:
             log.warning("%s:%s gave invalid output (%s); falling back", name, model, why)
             return None
         run.attempts.append(Attempt(name, model, "ok", duration, None, cost))
-        if use_cache:
+        if cache is not None:
             stored = Completion(text, completion.input_tokens, completion.output_tokens)
-            self.cache.put(request, name, model, stored)
+            cache.put(request, name, model, stored)
         return run.result(text, name, model, cached=False)
 
     def _call_with_retries(

@@ -67,16 +67,28 @@ class LanguageReading:
     by_language: Counter[str]
 
 
-def read_language(text: str) -> LanguageReading:
-    """Count the function words and non-Latin words of `text` (one tokeniser for every use)."""
-    words = [w.lower() for w in _WORD.findall(text or "")]
-    return LanguageReading(
-        words=len(words),
-        english=sum(1 for w in words if w in ENGLISH_WORDS),
-        foreign=sum(1 for w in words if w in _FOREIGN_WORDS),
-        non_latin=sum(1 for w in words if any(ord(c) > _LAST_LATIN for c in w)),
-        by_language=Counter(_LANGUAGE_OF[w] for w in words if w in _LANGUAGE_OF),
-    )
+def words_of(text: str) -> list[str]:
+    """The lower-cased words of `text`: the one tokeniser of every language question."""
+    return [w.lower() for w in _WORD.findall(text or "")]
+
+
+def read_language(text: str | list[str]) -> LanguageReading:
+    """Count the function words and non-Latin words of `text` (or of its `words_of`)."""
+    words = words_of(text) if isinstance(text, str) else text
+    english = foreign = non_latin = 0
+    by_language: Counter[str] = Counter()
+    for word in words:  # one pass: intake reads every ticket, validation every draft
+        if word in ENGLISH_WORDS:
+            english += 1
+        elif word in _FOREIGN_WORDS:
+            foreign += 1
+        lang = _LANGUAGE_OF.get(word)
+        if lang is not None:
+            by_language[lang] += 1
+        if not word.isascii() and any(ord(c) > _LAST_LATIN for c in word):
+            non_latin += 1
+    return LanguageReading(words=len(words), english=english, foreign=foreign,
+                           non_latin=non_latin, by_language=by_language)
 
 
 def looks_non_english(text: str) -> bool:
@@ -101,9 +113,10 @@ def detect_wrong_language(text: str, expected: str) -> str | None:
     """
     if expected not in _WORDS:
         return None
-    r = read_language(text)
-    if r.words < 8:
+    words = words_of(text)
+    if len(words) < 8:
         return None
+    r = read_language(words)
     counts = r.by_language
     best = max((lang for lang in SUPPORTED if lang != expected), key=counts.__getitem__)
     if counts[best] >= 3 and counts[best] > 2 * counts[expected]:

@@ -8,7 +8,9 @@ can act on the queue. The node runs again from its start when resumed, so nothin
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from langgraph.config import get_config
 from langgraph.types import interrupt
@@ -45,7 +47,7 @@ def reason_for_review(state: State, ctx) -> ReviewReason | StepName:
     return "needs_review"
 
 
-def ticket_title(ticket: dict | None) -> str:
+def ticket_title(ticket: Mapping[str, Any] | None) -> str:
     """A line that tells tickets apart: the subject, else the first line of the (redacted) body."""
     ticket = ticket or {}
     text = (ticket.get("subject") or "").strip()
@@ -64,7 +66,7 @@ def _md_text(text: str) -> str:
 
 def describe(state: State, reason: str, error: str | None = None) -> str:
     """The reference data a reviewer reads (not edits), as markdown for Agent Inbox."""
-    ticket = state.get("normalized") or {}
+    ticket: Mapping[str, Any] = state.get("normalized") or {}
     lines = [f"**{ticket_title(ticket)}**", "",
              f"Ticket `{ticket.get('id', '?')}` ({ticket.get('channel', '?')}"
              + (f", tenant `{ticket['tenant']}`" if ticket.get("tenant") else "") + ")", "",
@@ -86,7 +88,8 @@ def describe(state: State, reason: str, error: str | None = None) -> str:
             scores.append(f"{key} {state[key]['score']:.2f}")
     if scores:
         lines += ["### Scores", ", ".join(scores), ""]
-    missing = ((state.get("confidence") or {}).get("signals") or {}).get("missing_terms")
+    confidence: Mapping[str, Any] = state.get("confidence") or {}
+    missing = (confidence.get("signals") or {}).get("missing_terms")
     if missing:
         lines += ["### Not in the cited sections", ", ".join(missing), ""]
     if state.get("flags"):

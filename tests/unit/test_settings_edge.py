@@ -65,6 +65,8 @@ def test_edge_values_are_read_from_the_given_environment() -> None:
     assert settings.otel_endpoint({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://a:4318",
                                    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://b"}) == (
         "http://a:4318")
+    assert settings.otel_service_name({}) == "supportgraph"
+    assert settings.otel_service_name({"OTEL_SERVICE_NAME": "support-eu"}) == "support-eu"
     assert settings.shared_data_dir({}) is None
     assert settings.shared_data_dir({"SUPPORTGRAPH_SHARED_DATA": "/data"}) == "/data"
     assert settings.inbox_dev_identity({}) == {"key": "", "tenant": "", "role": "", "name": ""}
