@@ -193,6 +193,18 @@ def inbox_dev_identity(environ: Mapping[str, str] | None = None) -> dict[str, st
             for part in ("key", "tenant", "role", "name")}
 
 
+def child_environment(**overrides: str) -> dict[str, str]:
+    """The environment for a benchmark's child `supportgraph` process.
+
+    This process's environment minus our own settings (`SUPPORTGRAPH_*`, `DATABASE_URL`), plus
+    `overrides`.
+    """
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("SUPPORTGRAPH_") and k != "DATABASE_URL"}
+    env.update(overrides)
+    return env
+
+
 def apply_library_defaults(*, quiet: bool = False,
                            environ: MutableMapping[str, str] | None = None) -> None:
     """Environment defaults the ML libraries read; a value the user set is kept.

@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from app.settings import shared_data_dir
 from models.embeddings import get_embedder
 from retrieval.ingest import MAX_WORDS, ingest_paths
 from retrieval.store import Chunk, close_stores, embedding_text, open_store
@@ -45,7 +46,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def shared_data() -> Path:
-    override = os.environ.get("SUPPORTGRAPH_SHARED_DATA")
+    override = shared_data_dir()
     return Path(override) if override else (REPO.parent / "shared" / "data").resolve()
 
 

@@ -88,3 +88,12 @@ def test_a_bad_log_level_is_a_one_line_settings_error(raw: str) -> None:
     with pytest.raises(SettingsError) as caught:
         log_level(False, {"SUPPORTGRAPH_LOG_LEVEL": raw})
     assert "\n" not in str(caught.value) and len(str(caught.value)) < 200
+
+
+def test_a_child_process_environment_drops_our_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SUPPORTGRAPH_HOME", "/elsewhere")
+    monkeypatch.setenv("DATABASE_URL", "postgresql://x")
+    monkeypatch.setenv("PATH_FOR_TEST", "kept")
+    env = settings.child_environment(SUPPORTGRAPH_HOME="/bench/home")
+    assert env["SUPPORTGRAPH_HOME"] == "/bench/home" and "DATABASE_URL" not in env
+    assert env["PATH_FOR_TEST"] == "kept"
