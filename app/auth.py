@@ -24,7 +24,7 @@ from typing import Any
 
 from langgraph_sdk import Auth
 
-from app import settings
+from app.settings import auth_disabled
 
 log = logging.getLogger("supportgraph.auth")
 
@@ -35,11 +35,6 @@ DECIDERS = ("reviewer", "admin")
 BAD_INPUT = 'bad ticket: input must be {"ticket": {...}} or {"eml": "..."}'
 ADMIN_ONLY_CONTEXT = ("intent_model_dir",)
 """Context fields that name a path on the server: only an admin may set them per run."""
-
-
-def auth_disabled() -> bool:
-    """Whether `SUPPORTGRAPH_AUTH=off` (development only)."""
-    return settings.auth_disabled()
 
 
 if auth_disabled():  # the server imports this module once per start: warn on every start
