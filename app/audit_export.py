@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from app.timerange import TimeRange
-from evals.records import predicted_intent
+from graph.summary import predicted_intent
 
 TICKET_FIELDS = ("id", "channel", "subject", "body", "customer_id", "tenant")
 GOLD_FIELDS = ("expected_intent", "expected_route", "expected_outcome", "reference_answer")

@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from dataclasses import fields
 from typing import Any
 
 from langgraph_sdk import Auth
+
+from app.settings import auth_disabled
 
 log = logging.getLogger("supportgraph.auth")
 
@@ -34,11 +35,6 @@ DECIDERS = ("reviewer", "admin")
 BAD_INPUT = 'bad ticket: input must be {"ticket": {...}} or {"eml": "..."}'
 ADMIN_ONLY_CONTEXT = ("intent_model_dir",)
 """Context fields that name a path on the server: only an admin may set them per run."""
-
-
-def auth_disabled() -> bool:
-    """Whether `SUPPORTGRAPH_AUTH=off` (development only)."""
-    return os.environ.get("SUPPORTGRAPH_AUTH", "").strip().lower() in ("off", "0", "false", "no")
 
 
 if auth_disabled():  # the server imports this module once per start: warn on every start

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -232,16 +231,16 @@ def cmd_review(args: argparse.Namespace) -> int:
             "SELECT thread_id, ticket_id, tenant, reason, queue, status, requested_at, "
             f"deadline_at FROM sg_reviews WHERE status IN ('waiting', 'escalated'){only} "
             "ORDER BY requested_at", {"tenant": args.tenant})
-        now = datetime.now(UTC).isoformat()
+        now_iso = datetime.now(UTC).isoformat()
         if args.json:
             for row in rows:
-                row["sla"] = "overdue" if row["deadline_at"] < now else "ok"
+                row["sla"] = "overdue" if row["deadline_at"] < now_iso else "ok"
                 print(json.dumps(row))
             return EXIT_OK
         if not rows:
             print("no tickets waiting for review")
         for row in rows:
-            sla = "OVERDUE" if row["deadline_at"] < now else "ok"
+            sla = "OVERDUE" if row["deadline_at"] < now_iso else "ok"
             print(f"{row['thread_id']}\ttenant {row['tenant']}\tage {_age(row['requested_at'])}"
                   f"\t{row['queue']}\tsla {sla}\t{row['reason']}")
         return EXIT_OK
@@ -283,12 +282,13 @@ def _sweep_server(args: argparse.Namespace) -> int:
     from langgraph_sdk import get_sync_client
 
     from app.inbox.backend import sweep_resolved_on_server
+    from app.settings import langgraph_api_key
     from graph.resources import get_resources
 
     if not args.server.startswith(("http://", "https://")):
         raise BadInput(f"--server {args.server!r} is not an http(s) URL")
     db = get_resources(_context(args)).db
-    client = get_sync_client(url=args.server, api_key=os.environ.get("LANGGRAPH_API_KEY"))
+    client = get_sync_client(url=args.server, api_key=langgraph_api_key())
     try:
         resolved = sweep_resolved_on_server(db, client, datetime.now(UTC).isoformat())
     except httpx.HTTPError as exc:
@@ -366,8 +366,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
     if len(tenants) > 1:
         raise AmbiguousTicket(args.ticket_id, tenants)
     if not tenants:
-        scope = f" of tenant {args.tenant}" if args.tenant is not None else ""
-        print(f"supportgraph: no audit records for ticket {args.ticket_id[:200]!r}{scope}",
+        of = f" of tenant {args.tenant}" if args.tenant is not None else ""
+        print(f"supportgraph: no audit records for ticket {args.ticket_id[:200]!r}{of}",
               file=sys.stderr)
         return EXIT_FAILED
     scope = {"t": args.ticket_id, "tenant": tenants[0]}
@@ -975,16 +975,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `supportgraph` command."""
-    import os
-
     from app.lookup import AmbiguousTicket
     from app.observability import configure_logging, configure_tracing
-    from app.settings import SettingsError
+    from app.settings import SettingsError, apply_library_defaults
     from graph.persistence import CheckpointKeyError
     from graph.tickets import TicketError
 
-    # Model-loading progress bars are noise on a CLI that prints one line per ticket.
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    apply_library_defaults(quiet=True)  # before any model loads
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -10,12 +10,11 @@ variables itself. LangSmith tracing is LangGraph's own (`LANGSMITH_TRACING`), no
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import threading
 from collections.abc import Mapping
 
-from app.settings import SettingsError
+from app.settings import SettingsError, log_level_name, otel_endpoint, otel_service_name
 
 _LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 _lock = threading.Lock()
@@ -24,10 +23,9 @@ _tracing: dict[str, object] = {}
 
 def log_level(verbose: bool, environ: Mapping[str, str] | None = None) -> int:
     """INFO with `-v`, else `SUPPORTGRAPH_LOG_LEVEL`, else WARNING (quiet)."""
-    environ = os.environ if environ is None else environ
     if verbose:
         return logging.INFO
-    raw = (environ.get("SUPPORTGRAPH_LOG_LEVEL") or "WARNING").strip().upper()
+    raw = log_level_name(environ)
     if raw not in _LEVELS:
         raise SettingsError(f"SUPPORTGRAPH_LOG_LEVEL={raw[:20]!r} is not one of {_LEVELS}")
     return getattr(logging, raw)
@@ -45,9 +43,7 @@ def configure_tracing(environ: Mapping[str, str] | None = None) -> bool:
     Returns whether tracing is on. Without the `otel` extra this is a clear error, not a
     silent no-op: the operator asked for traces.
     """
-    environ = os.environ if environ is None else environ
-    endpoint = environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or environ.get(
-        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+    endpoint = otel_endpoint(environ)
     if not endpoint:
         return False
     with _lock:
@@ -65,7 +61,7 @@ def configure_tracing(environ: Mapping[str, str] | None = None) -> bool:
         if _tracing:  # the global provider can be set once per process
             return True
         provider = TracerProvider(resource=Resource.create(
-            {"service.name": environ.get("OTEL_SERVICE_NAME") or "supportgraph"}))
+            {"service.name": otel_service_name(environ)}))
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
         trace.set_tracer_provider(provider)  # flushed at exit by the provider's atexit hook
         _tracing.update(endpoint=endpoint, provider=provider)

@@ -87,7 +87,7 @@ def checkpoint_usage(db: Any, *, closed_only: bool = False,
     the given threads (`thread_ids`).
     """
     if db.dialect == "postgres":
-        tables = ("checkpoints", "checkpoint_writes", "checkpoint_blobs")
+        tables: tuple[str, ...] = ("checkpoints", "checkpoint_writes", "checkpoint_blobs")
         size = "coalesce(sum(pg_column_size(t.*)), 0)"
     else:
         tables = ("checkpoints", "writes")

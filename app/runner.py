@@ -10,11 +10,12 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
+from langchain_core.runnables import RunnableConfig
 from langgraph.types import Command
 
 from app.delivery import keep_deliverable
@@ -27,7 +28,7 @@ from graph.persistence import DEFAULT_TENANT, checkpoint_serde, open_checkpointe
 from graph.pii import redact, redact_obj
 from graph.resources import get_resources
 from graph.screening import quoted_injection
-from graph.state import TERMINAL_STATUSES
+from graph.state import TERMINAL_STATUSES, State
 from graph.summary import build_summary
 from graph.tickets import parse_chat
 from nodes.send import delivery_key
@@ -90,12 +91,13 @@ class Runner:
         self.graph = graph
         self.leases = leases_for(self.db)
 
-    def _config(self, thread_id: str) -> dict:
+    def _config(self, thread_id: str) -> RunnableConfig:
         return {"configurable": {"thread_id": thread_id}}
 
     def _invoke(self, value: Any, thread_id: str) -> dict[str, Any]:
-        return self.graph.invoke(value, self._config(thread_id), context=self.ctx,
-                                 durability="sync")
+        result: dict[str, Any] = self.graph.invoke(value, self._config(thread_id),
+                                                   context=self.ctx, durability="sync")
+        return result
 
     def run(self, raw_ticket: dict, recipient: str | None = None) -> Outcome:
         """Run (or continue) one ticket; raises `graph.tickets.TicketError` on bad input.
@@ -161,7 +163,8 @@ class Runner:
         """
         row = self.db.fetchone("SELECT status, summary FROM sg_runs WHERE thread_id = :t",
                                {"t": thread_id})
-        closed = (values or {}).get("status")
+        values = values or {}
+        closed = values.get("status")
         if (row and closed in ("sent", "rejected", "stalled", "failed")
                 and "__interrupt__" not in values and row["status"] == closed):
             return json.loads(row["summary"])
@@ -175,7 +178,7 @@ class Runner:
             status = "awaiting_review"
         elif _pending(snapshot):
             status = "processing"
-        return build_summary(snapshot.values, thread_id=thread_id, status=status)
+        return build_summary(cast(State, snapshot.values), thread_id=thread_id, status=status)
 
     def resolve_thread(self, ref: str, tenant: str | None = None) -> str:
         """Accept a thread id or a ticket id (of `tenant`; of any, if only one tenant has it).
@@ -301,7 +304,7 @@ class Runner:
              "detail": json.dumps(detail)})
 
     def _record_note(self, thread_id: str, ticket_id: str, response: dict,
-                     decision: dict) -> None:
+                     decision: Mapping[str, Any]) -> None:
         """A reviewer's note (`respond`) as an audit row, so `review show` and `audit` list it."""
         count = self.db.fetchone("SELECT count(*) AS n FROM sg_audit WHERE thread_id = :t "
                                  "AND step = 'review_note'", {"t": thread_id})["n"]
@@ -401,7 +404,8 @@ def open_reviews(db: Any) -> list[dict]:
                        "WHERE status IN ('waiting', 'escalated') ORDER BY requested_at")
 
 
-def record_resolved_outside(db: Any, row: dict, metadata: dict | None, stamp: str) -> bool:
+def record_resolved_outside(db: Any, row: dict, metadata: Mapping[str, Any] | None,
+                            stamp: str) -> bool:
     """Close a review whose thread ended without a decision (Agent Inbox "Mark as Resolved").
 
     That button writes the state as `__end__` with no resume, so no step of ours runs; the

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -23,6 +22,7 @@ import time
 import uuid
 from pathlib import Path
 
+from app.settings import child_environment
 from benchmarks.workload import load_average, pct, prepare_home
 
 REPO = Path(__file__).resolve().parents[1]
@@ -72,10 +72,8 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory() as tmp:
         home = prepare_home(Path(tmp) / "home", args.home)
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith("SUPPORTGRAPH_") and k != "DATABASE_URL"}
-        env.update(SUPPORTGRAPH_HOME=str(home), LANGSMITH_TRACING="false",
-                   PYTHONPATH=str(REPO))
+        env = child_environment(SUPPORTGRAPH_HOME=str(home), LANGSMITH_TRACING="false",
+                                PYTHONPATH=str(REPO))
         # One untimed run first: it builds the on-disk caches a fresh home does not have yet.
         _wall([sys.executable, "-m", "app.cli", "run", "--quiet", "--text", TEXTS[0]], env)
         imports, colds = [], []

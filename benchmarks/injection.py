@@ -89,6 +89,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workflow-only", action="store_true",
                         help="skip the screening figures (minutes of MiniLM scoring)")
     args = parser.parse_args(argv)
+    from app.settings import apply_library_defaults
+
+    apply_library_defaults(quiet=True)  # as the CLI does, before any model loads
     try:
         dev = _read(args.dev)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:

@@ -165,6 +165,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-benign-flag", type=float, default=0.005)
     parser.add_argument("--seed", type=int, default=17)
     args = parser.parse_args(argv)
+    from app.settings import apply_library_defaults
+
+    apply_library_defaults(quiet=True)  # as the CLI does, before any model loads
     try:
         examples = build(args.data, args.shared, args.seed)
     except (DataError, OSError, KeyError) as exc:

@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from app.settings import shared_data_dir
 from models.embeddings import get_embedder
 from retrieval.ingest import MAX_WORDS, ingest_paths
 from retrieval.store import Chunk, close_stores, embedding_text, open_store
@@ -45,7 +46,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def shared_data() -> Path:
-    override = os.environ.get("SUPPORTGRAPH_SHARED_DATA")
+    override = shared_data_dir()
     return Path(override) if override else (REPO.parent / "shared" / "data").resolve()
 
 
@@ -134,6 +135,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scale", type=int, default=None, help="chunks for the latency test")
     parser.add_argument("--k", type=int, default=5)
     args = parser.parse_args(argv)
+    from app.settings import apply_library_defaults
+
+    apply_library_defaults(quiet=True)  # as the CLI does, before any model loads
     scale = args.scale or (4_000 if args.quick else 20_000)
     figures: dict[str, Any] = {"benchmark": "retrieval", "quick": args.quick,
                                "corpus": args.corpus.name, "cpus": os.cpu_count(),

@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from app.settings import child_environment
+
 REPO = Path(__file__).resolve().parents[1]
 DEMO_TICKETS = REPO / "evals" / "datasets" / "demo_tickets.jsonl"
 _TICKET_FIELDS = ("channel", "subject", "body", "customer_id")
@@ -84,9 +86,7 @@ def prepare_home(target: Path, template: str | None) -> Path:
             (target / stale).unlink(missing_ok=True)
         return target
     target.mkdir(parents=True, exist_ok=True)
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("SUPPORTGRAPH_") and k != "DATABASE_URL"}
-    env.update(SUPPORTGRAPH_HOME=str(target), LANGSMITH_TRACING="false")
+    env = child_environment(SUPPORTGRAPH_HOME=str(target), LANGSMITH_TRACING="false")
     print("preparing a home with `supportgraph init` (about a minute)...", flush=True)
     started = time.monotonic()
     result = subprocess.run([sys.executable, "-m", "app.cli", "init"], env=env, cwd=REPO,
@@ -115,7 +115,9 @@ def quiet_logs() -> None:
     """Step logs are INFO; benchmarks print their own figures."""
     import logging
 
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    from app.settings import apply_library_defaults
+
+    apply_library_defaults(quiet=True)  # as the CLI does, before any model loads
     logging.basicConfig(level=logging.WARNING)
 
 

@@ -30,13 +30,14 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
 import random
 import sys
 import tomllib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from app.settings import shared_data_dir
 
 REPO = Path(__file__).resolve().parents[1]
 BITEXT_ROUTES = REPO / "benchmarks" / "bitext_routes.toml"
@@ -49,7 +50,7 @@ class BuildError(RuntimeError):
 
 def shared_data() -> Path:
     """The shared datasets folder: $SUPPORTGRAPH_SHARED_DATA, else ../shared/data."""
-    override = os.environ.get("SUPPORTGRAPH_SHARED_DATA")
+    override = shared_data_dir()
     return Path(override) if override else (REPO / ".." / "shared" / "data").resolve()
 
 

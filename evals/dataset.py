@@ -122,7 +122,8 @@ def parse_row(row: Any) -> tuple[EvalTicket | None, list[str]]:
     if problems:
         return None, problems
     ticket = {k: row[k] for k in TICKET_FIELDS if row.get(k) is not None}
-    return EvalTicket(line=0, ticket=ticket, expected_route=route, expected_outcome=outcome,
+    return EvalTicket(line=0, ticket=ticket, expected_route=str(route),
+                      expected_outcome=str(outcome),
                       expected_intent=intent, reference_answer=reference,
                       tags=tuple(tags), expected_doc_ids=doc_ids), []
 

@@ -302,7 +302,7 @@ def threshold_curve(records: Sequence[EvalRecord],
     gold_sent = sum(1 for r in records if r.gold_outcome == "sent")
     rows = []
     for t in thresholds:
-        sent = [r for r in eligible if float(r.confidence) >= t]
+        sent = [r for r in eligible if float(r.confidence or 0.0) >= t]
         right = sum(1 for r in sent if r.gold_outcome == "sent")
         rows.append({"threshold": t, "auto_sent": len(sent),
                      "auto_send_rate": round(len(sent) / len(records), 4) if records else None,

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from evals.dataset import EvalTicket
+from graph.summary import predicted_intent
 
 # Reasons that mean routing itself sent the ticket to a human, whatever the intent's route.
 HUMAN_ROUTING_REASONS = frozenset({"out_of_scope", "human_intent", "non_english"})
@@ -83,13 +84,6 @@ def effective_route(summary: dict[str, Any]) -> str | None:
     if summary.get("review_reason") in HUMAN_ROUTING_REASONS:
         return "human"
     return summary.get("route")
-
-
-def predicted_intent(summary: dict[str, Any]) -> str | None:
-    """The classifier's intent, or `out_of_scope` when it rejected the ticket."""
-    if summary.get("out_of_scope"):
-        return "out_of_scope"
-    return summary.get("intent")
 
 
 def build_record(gold: EvalTicket, summary: dict[str, Any], *, escalated: bool,

@@ -55,7 +55,7 @@ builder.add_conditional_edges("confidence", routing.after_confidence)
 builder.add_conditional_edges("guard", routing.after_guard, [*routing.DELIVER, "human_review"])
 builder.add_conditional_edges("planner", routing.after_planner)
 builder.add_conditional_edges("human_review", routing.after_review, [*routing.DELIVER, "audit"])
-builder.add_edge(routing.DELIVER, "audit")  # waits for both
+builder.add_edge(list[str](routing.DELIVER), "audit")  # waits for both
 builder.add_edge("audit", END)
 
 graph = builder.compile()

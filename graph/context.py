@@ -88,7 +88,7 @@ class Context:
 
         object.__setattr__(self, "_settings", Settings.from_env())
 
-        explicit = getattr(self, "_explicit", frozenset())
+        explicit: frozenset[str] = getattr(self, "_explicit", frozenset())
         for f in fields(self):
             if f.name not in explicit and getattr(self, f.name) == f.default:
                 value = env_defaults(f.name, f.type)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -23,6 +23,7 @@ from langgraph.runtime import Runtime
 from graph.context import Context
 from graph.persistence import DEFAULT_TENANT, tenant_key
 from graph.pii import redact_obj
+from graph.reasons import step_failure_text
 from graph.resources import Resources, get_resources
 from graph.state import State, StepUsage
 
@@ -31,7 +32,7 @@ log = logging.getLogger("supportgraph.steps")
 try:  # optional dependency group `otel`; without a configured provider spans are no-ops
     from opentelemetry import trace as _otel_trace
 except ImportError:  # pragma: no cover - depends on the installed extras
-    _otel_trace = None
+    _otel_trace = None  # type: ignore[assignment]
 
 
 def now_iso() -> str:
@@ -189,7 +190,7 @@ def node(
             except Exception as exc:  # noqa: BLE001 - recorded and routed, never swallowed
                 if _database_outage(exc):
                     raise  # not the ticket's fault: the step is retried or resumed, not failed
-                failure = f"{name}: {type(exc).__name__}: {exc}"[:2000]
+                failure = step_failure_text(name, exc)
                 # Exception text may quote the ticket: redacted, traceback only at DEBUG.
                 log.error("step failed: %s", redact_obj(failure, salt=ctx.pii_salt),
                           exc_info=log.isEnabledFor(logging.DEBUG))
@@ -221,7 +222,7 @@ def node(
 
 
 def _write_audit(step: Step, info: Any, started: str, t0: float, outcome: str,
-                 failure: str | None, state: dict) -> None:
+                 failure: str | None, state: Mapping[str, Any]) -> None:
     """Upsert this step execution's audit row (keyed by task id, so re-runs overwrite)."""
     key = info.task_id if info else f"{step.thread_id}:{step.name}:{started}"
     detail = redact_obj(step.detail, salt=step.ctx.pii_salt) if step.detail else None

@@ -13,7 +13,8 @@ come from the ticket's own text. Replies must not quote the system prompts eithe
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from graph.pii import find_pii
 
@@ -83,7 +84,7 @@ def _strip_citations(reply: str) -> str:
     return re.split(r"\n\s*Sources:", reply, maxsplit=1)[0]
 
 
-def check_reply(reply: str, *, passages: Iterable[dict], ticket_text: str,
+def check_reply(reply: str, *, passages: Iterable[Mapping[str, Any]], ticket_text: str,
                 prompts: Iterable[str] = ()) -> list[str]:
     """What in `reply` its sources do not support, as short reasons (empty: nothing).
 

@@ -17,10 +17,16 @@ import weakref
 import zlib
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
 log = logging.getLogger(__name__)
+
+
+def _utc_now() -> str:
+    return datetime.now(UTC).isoformat()
 
 DEFAULT_TENANT = "default"
 """The tenant of tickets that name none (and of every row written before tenants were keys)."""
@@ -31,7 +37,23 @@ def tenant_key(tenant: str | None) -> str:
     return tenant or DEFAULT_TENANT
 
 
-SCHEMA = [
+# --------------------------------------------------------------------------- migrations
+# Our tables (sg_*) are versioned: `sg_schema_migrations` records each numbered migration
+# applied, and a database is brought up to date by applying the missing ones in order, once,
+# each in one transaction. To change the schema, append a migration to MIGRATIONS; never edit
+# one that has shipped (databases that applied it would not see the change).
+#
+# Databases made before this table existed (every `CREATE TABLE IF NOT EXISTS` release) have
+# no rows in it; migrations 1-3 are written so that they apply cleanly on top of any of those
+# schemas (missing tables created, missing columns added, old rows backfilled).
+
+MIGRATIONS_TABLE = """CREATE TABLE IF NOT EXISTS sg_schema_migrations (
+    version INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    applied_at TEXT NOT NULL
+)"""
+
+_V1_TABLES = [
     """CREATE TABLE IF NOT EXISTS sg_audit (
         event_key TEXT PRIMARY KEY,
         tenant TEXT,
@@ -142,10 +164,9 @@ SCHEMA = [
 
 # Tables created before tenants were part of every key get the column, then every old row
 # gets the tenant it was created with: its run's (or review's) tenant, the tenant prefix of its
-# delivery key, else `default`. Each statement is idempotent, so any number of processes may
-# run them at once or again.
-TENANT_COLUMNS = ("sg_audit", "sg_outbox", "sg_runs", "sg_reviews")
-TENANT_BACKFILL = [
+# delivery key, else `default`.
+_TENANT_COLUMNS = ("sg_audit", "sg_outbox", "sg_runs", "sg_reviews")
+_TENANT_BACKFILL = [
     "UPDATE sg_runs SET tenant = 'default' WHERE tenant IS NULL OR tenant = ''",
     "UPDATE sg_reviews SET tenant = 'default' WHERE tenant IS NULL OR tenant = ''",
     """UPDATE sg_outbox SET tenant = CASE
@@ -163,19 +184,42 @@ TENANT_BACKFILL = [
     "CREATE INDEX IF NOT EXISTS sg_outbox_tenant_ticket ON sg_outbox (tenant, ticket_id)",
 ]
 
-INDEXES_AFTER_COLUMNS = [
-    # The review inbox: a tenant's open reviews by SLA deadline then age, covering the counts
-    # and the route/reason filters (so a 10,000-review queue pages without reading the table).
-    "CREATE INDEX IF NOT EXISTS sg_reviews_open ON sg_reviews "
-    "(tenant, deadline_at, requested_at, route, reason) "
-    "WHERE status IN ('waiting', 'escalated')",
-]
-"""Indexes on columns in `ADDED_COLUMNS` (made after those columns exist)."""
 
-ADDED_COLUMNS = [
-    ("sg_reviews", "route", "TEXT"),  # the ticket's route when it stopped (inbox filter)
-]
-"""Columns added after tables were first created: (table, column, SQL type)."""
+
+@dataclass(frozen=True)
+class AddColumn:
+    """A migration step: add `column` to `table` unless a schema made earlier already has it."""
+
+    table: str
+    column: str
+    kind: str
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One numbered schema change: SQL statements and `AddColumn` steps, applied in order."""
+
+    version: int
+    name: str
+    steps: tuple[str | AddColumn, ...]
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "our tables", tuple(_V1_TABLES)),
+    Migration(2, "tenant in every key", (
+        *(AddColumn(table, "tenant", "TEXT") for table in _TENANT_COLUMNS), *_TENANT_BACKFILL)),
+    Migration(3, "review route and the open-reviews index", (
+        AddColumn("sg_reviews", "route", "TEXT"),  # the ticket's route when it stopped
+        # The review inbox: a tenant's open reviews by SLA deadline then age, covering the
+        # counts and the route/reason filters (a 10,000-review queue pages without a scan).
+        "CREATE INDEX IF NOT EXISTS sg_reviews_open ON sg_reviews "
+        "(tenant, deadline_at, requested_at, route, reason) "
+        "WHERE status IN ('waiting', 'escalated')",
+    )),
+)
+SCHEMA_VERSION = MIGRATIONS[-1].version
+"""The version of our tables this code writes and reads."""
+_MIGRATION_LOCK = 0x73675F6D  # Postgres advisory lock key ("sg_m"): one migrating process
 
 _PARAM = re.compile(r"(?<!:):([A-Za-z_][A-Za-z0-9_]*)")
 
@@ -244,43 +288,73 @@ class Database:
             return [dict(zip(names, row, strict=True)) if not isinstance(row, dict) else row
                     for row in cur.fetchall()]
 
-    def migrate(self) -> None:
-        """Create our tables if they are missing; safe to run from many processes."""
+    def applied_migrations(self) -> list[int]:
+        """The versions recorded in `sg_schema_migrations`, in order ([] before the first)."""
+        exists = ("SELECT to_regclass('sg_schema_migrations') AS present"
+                  if self.dialect == "postgres" else
+                  "SELECT name AS present FROM sqlite_master WHERE type = 'table' "
+                  "AND name = 'sg_schema_migrations'")
+        if not (self.fetchone(exists) or {}).get("present"):
+            return []
+        rows = self.fetchall("SELECT version FROM sg_schema_migrations ORDER BY version")
+        return [int(row["version"]) for row in rows]
+
+    def migrate(self, migrations: tuple[Migration, ...] = MIGRATIONS) -> None:
+        """Apply the migrations this database lacks, in order, each once; safe from many processes.
+
+        Every process calls this when it opens the database: when nothing is pending it costs
+        one query and takes no lock. Otherwise one process at a time migrates (Postgres: an
+        advisory lock; SQLite: an immediate transaction), and each migration commits together
+        with its row in `sg_schema_migrations`, so a failed one leaves nothing half-applied.
+        """
         if self._migrated:
             return
-        for statement in SCHEMA:
-            self.execute(statement)
-        for table in TENANT_COLUMNS:
-            self._add_column(table, "tenant", "TEXT")
-        find = "strpos" if self.dialect == "postgres" else "instr"
-        for statement in TENANT_BACKFILL:
-            self.execute(statement.replace("{find}", find))
-        for table, column, kind in ADDED_COLUMNS:
-            self._add_column(table, column, kind)
-        for statement in INDEXES_AFTER_COLUMNS:
-            self.execute(statement)
+        done = set(self.applied_migrations())
+        for migration in migrations:
+            if migration.version in done:
+                continue
+            with self._migration_cursor() as cur:
+                # Made under the lock: concurrent CREATE TABLEs can collide on Postgres.
+                cur.execute(MIGRATIONS_TABLE)
+                cur.execute(self._sql("SELECT 1 FROM sg_schema_migrations WHERE version = :v"),
+                            {"v": migration.version})
+                if cur.fetchone() is not None:
+                    continue  # another process applied it while this one waited
+                for step in migration.steps:
+                    if isinstance(step, AddColumn):
+                        self._add_column(cur, step)
+                    else:
+                        find = "strpos" if self.dialect == "postgres" else "instr"
+                        cur.execute(self._sql(step.replace("{find}", find)), {})
+                cur.execute(self._sql(
+                    "INSERT INTO sg_schema_migrations (version, name, applied_at) "
+                    "VALUES (:v, :n, :at)"),
+                    {"v": migration.version, "n": migration.name, "at": _utc_now()})
+            log.info("database %s: applied migration %d (%s)", self.dialect, migration.version,
+                     migration.name)
         self._migrated = True
 
-    def _add_column(self, table: str, column: str, kind: str) -> None:
+    @contextmanager
+    def _migration_cursor(self) -> Iterator[Any]:
+        """A cursor in one transaction that no other process migrates during."""
+        if self.dialect == "sqlite":
+            with self._cursor() as cur:
+                cur.execute("BEGIN IMMEDIATE")  # the write lock now, not at the first write
+                yield cur
+            return
+        with self._handle.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            cur.execute("SELECT pg_advisory_xact_lock(%(k)s)", {"k": _MIGRATION_LOCK})
+            yield cur
+
+    def _add_column(self, cur: Any, step: AddColumn) -> None:
         """Add a column to a table made by an older version (no-op when it is there)."""
-        # Look first: ALTER TABLE takes an exclusive lock even when the column exists, and
-        # every process migrates when it starts.
         if self.dialect == "postgres":
-            present = self.fetchone(
-                "SELECT 1 AS present FROM information_schema.columns WHERE table_schema = "
-                "current_schema() AND table_name = :t AND column_name = :c",
-                {"t": table, "c": column})
-            if not present:
-                self.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {kind}")
+            cur.execute(f"ALTER TABLE {step.table} ADD COLUMN IF NOT EXISTS {step.column} "
+                        f"{step.kind}")
             return
-        if any(row["name"] == column
-               for row in self.fetchall(f"PRAGMA table_info({table})")):
-            return
-        try:
-            self.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
-        except sqlite3.OperationalError as exc:  # another process added it just now
-            if "duplicate column" not in str(exc):
-                raise
+        cur.execute(f"PRAGMA table_info({step.table})")
+        if not any(row[1] == step.column for row in cur.fetchall()):
+            cur.execute(f"ALTER TABLE {step.table} ADD COLUMN {step.column} {step.kind}")
 
     def _sql(self, sql: str) -> str:
         return sql if self.dialect == "sqlite" else _to_psycopg(sql)

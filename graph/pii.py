@@ -259,7 +259,7 @@ _NINO_BAD_PREFIXES = {"BG", "GB", "NK", "KN", "TN", "NT", "ZZ"}
 def uk_nino_ok(value: str) -> bool:
     """A UK National Insurance number shape (HMRC's letter rules, suffix A-D)."""
     m = _NINO_RE.fullmatch(value.strip())
-    return bool(m) and m.group(1).upper() not in _NINO_BAD_PREFIXES
+    return m is not None and m.group(1).upper() not in _NINO_BAD_PREFIXES
 
 
 _SSN_DASHED_RE = re.compile(r"(?<![\w-])\d{3}([- ])\d{2}\1\d{4}(?![\w]|-\d)")

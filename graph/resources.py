@@ -14,7 +14,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.settings import Settings
+from app.settings import Settings, apply_library_defaults
 from graph.context import Context
 
 _lock = threading.Lock()
@@ -137,6 +137,7 @@ def get_resources(ctx: Context) -> Resources:
     with _lock:
         res = _resources.get(key)
         if res is None:
+            apply_library_defaults()  # before these resources load the first model
             res = Resources(ctx=ctx, settings=settings)
             _resources[key] = res
         _by_setting[setting] = res

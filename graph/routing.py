@@ -13,6 +13,7 @@ from typing import Literal
 from langgraph.runtime import Runtime
 
 from graph.context import Context
+from graph.reasons import ReviewReason, error_code
 from graph.state import State
 
 DELIVER: list[Literal["send", "learn"]] = ["send", "learn"]
@@ -23,7 +24,7 @@ def _ctx(runtime: Runtime[Context]) -> Context:
     return runtime.context if isinstance(runtime.context, Context) else Context()
 
 
-def review_reason_after_classify(state: State, ctx: Context) -> str | None:
+def review_reason_after_classify(state: State, ctx: Context) -> ReviewReason | None:
     """Why the classified ticket cannot take the automatic path (None when it can)."""
     intent = state["intent"]
     if "non_english" in state.get("flags", []):
@@ -69,10 +70,10 @@ def after_retrieve(state: State, runtime: Runtime[Context]) -> Literal["draft", 
 def after_draft(state: State, runtime: Runtime[Context]) -> Literal["tone", "planner",
                                                                    "human_review"]:
     """Invalid model output may be retried by the planner; other failures go to a human."""
-    error = state.get("error") or ""
+    error = state.get("error")
     if not error:
         return "tone"
-    if error.startswith("invalid_output") and _ctx(runtime).planner_enabled:
+    if error_code(error) == "invalid_output" and _ctx(runtime).planner_enabled:
         return "planner"
     return "human_review"
 

@@ -1,7 +1,8 @@
 """Cheap, explainable checks on ticket text that decide whether a machine may answer alone.
 
 Ticket text is data, never instructions. These checks do not try to "clean" an injection; they
-flag it so the ticket is never auto-sent and a human sees why.
+flag it so the ticket is never auto-sent and a human sees why. Which language a ticket is written
+in is models/language.py (one detector for tickets and model replies).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import codecs
 import re
 import unicodedata
 from collections.abc import Iterator
+
+from models.language import foreign_passage
 
 _INJECTION_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
     (name, re.compile(pattern, re.IGNORECASE | re.DOTALL))
@@ -236,7 +239,7 @@ _HEX = re.compile(r"(?<![0-9A-Fa-f])(?:[0-9A-Fa-f]{2}){12,}(?![0-9A-Fa-f])")
 _BINARY = re.compile(r"(?:[01]{8}[ ]?){6,}")
 
 # Characters that render as nothing or reorder text: an attacker splits "ig\u200bnore" with them.
-_INVISIBLE = {cp: None for cp in (
+_INVISIBLE: dict[int, int | None] = {cp: None for cp in (
     0x00AD, 0x034F, 0x061C, 0x115F, 0x1160, 0x17B4, 0x17B5, 0x180E, 0x200B, 0x200C, 0x200D,
     0x200E, 0x200F, 0x202A, 0x202B, 0x202C, 0x202D, 0x202E, 0x2060, 0x2061, 0x2062, 0x2063,
     0x2064, 0x2066, 0x2067, 0x2068, 0x2069, 0x206A, 0x206B, 0x206C, 0x206D, 0x206E, 0x206F,
@@ -298,26 +301,6 @@ def _deobfuscated(text: str) -> list[str]:
     return variants
 
 
-# Frequent English function words; a support question in English almost always has several.
-_ENGLISH = set(
-    "the a an is are was were be been to of and or in on for with my your our i you we it this "
-    "that what how why when can could would should do does did not no yes have has had please "
-    "thanks thank hi hello there me us if but from at by about which will just get".split()
-)
-# Frequent function words of the other languages customers write in most, none of them English.
-_FOREIGN = set(
-    "el los las usted su para con este esta que por una pero como puede gracias hola nuestro "
-    "cuando dónde donde cómo qué les est sont vous votre avec cette qui une des du mais plus "
-    "merci bonjour notre nous der die das und ist sind sie ihr ihre für mit dieser dass ein "
-    "eine dem nicht auch bitte danke wir unser können wie ich kann gli è sono suo sua per "
-    "questo questa che della come più può grazie ciao nostro nostri non il gli sono é são "
-    "você seu obrigado olá não het een zijn uw jij voor deze dit niet ook maar kunt bedankt "
-    "hallo onze wij de del la le les un una y el mi mis tu se es por al lo je pas à mon ma "
-    "mes depuis hier mein meine ich seit zu von auf desde ayer puedo quiero".split()
-)
-_WORD = re.compile(r"[^\W\d_]+", re.UNICODE)
-
-
 def injection_signals(text: str) -> list[str]:
     """Names of the injection patterns found in `text` or its de-obfuscated readings.
 
@@ -362,44 +345,3 @@ def with_hidden_attacks(body: str, parts: list[str]) -> str:
     if not flagged:
         return body
     return f"{body}\n\n[quoted or hidden part of the email]\n{flagged[:HIDDEN_PART_CHARS]}"
-
-
-def looks_non_english(text: str) -> bool:
-    """True when the text is clearly not English (we answer in English only)."""
-    words = [w.lower() for w in _WORD.findall(text or "")]
-    if not words:
-        return False
-    non_latin = sum(1 for w in words if any(ord(c) > 0x24F for c in w))
-    if non_latin / len(words) > 0.3:
-        return True
-    english = sum(1 for w in words if w in _ENGLISH)
-    foreign = sum(1 for w in words if w in _FOREIGN)
-    if foreign >= 2 and foreign > english:
-        return True
-    # Other languages: a long text with almost no English function words. Short English
-    # lines ("invalid api key error") have none either, so they are never judged this way.
-    return len(words) >= 10 and english / len(words) < 0.05
-
-
-_SEGMENT = re.compile(r"[^\n.!?。！？]+")
-
-
-def foreign_passage(text: str) -> bool:
-    """True when an English ticket carries a sentence in another language.
-
-    Our rules and reviewers read English; a request in Portuguese or Japanese appended to an
-    English question is a classic way past both, and a whole-ticket language check misses it
-    because the English part dominates.
-    """
-    words = [w.lower() for w in _WORD.findall(text or "")]
-    if sum(1 for w in words if w in _ENGLISH) < 3:
-        return False  # not an English ticket: looks_non_english decides
-    for segment in _SEGMENT.findall(text):
-        if sum(1 for c in segment if c.isalpha() and ord(c) > 0x24F) >= 8:
-            return True
-        seg = [w.lower() for w in _WORD.findall(segment)]
-        foreign = sum(1 for w in seg if w in _FOREIGN)
-        if len(seg) >= 6 and foreign >= 3 and foreign > 2 * sum(1 for w in seg if w in _ENGLISH):
-            return True
-    return False
-

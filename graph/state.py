@@ -8,7 +8,13 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Mapping
-from typing import Annotated, Any, Literal, NotRequired, TypedDict
+from typing import Annotated, Any, Literal, NotRequired
+
+# typing_extensions, not typing: on Python < 3.12 pydantic (which LangGraph uses to publish the
+# input/output JSON schemas, e.g. for the Studio form) refuses `typing.TypedDict`.
+from typing_extensions import TypedDict
+
+from graph.reasons import ReviewReason, StepName
 
 Route = Literal["billing", "technical", "human"]
 Status = Literal["processing", "sent", "awaiting_review", "rejected", "stalled", "failed"]
@@ -105,7 +111,7 @@ class StepUsage(TypedDict):
 class ReviewDecision(TypedDict, total=False):
     """The reviewer's answer to a review interrupt, as applied."""
 
-    type: Literal["accept", "edit", "response", "ignore"]
+    type: Literal["accept", "edit", "response", "ignore", "stalled"]
     reviewer: str
     reply: str
     note: str
@@ -145,10 +151,30 @@ class HumanResponse(TypedDict):
     args: None | str | dict[str, Any]
 
 
+class TicketInput(TypedDict, total=False):
+    """A ticket as a caller sends it (validated by intake, not by the schema).
+
+    Declared so the published input schema (the Studio form) names the fields; intake checks
+    them and routes a bad ticket to `failed` with a one-line reason. Other keys are kept under
+    `extra` (eval gold fields, for example).
+    """
+
+    id: str
+    """The ticket's id (required)."""
+    channel: Literal["chat", "email"]
+    """'chat' (default) or 'email' (quotes and signature are stripped)."""
+    subject: str
+    body: str
+    """The customer's message (required)."""
+    customer_id: str
+    tenant: str
+    """Ignored under the server: the tenant comes from the caller's API key."""
+
+
 class InputState(TypedDict, total=False):
     """What a caller passes in: a ticket as JSON (chat) or a raw email."""
 
-    ticket: dict[str, Any]
+    ticket: TicketInput
     """A chat/JSONL ticket object: id, channel, subject?, body, customer_id?, tenant?."""
     eml: str
     """A raw RFC 822 email (text), as an alternative to `ticket`."""
@@ -179,8 +205,8 @@ class State(InputState, total=False):
     """Confidence of the current draft."""
     flags: list[str]
     """Risk flags raised on the ticket (for example `possible_injection`, `non_english`)."""
-    review_reason: str
-    """Why the ticket needs (or needed) a human."""
+    review_reason: ReviewReason | StepName
+    """Why the ticket needs (or needed) a human (graph/reasons.py lists the reasons)."""
     review: ReviewDecision
     """The reviewer's decision once given."""
     planner_steps: Annotated[list[dict[str, Any]], operator.add]

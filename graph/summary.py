@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from graph.instrument import now_iso
@@ -14,19 +15,26 @@ WORKFLOW_ID = "supportgraph.support/1"
 _CITATION = re.compile(r"\[(\d{1,3})\]")
 
 
+def predicted_intent(summary: dict[str, Any]) -> str | None:
+    """The classifier's intent in a run summary, or `out_of_scope` when it rejected the ticket."""
+    if summary.get("out_of_scope"):
+        return "out_of_scope"
+    return summary.get("intent")
+
+
 def build_summary(state: State, *, thread_id: str, status: str) -> dict[str, Any]:
     """Summarise a run from its state; field names are a contract other tools read."""
     # By start time, like the audit timeline (entries written before it was recorded keep
     # their order: the sort is stable).
     usage = sorted(state.get("usage") or [], key=lambda u: u.get("started_at") or "")
-    intent = state.get("intent") or {}
-    confidence = state.get("confidence") or {}
+    intent: Mapping[str, Any] = state.get("intent") or {}
+    confidence: Mapping[str, Any] = state.get("confidence") or {}
     breakdown: list[dict[str, Any]] = [
         {"step": u["step"], "duration_ms": round(u["duration_ms"], 3), "cost": u["cost"],
          "model_calls": u["model_calls"]}
         for u in usage
     ]
-    normalized = state.get("normalized") or {}
+    normalized: Mapping[str, Any] = state.get("normalized") or {}
     return {
         "workflow_id": WORKFLOW_ID,
         "thread_id": thread_id,

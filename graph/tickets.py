@@ -365,6 +365,8 @@ def _decode_part(part: Message) -> str:
         payload = b""
     if isinstance(payload, str):  # pragma: no cover - get_payload(decode=True) returns bytes
         payload = payload.encode("utf-8", "surrogateescape")
+    if not isinstance(payload, bytes):  # pragma: no cover - a leaf part has no sub-messages
+        payload = b""
     charset = part.get_content_charset() or "utf-8"
     try:
         codecs.lookup(charset)

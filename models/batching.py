@@ -140,7 +140,7 @@ class MicroBatcher:
                 self._cond.notify_all()
 
 
-def token_batches(lengths: Sequence[int], *, max_tokens: int = 1024,
+def token_batches(lengths: Sequence[int] | np.ndarray, *, max_tokens: int = 1024,
                   max_texts: int = 64) -> list[np.ndarray]:
     """Group texts (by index) into forward passes of similar length.
 

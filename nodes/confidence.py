@@ -9,6 +9,8 @@ injection force review whatever the score.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from graph.instrument import Step, node
 from graph.state import State
@@ -26,7 +28,7 @@ def _words(text: str) -> set[str]:
     return {w for w in _WORD.findall(text.lower()) if len(w) > 2}
 
 
-def grounding(draft_text: str, passages: list[dict]) -> float:
+def grounding(draft_text: str, passages: Sequence[Mapping[str, Any]]) -> float:
     """Share of the draft's answer sentences whose words mostly appear in the passages.
 
     Only paragraphs that cite a source are the answer; greetings and sign-offs are not claims.

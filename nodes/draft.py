@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from graph.instrument import Step, node
 from graph.prompts import CASES_BLOCK, DRAFT_SYSTEM, DRAFT_USER, STRONGER_NOTE, defuse, ticket_block
+from graph.reasons import error_text
 from graph.state import State
 
 _CITATION = re.compile(r"\[(\d{1,2})\]")
 
 
-def render_documents(passages: list[dict]) -> str:
+def render_documents(passages: Sequence[Mapping[str, Any]]) -> str:
     """Number the passages for the prompt, each inside its own delimiters."""
     return "\n".join(
         f'<document n="{n}" id="{p["doc_id"]}" title="{defuse(p["title"])}">\n'
@@ -19,7 +22,7 @@ def render_documents(passages: list[dict]) -> str:
         for n, p in enumerate(passages, start=1))
 
 
-def citations_of(text: str, passages: list[dict]) -> list[str]:
+def citations_of(text: str, passages: Sequence[Mapping[str, Any]]) -> list[str]:
     """Doc ids cited in `text` as [n] that point at a real passage."""
     numbers = sorted({int(n) for n in _CITATION.findall(text)})
     return [passages[n - 1]["doc_id"] for n in numbers if 1 <= n <= len(passages)]
@@ -49,10 +52,11 @@ def draft(state: State, step: Step) -> dict:
     try:
         result = step.complete(role, request, state)
     except ModelsUnavailable as exc:
-        return {"error": f"{exc.reason}: {exc}", "review_reason": exc.reason}
+        return {"error": error_text(exc.reason, exc), "review_reason": exc.reason}
     citations = citations_of(result.text, passages)
     if not citations:
-        return {"error": "invalid_output: the draft cites none of the retrieved passages",
+        return {"error": error_text("invalid_output",
+                                    "the draft cites none of the retrieved passages"),
                 "failures": ["draft: no citations"]}
     step.detail.update(citations=citations, provider=result.provider, model=result.model)
     version = {"text": result.text, "citations": citations, "provider": result.provider,

@@ -9,6 +9,9 @@ says what counts).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from graph.instrument import Step, node
 from graph.output_guard import check_reply
 from graph.prompts import system_prompts
@@ -24,7 +27,7 @@ def guard(state: State, step: Step) -> dict:
     sources = [*(state.get("passages") or []),
                *({"doc_id": "", "title": "", "text": c.get("reply", "")}
                  for c in state.get("cases") or [])]
-    ticket = state.get("normalized") or {}
+    ticket: Mapping[str, Any] = state.get("normalized") or {}
     findings = check_reply(draft["text"], passages=sources,
                            ticket_text=f"{ticket.get('subject') or ''}\n{ticket.get('body') or ''}",
                            prompts=system_prompts())

@@ -8,12 +8,15 @@ can act on the queue. The node runs again from its start when resumed, so nothin
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from langgraph.config import get_config
 from langgraph.types import interrupt
 
 from graph.instrument import Step, node, now_iso
+from graph.reasons import ReviewReason, StepName, error_reason
 from graph.routing import review_reason_after_classify
 from graph.state import HumanInterrupt, ReviewDecision, State
 from graph.summary import build_summary, record_summary
@@ -26,13 +29,13 @@ class InvalidResume(ValueError):
     """A resume value that is not a well-formed HumanResponse."""
 
 
-def reason_for_review(state: State, ctx) -> str:
+def reason_for_review(state: State, ctx) -> ReviewReason | StepName:
     """The one-line reason a human is looking at this ticket."""
     if state.get("review_reason"):
         return state["review_reason"]
-    error = state.get("error") or ""
-    if error:
-        return error.split(":", 1)[0]
+    from_error = error_reason(state.get("error"))
+    if from_error:
+        return from_error
     if state.get("intent"):
         reason = review_reason_after_classify(state, ctx)
         if reason:
@@ -44,7 +47,7 @@ def reason_for_review(state: State, ctx) -> str:
     return "needs_review"
 
 
-def ticket_title(ticket: dict | None) -> str:
+def ticket_title(ticket: Mapping[str, Any] | None) -> str:
     """A line that tells tickets apart: the subject, else the first line of the (redacted) body."""
     ticket = ticket or {}
     text = (ticket.get("subject") or "").strip()
@@ -63,7 +66,7 @@ def _md_text(text: str) -> str:
 
 def describe(state: State, reason: str, error: str | None = None) -> str:
     """The reference data a reviewer reads (not edits), as markdown for Agent Inbox."""
-    ticket = state.get("normalized") or {}
+    ticket: Mapping[str, Any] = state.get("normalized") or {}
     lines = [f"**{ticket_title(ticket)}**", "",
              f"Ticket `{ticket.get('id', '?')}` ({ticket.get('channel', '?')}"
              + (f", tenant `{ticket['tenant']}`" if ticket.get("tenant") else "") + ")", "",
@@ -85,7 +88,8 @@ def describe(state: State, reason: str, error: str | None = None) -> str:
             scores.append(f"{key} {state[key]['score']:.2f}")
     if scores:
         lines += ["### Scores", ", ".join(scores), ""]
-    missing = ((state.get("confidence") or {}).get("signals") or {}).get("missing_terms")
+    confidence: Mapping[str, Any] = state.get("confidence") or {}
+    missing = (confidence.get("signals") or {}).get("missing_terms")
     if missing:
         lines += ["### Not in the cited sections", ", ".join(missing), ""]
     if state.get("flags"):

@@ -7,14 +7,11 @@ from typing import Any
 from graph.instrument import Step, node, now_iso
 from graph.persistence import DEFAULT_TENANT
 from graph.pii import redact
-from graph.screening import (
-    injection_signals,
-    looks_non_english,
-    normalise_for_screening,
-    quoted_injection,
-)
+from graph.reasons import error_text
+from graph.screening import injection_signals, normalise_for_screening, quoted_injection
 from graph.state import State
 from graph.tickets import TicketError, email_parts, parse_chat, parse_eml
+from models.language import looks_non_english
 
 
 def _encode(texts: list[str]) -> Any:
@@ -34,7 +31,7 @@ def intake(state: State, step: Step) -> dict:
         else:
             ticket = parse_chat(state.get("ticket"))
     except TicketError as exc:
-        return {"status": "failed", "error": f"bad_input: {exc}", "started_at": now_iso(),
+        return {"status": "failed", "error": error_text("bad_input", exc), "started_at": now_iso(),
                 "ticket": {}, "eml": ""}
     if step.identity:  # on the server the tenant is the caller's, whatever the body says
         tenant = step.identity["tenant"]

@@ -9,6 +9,9 @@ updates instead of adding.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from graph.instrument import Step, node, now_iso
 from graph.pii import redact
 from graph.state import State
@@ -25,7 +28,8 @@ def trusted(state: State, threshold: float) -> str | None:
         return None
     if (state.get("review") or {}).get("type") in ("accept", "edit"):
         return "human"
-    if (state.get("confidence") or {}).get("score", 0.0) >= threshold:
+    confidence: Mapping[str, Any] = state.get("confidence") or {}
+    if confidence.get("score", 0.0) >= threshold:
         return "auto"
     return None
 

@@ -11,6 +11,7 @@ import json
 from graph.budget import Budget
 from graph.instrument import Step, node
 from graph.prompts import PLANNER_SYSTEM, PLANNER_USER, data_block
+from graph.reasons import ReviewReason, error_code
 from graph.routing import review_reason_after_classify
 from graph.state import State
 from models.offline import PLANNER_ACTIONS
@@ -23,10 +24,9 @@ PLAN_SCHEMA = {
 }
 
 
-def problem_of(state: State, step: Step) -> str:
+def problem_of(state: State, step: Step) -> ReviewReason:
     """Why the fixed path failed, in the planner's vocabulary."""
-    error = state.get("error") or ""
-    if error.startswith("invalid_output"):
+    if error_code(state.get("error")) == "invalid_output":
         return "invalid_output"
     if state.get("confidence") and state.get("drafts"):
         return "low_answer_confidence"

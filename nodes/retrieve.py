@@ -8,6 +8,7 @@ written from nothing.
 from __future__ import annotations
 
 from graph.instrument import Step, node
+from graph.reasons import error_text
 from graph.state import State
 
 COLLECTIONS = {"billing": "kb_billing", "technical": "kb_technical"}
@@ -44,7 +45,8 @@ def retrieve(state: State, step: Step) -> dict:
         cases = search_cases(step.res.store, query, k=ctx.case_k, tenant=tenant,
                              query_vector=vector)
     except RetrievalUnavailable as exc:
-        return {"error": f"retrieval_unavailable: {exc}", "review_reason": "retrieval_unavailable"}
+        return {"error": error_text("retrieval_unavailable", exc),
+                "review_reason": "retrieval_unavailable"}
     relevant = [h for h in hits if h.dense_score >= ctx.min_relevance]
     relevant.sort(key=lambda h: h.score, reverse=True)
     passages = [

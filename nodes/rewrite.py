@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from graph.instrument import Step, node
 from graph.prompts import REWRITE_SYSTEMS, REWRITE_USER, data_block
+from graph.reasons import error_text
 from graph.state import State
 
 TEMPLATE_ORDER = ("warm", "formal")
@@ -28,7 +29,7 @@ def rewrite(state: State, step: Step) -> dict:
     try:
         result = step.complete("answer", request, state)
     except ModelsUnavailable as exc:
-        return {"error": f"{exc.reason}: {exc}", "review_reason": exc.reason,
+        return {"error": error_text(exc.reason, exc), "review_reason": exc.reason,
                 "rewrites": count + 1}
     passages = state.get("passages") or []
     citations = citations_of(result.text, passages)

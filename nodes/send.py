@@ -7,6 +7,9 @@ optional webhook) reads the outbox; the workflow's job ends at a durable, single
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from graph.instrument import Step, node, now_iso
 from graph.pii import redact
 from graph.state import State
@@ -17,7 +20,7 @@ def reply_of(state: State) -> str:
     return state.get("final_reply") or state["drafts"][-1]["text"]
 
 
-def delivery_key(ticket: dict) -> str:
+def delivery_key(ticket: Mapping[str, Any]) -> str:
     """The idempotency key of a reply: one delivery per (tenant, ticket id)."""
     return f"{ticket.get('tenant') or ''}:{ticket['id']}"
 

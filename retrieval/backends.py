@@ -249,7 +249,7 @@ class EdgeBackend:
 
     def query(self, name: str, queries: Sequence[HybridQuery]) -> list[list[StoredPoint]]:
         """Answer each query with one request of one batch."""
-        requests = []
+        requests: list[Any] = []
         for query in queries:
             if query.mode == "lexical" and not query.sparse[0]:
                 requests.append(None)

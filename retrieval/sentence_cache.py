@@ -18,6 +18,7 @@ import os
 import zipfile
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -60,7 +61,7 @@ def load(home: Path) -> int:
     return pin(texts, vectors)
 
 
-def build(store: object, home: Path, collections: Iterable[str]) -> int:
+def build(store: Any, home: Path, collections: Iterable[str]) -> int:
     """Embed the sentences of `collections` that the home's file lacks; returns how many are new.
 
     Sentences already in the file are kept (an old sentence costs 1.5 KB and a miss nothing

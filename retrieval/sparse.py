@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 import zlib
-from collections import Counter
+from collections import defaultdict
 
 K1 = 1.2
 B = 0.75
@@ -88,7 +88,7 @@ def _dimension(term: str) -> int:
 
 def document_vector(title: str, text: str) -> tuple[list[int], list[float]]:
     """(indices, values) of a passage's BM25 term weights, indices ascending."""
-    counts: Counter[int] = Counter()
+    counts: defaultdict[int, float] = defaultdict(float)
     for token in tokenize(text):
         counts[_dimension(token)] += 1.0
     for token in tokenize(title or ""):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -53,15 +52,15 @@ def dev_key_store(environ: Mapping[str, str] | None = None) -> KeyStore:
 
     `SUPPORTGRAPH_INBOX_DEV_TENANT`, `_DEV_ROLE` and `_DEV_NAME` change that one identity.
     """
-    environ = os.environ if environ is None else environ
+    from app.settings import inbox_dev_identity
+
     store = KeyStore({})
-    key = environ.get("SUPPORTGRAPH_INBOX_DEV_KEY") or ""
-    if key:
-        role = environ.get("SUPPORTGRAPH_INBOX_DEV_ROLE") or "reviewer"
-        store.add(key, Identity(tenant=environ.get("SUPPORTGRAPH_INBOX_DEV_TENANT")
-                                or DEFAULT_TENANT,
-                                role=role if role in ROLES else "reviewer",
-                                name=environ.get("SUPPORTGRAPH_INBOX_DEV_NAME") or "dev"))
+    dev = inbox_dev_identity(environ)
+    if dev["key"]:
+        role = dev["role"] or "reviewer"
+        store.add(dev["key"], Identity(tenant=dev["tenant"] or DEFAULT_TENANT,
+                                       role=role if role in ROLES else "reviewer",
+                                       name=dev["name"] or "dev"))
     return store
 
 

@@ -82,6 +82,7 @@ def check_migrated(db: Database) -> None:
         resolve_ticket(db, "1002", None)
     with pytest.raises(UnknownTicket):
         resolve_ticket(db, "1001", "acme")
+    assert db.applied_migrations() == [1, 2, 3]  # recorded: later opens apply nothing
     db.migrate()  # again (another process starting): nothing changes
     assert len(db.fetchall("SELECT tenant FROM sg_audit WHERE tenant IS NULL")) == 0
 

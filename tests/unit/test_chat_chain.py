@@ -26,11 +26,11 @@ from models.chat import (
     Timeout,
     build_chain,
     default_chain_spec,
-    detect_wrong_language,
     parse_chain,
     schema_error,
     validate_output,
 )
+from models.language import detect_wrong_language, looks_non_english
 from models.prices import PriceTable, load_prices, prices_from_env, shipped_prices
 
 ANSWER = "Your invoice is in Dashboard > Billing > Invoices, and you can download the PDF there."
@@ -495,3 +495,21 @@ def test_language_and_refusal_checks_accept_real_english_support_text() -> None:
     request = ChatRequest("draft", "s", "u")
     rejected = [t for t in texts if validate_output(request, Completion(t, 1, 1))[1] is not None]
     assert rejected == []
+
+
+def test_one_detector_serves_intake_and_reply_checks() -> None:
+    # The same word table answers both questions: a Spanish ticket is not English (intake sends
+    # it to a human) and a Spanish reply where English was asked for is a failed try.
+    spanish = ("Hola, ¿dónde puedo descargar la factura del mes pasado? La necesito en PDF para "
+               "la contabilidad.")
+    assert looks_non_english(spanish) is True
+    assert detect_wrong_language(spanish, "en") == "es"
+    assert validate_output(ChatRequest("draft", "s", "u"), Completion(spanish, 1, 1))[1] == (
+        "wrong_language_es")
+    english = ("Your invoice is in Dashboard > Billing > Invoices, and you can download the PDF "
+               "there whenever you need it.")
+    assert looks_non_english(english) is False and detect_wrong_language(english, "en") is None
+    russian = "Здравствуйте, где я могу скачать счёт за прошлый месяц в формате PDF?"
+    assert looks_non_english(russian) is True
+    for empty in ("", "   ", "123 456 !!!", "x" * 200_000):
+        assert looks_non_english(empty) is False and detect_wrong_language(empty, "en") is None

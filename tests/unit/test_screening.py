@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from graph.screening import injection_signals, looks_non_english
+from graph.screening import injection_signals
+from models.language import looks_non_english
 
 ROOT = Path(__file__).resolve().parents[2]
 # Read at import: the autouse fixture clears SUPPORTGRAPH_* before each test runs.
