@@ -197,9 +197,11 @@ class ServerBackend:
                 raise AlreadyDecided(await run_in_threadpool(decided_by, self.db, thread_id))
         if view.payload is None:
             raise AlreadyDecided(await run_in_threadpool(decided_by, self.db, thread_id))
+        # The resume names no reviewer: the graph takes who decided from the identity the
+        # server authenticated (the token's key), and from nothing the request says.
+        resume = {k: v for k, v in response.items() if k != "reviewer"}
         try:
-            values = await self.client.runs.wait(thread_id, GRAPH_ID,
-                                                 command={"resume": response},
+            values = await self.client.runs.wait(thread_id, GRAPH_ID, command={"resume": resume},
                                                  headers=self._auth(ident, thread_id))
         except httpx.HTTPError as exc:
             if decision["type"] != "response":

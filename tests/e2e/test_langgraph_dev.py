@@ -498,9 +498,13 @@ def test_mark_as_resolved_is_recorded_by_the_sweep(
 # the signed-in reviewer, so the server's auth applies and records who decided.
 
 
-def signed_in(server: DevServer, key_name: str) -> httpx.Client:
-    """A browser-like client of the server's /inbox, signed in with that key."""
-    web = httpx.Client(base_url=server.url, timeout=120, follow_redirects=False)
+def web_client(server: DevServer) -> httpx.Client:
+    """A browser-like client of the server's /inbox (keeps cookies, no redirects followed)."""
+    return httpx.Client(base_url=server.url, timeout=120, follow_redirects=False)
+
+
+def sign_in(web: httpx.Client, server: DevServer, key_name: str) -> httpx.Client:
+    """Sign the client in at /inbox/login with that key (a session cookie)."""
     done = web.post("/inbox/login", data={"key": server.keys[key_name], "next": "/inbox"})
     assert done.status_code == 303, done.text
     assert server.keys[key_name] not in done.headers["set-cookie"]  # the key stays out of it
@@ -520,11 +524,10 @@ def test_inbox_on_the_server_edits_as_the_signed_in_reviewer_and_keeps_tenants_a
     thread_id, state = waiting_thread(client, "ib-1")
     theirs, _ = waiting_thread(client_for(dev_server, "globex-reviewer"), "ib-2")
     draft = state["values"]["drafts"][-1]["text"]
-    with httpx.Client(base_url=dev_server.url, timeout=120) as anonymous:
-        assert anonymous.get("/inbox", follow_redirects=False).headers["location"] \
-            .startswith("/inbox/login")
-    acme, globex = signed_in(dev_server, "acme-reviewer"), signed_in(dev_server, "globex-reviewer")
-    with acme, globex:
+    with web_client(dev_server) as acme, web_client(dev_server) as globex:
+        assert acme.get("/inbox").headers["location"].startswith("/inbox/login")
+        sign_in(acme, dev_server, "acme-reviewer")
+        sign_in(globex, dev_server, "globex-reviewer")
         queue = acme.get("/inbox")
         assert queue.status_code == 200 and f"/inbox/tickets/{thread_id}" in queue.text
         assert theirs not in queue.text
@@ -574,8 +577,8 @@ def test_inbox_tools_accept_with_a_key_and_the_reviewer_token_opens_nothing_else
     thread_id, state = waiting_thread(client, "ib-3")
     other, _ = waiting_thread(client, "ib-4")
     draft = state["values"]["drafts"][-1]["text"]
-    leaver = signed_in(dev_server, "acme-leaver")
-    with httpx.Client(base_url=dev_server.url, timeout=120) as web, leaver:
+    with web_client(dev_server) as web, web_client(dev_server) as leaver:
+        sign_in(leaver, dev_server, "acme-leaver")
         key = {"x-api-key": dev_server.keys["acme-reviewer"]}
         # Tools: no session, no CSRF, JSON; the other tenant's and a service key get nothing.
         for name, status in (("globex-reviewer", 404), ("acme-service", 401)):
