@@ -238,7 +238,12 @@ def create_app(backend_factory: Callable[[], Backend],
         if row is None or not may_see(ident, row):
             # The same answer for another tenant's ticket as for none: ids are not disclosed.
             return await refuse(request, 404, "No such ticket.", ident)
-        return row, await (await backend()).view(thread_id, ident)
+        view = await (await backend()).view(thread_id, ident)
+        if view is None and row["status"] in ("waiting", "escalated"):
+            # An open review whose thread this reviewer cannot read (on the LangGraph server:
+            # an admin looking at another tenant's ticket) is not theirs to see or decide.
+            return await refuse(request, 404, "No such ticket.", ident)
+        return row, view
 
     async def ticket(request: Request) -> Response:
         ident, csrf = await who(request)

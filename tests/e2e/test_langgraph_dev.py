@@ -126,7 +126,7 @@ def _stop(process: subprocess.Popen) -> None:
 
 KEYS = {"acme-service": ("acme", "service"), "acme-reviewer": ("acme", "reviewer"),
         "globex-reviewer": ("globex", "reviewer"), "acme-revoked": ("acme", "admin"),
-        "acme-leaver": ("acme", "reviewer")}
+        "acme-leaver": ("acme", "reviewer"), "initech-reviewer": ("initech", "reviewer")}
 
 
 def supportgraph(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -522,12 +522,14 @@ def test_inbox_on_the_server_edits_as_the_signed_in_reviewer_and_keeps_tenants_a
     client: SyncLangGraphClient, dev_server: DevServer
 ) -> None:
     thread_id, state = waiting_thread(client, "ib-1")
-    theirs, _ = waiting_thread(client_for(dev_server, "globex-reviewer"), "ib-2")
+    # Another tenant's waiting ticket (initech: the .langgraph_api files that `langgraph dev`
+    # keeps across runs must hold no globex thread, which another test counts on).
+    theirs, _ = waiting_thread(client_for(dev_server, "initech-reviewer"), "ib-2")
     draft = state["values"]["drafts"][-1]["text"]
-    with web_client(dev_server) as acme, web_client(dev_server) as globex:
+    with web_client(dev_server) as acme, web_client(dev_server) as initech:
         assert acme.get("/inbox").headers["location"].startswith("/inbox/login")
         sign_in(acme, dev_server, "acme-reviewer")
-        sign_in(globex, dev_server, "globex-reviewer")
+        sign_in(initech, dev_server, "initech-reviewer")
         queue = acme.get("/inbox")
         assert queue.status_code == 200 and f"/inbox/tickets/{thread_id}" in queue.text
         assert theirs not in queue.text
@@ -539,9 +541,9 @@ def test_inbox_on_the_server_edits_as_the_signed_in_reviewer_and_keeps_tenants_a
 
         # The other tenant, with a genuine session and CSRF token of its own: the ticket does
         # not exist for it, to see or to decide.
-        their_fields = page_fields(globex.get(f"/inbox/tickets/{theirs}").text)
-        assert globex.get(ticket_url).status_code == 404
-        refused = globex.post(f"{ticket_url}/decide", data={**their_fields, "action": "accept"})
+        their_fields = page_fields(initech.get(f"/inbox/tickets/{theirs}").text)
+        assert initech.get(ticket_url).status_code == 404
+        refused = initech.post(f"{ticket_url}/decide", data={**their_fields, "action": "accept"})
         assert refused.status_code == 404
         # Missing or wrong CSRF token: refused, nothing applied.
         for bad in ({"version": fields["version"]}, {**fields, "csrf": "forged"}):
@@ -558,6 +560,7 @@ def test_inbox_on_the_server_edits_as_the_signed_in_reviewer_and_keeps_tenants_a
 
     # Resumed through the server's API, authenticated as the reviewer: Studio and Agent Inbox
     # see the same thread, and the graph recorded the key's identity, like any API decision.
+    # The inbox sends no reviewer in the resume value: only the server's auth can name it.
     state = client.threads.get_state(thread_id)
     values = assert_sent(client, thread_id, state)
     assert values["final_reply"] == edited and values["review"]["type"] == "edit"
