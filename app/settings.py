@@ -1,10 +1,10 @@
 """The one place that reads the environment.
 
 `Settings` holds what a deployment decides and a run must never choose: where the data lives
-(home, database URL, Qdrant URL) and the salt of redaction hashes. `Context` asks here for a
-per-run default it was not given explicitly. Provider API keys are not Context
-fields: they are read here and handed straight to the provider clients, so they never reach
-state, checkpoints or audit rows.
+(home, database URL, Qdrant URL), the salt of redaction hashes and the inbox's signing
+secret. `Context` asks here for a per-run default it was not given explicitly. Provider API keys
+are not Context fields: they are read here and handed straight to the provider clients, so they
+never reach state, checkpoints or audit rows.
 """
 
 from __future__ import annotations

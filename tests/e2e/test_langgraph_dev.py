@@ -538,6 +538,7 @@ def test_inbox_on_the_server_edits_as_the_signed_in_reviewer_and_keeps_tenants_a
         # The thread is read through the server's API as acme's reviewer: the draft is there.
         assert page.status_code == 200 and str(escape(draft)) in page.text
         fields = page_fields(page.text)
+        assert acme.get("/inbox/static/inbox.js").status_code == 200  # vendored, served here
 
         # The other tenant, with a genuine session and CSRF token of its own: the ticket does
         # not exist for it, to see or to decide.
