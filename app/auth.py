@@ -11,6 +11,11 @@ the authenticated name as the reviewer and takes the ticket's tenant from the id
 encrypt (LANGGRAPH_AES_KEY only applies to the Postgres-backed server), so the ticket (and a
 review decision) is redacted here, before the server stores the run's input.
 
+The review inbox mounted on this server (app/inbox/server.py) calls the API in process with a
+short-lived reviewer token instead of a key (app/forwarding.py explains why): a token signed with
+the deployment secret, for one thread, naming a live key. It authenticates as that key, so
+everything below applies to the reviewer exactly as to a direct call with their key.
+
 `SUPPORTGRAPH_AUTH=off` turns the keys off for local hacking: every caller is the `default`
 tenant's admin. The server log says so on every start.
 """
@@ -56,6 +61,27 @@ def _lookup(key: str) -> dict[str, str] | None:
     return identity_for(get_resources(_context()).db, key)
 
 
+def _forwarded(token: str, path: str) -> dict[str, str] | None:
+    """The identity of a genuine reviewer token for this path whose key is still live."""
+    from app.forwarding import SecretError, signing_secret, verify
+    from app.keys import live_key
+    from graph.resources import get_resources
+
+    ctx = _context()
+    res = get_resources(ctx)
+    settings = res.with_salt(ctx).settings
+    try:
+        secret = signing_secret(settings.inbox_secret, settings.pii_salt)
+    except SecretError as exc:
+        log.warning("reviewer token refused: %s", exc)
+        return None
+    claims = verify(secret, token, path)
+    if claims is None:
+        return None
+    identity = live_key(res.db, claims["key"])
+    return identity if identity and identity["tenant"] == claims["tenant"] else None
+
+
 def _salt() -> str:
     """The server's PII salt: from its settings, else the home's salt file."""
     from graph.resources import get_resources
@@ -72,9 +98,21 @@ def _header(headers: dict, name: str) -> str:
 
 
 @auth.authenticate
-async def authenticate(headers: dict) -> Auth.types.MinimalUserDict:
-    """Map `x-api-key` to {identity, tenant, role, name}; 401 for a missing/unknown/revoked key."""
-    if auth_disabled():
+async def authenticate(headers: dict, path: str = "") -> Auth.types.MinimalUserDict:
+    """Map `x-api-key` to {identity, tenant, role, name}; 401 for a missing/unknown/revoked key.
+
+    A reviewer token from the inbox (app/forwarding.py) is checked first: a bad, expired or
+    foreign-thread token, or one whose key was revoked, is 401 even with auth off.
+    """
+    from app.forwarding import HEADER
+
+    token = _header(headers, HEADER)
+    if token:
+        identity = await asyncio.to_thread(_forwarded, token, path)
+        if identity is None:
+            raise Auth.exceptions.HTTPException(
+                status_code=401, detail="invalid, expired or revoked reviewer token")
+    elif auth_disabled():
         identity = dict(DEV_IDENTITY)
     else:
         key = _header(headers, "x-api-key")

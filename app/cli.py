@@ -787,7 +787,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if not 0 < args.port < 65536:
         raise BadInput(f"--port {args.port} is not a TCP port (1-65535)")
     runner = Runner(_context(args))
-    settings = inbox_settings(db=runner.db)
+    settings = inbox_settings(runner.db, runner.ctx.settings, runner.ctx.pii_salt)
     if not (settings.keys.by_hash if isinstance(settings.keys, KeyStore)
             else settings.keys.has_reviewers()):
         raise BadInput("no reviewer key: add one with `supportgraph keys add --tenant T "

@@ -83,5 +83,14 @@ def identity_for(db: Any, key: str) -> dict[str, str] | None:
     return {"tenant": row["tenant"], "role": row["role"], "name": row["name"]}
 
 
+def live_key(db: Any, name: str) -> dict[str, str] | None:
+    """{tenant, role, name} of the live key with that name (names are never reused), or None."""
+    if not name or len(name) > 200:
+        return None
+    row = db.fetchone("SELECT name, tenant, role FROM sg_api_keys WHERE name = :n "
+                      "AND revoked_at IS NULL", {"n": name})
+    return {"tenant": row["tenant"], "role": row["role"], "name": row["name"]} if row else None
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")

@@ -1,10 +1,10 @@
 """The one place that reads the environment.
 
 `Settings` holds what a deployment decides and a run must never choose: where the data lives
-(home, database URL, Qdrant URL) and the salt of redaction hashes. `Context` asks here for a
-per-run default it was not given explicitly. Provider API keys are not Context
-fields: they are read here and handed straight to the provider clients, so they never reach
-state, checkpoints or audit rows.
+(home, database URL, Qdrant URL), the salt of redaction hashes and the inbox's signing
+secret. `Context` asks here for a per-run default it was not given explicitly. Provider API keys
+are not Context fields: they are read here and handed straight to the provider clients, so they
+never reach state, checkpoints or audit rows.
 """
 
 from __future__ import annotations
@@ -37,17 +37,20 @@ class Settings:
     database_url: str = ""
     qdrant_url: str = ""
     pii_salt: str = ""
+    inbox_secret: str = ""
+    """Signs inbox sessions and the reviewer tokens the inbox sends to the LangGraph API
+    (app/forwarding.py); empty: derived from the home's PII salt."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **explicit: str) -> Settings:
         """Settings from the environment; `explicit` values win over it.
 
         Variables: `SUPPORTGRAPH_HOME`, `DATABASE_URL`, `QDRANT_URL` (the `SUPPORTGRAPH_`
-        prefixed URL names win) and `SUPPORTGRAPH_PII_SALT`.
+        prefixed URL names win), `SUPPORTGRAPH_PII_SALT` and `SUPPORTGRAPH_INBOX_SECRET`.
         """
         environ = os.environ if environ is None else environ
         values = {}
-        for name in ("home", "database_url", "qdrant_url", "pii_salt"):
+        for name in ("home", "database_url", "qdrant_url", "pii_salt", "inbox_secret"):
             raw = environ.get(env_name(name))
             if not raw and name in _PLAIN_NAMES:
                 raw = environ.get(_PLAIN_NAMES[name])
@@ -63,7 +66,8 @@ class Settings:
 
     def __repr__(self) -> str:  # the salt is a secret: never in a log or a traceback
         return (f"Settings(home={self.home!r}, database_url={_no_password(self.database_url)!r},"
-                f" qdrant_url={self.qdrant_url!r}, pii_salt={'***' if self.pii_salt else ''!r})")
+                f" qdrant_url={self.qdrant_url!r}, pii_salt={'***' if self.pii_salt else ''!r},"
+                f" inbox_secret={'***' if self.inbox_secret else ''!r})")
 
 
 def _no_password(url: str) -> str:
@@ -304,23 +308,24 @@ def _bounded(environ: Mapping[str, str], name: str, default: Any, low: Any, high
     return value
 
 
-def inbox_settings(environ: Mapping[str, str] | None = None, db: Any = None) -> Any:
-    """The review inbox's settings: its key store and the secret that signs session cookies.
+def inbox_settings(db: Any, settings: Settings, pii_salt: str,
+                   environ: Mapping[str, str] | None = None, dev_keys: bool = True) -> Any:
+    """The review inbox's settings: its key store and the secret that signs its sessions.
 
-    Keys: those of `supportgraph keys add` in `db`; `SUPPORTGRAPH_INBOX_DEV_KEY` (one
-    development reviewer, no database) replaces them. Without `SUPPORTGRAPH_INBOX_SECRET` a
-    random secret is made, so sessions end when the process does (set it when several
-    processes serve the inbox).
+    Keys: those of `supportgraph keys add` in `db`. With `dev_keys` (`supportgraph serve`),
+    `SUPPORTGRAPH_INBOX_DEV_KEY` (one development reviewer, no database) replaces them; the
+    inbox mounted on the LangGraph server ignores it, since the server only knows database keys.
+    The secret is `app.forwarding.signing_secret` (`SUPPORTGRAPH_INBOX_SECRET`, else derived
+    from the home's PII salt), so sessions survive restarts and every process of a deployment
+    agrees on it.
     """
-    import secrets
-
+    from app.forwarding import signing_secret
     from app.inbox.identity import DatabaseKeys, dev_key_store
     from app.inbox.web import InboxSettings
 
     environ = os.environ if environ is None else environ
     secure = (environ.get("SUPPORTGRAPH_INBOX_SECURE_COOKIES") or "").strip().lower() in _TRUE
-    keys = (dev_key_store(environ) if environ.get("SUPPORTGRAPH_INBOX_DEV_KEY") or db is None
+    keys = (dev_key_store(environ) if dev_keys and environ.get("SUPPORTGRAPH_INBOX_DEV_KEY")
             else DatabaseKeys(db))
-    return InboxSettings(keys=keys,
-                         secret=environ.get("SUPPORTGRAPH_INBOX_SECRET")
-                         or secrets.token_urlsafe(32), secure_cookies=secure)
+    return InboxSettings(keys=keys, secret=signing_secret(settings.inbox_secret, pii_salt),
+                         secure_cookies=secure)

@@ -1,10 +1,11 @@
 """Where the inbox reads a thread and applies a decision: the local Runner or the server's API.
 
 Under `langgraph dev` / LangGraph server the checkpoints live in the server, so the inbox reads
-and resumes threads through the server's own API (`langgraph_sdk.get_client()` with no URL is
-the in-process connection), exactly as Agent Inbox and Studio do. Under `supportgraph serve`
-the project's `Runner` does both on the shared database. Either way a decision is first claimed
-in `sg_reviews` (one conditional UPDATE), so of two reviewers only one wins.
+and resumes threads through the server's own API, in process and *as the signed-in reviewer*
+(a reviewer token, app/forwarding.py), exactly as Agent Inbox and Studio do. Under
+`supportgraph serve` the project's `Runner` does both on the shared database. Either way a
+decision is first claimed in `sg_reviews` (one conditional UPDATE), so of two reviewers only one
+wins.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from starlette.concurrency import run_in_threadpool
+
+from app.inbox.identity import Identity
 
 GRAPH_ID = "support"
 
@@ -46,11 +49,14 @@ class Backend(Protocol):
 
     db: Any
 
-    async def view(self, thread_id: str) -> ThreadView | None:
-        """The thread, or None if there is no such thread."""
+    def reviewer(self, ident: Identity) -> str:
+        """The name a decision by `ident` is recorded under."""
 
-    async def decide(self, thread_id: str, response: dict[str, Any]) -> str:
-        """Apply a HumanResponse; returns the thread's status afterwards."""
+    async def view(self, thread_id: str, ident: Identity) -> ThreadView | None:
+        """The thread as `ident` may see it, or None if there is no such thread."""
+
+    async def decide(self, thread_id: str, response: dict[str, Any], ident: Identity) -> str:
+        """Apply a HumanResponse as `ident`; returns the thread's status afterwards."""
 
 
 def decided_by(db: Any, thread_id: str) -> str | None:
@@ -74,7 +80,11 @@ class RunnerBackend:
         self.runner = runner
         self.db = runner.db
 
-    async def view(self, thread_id: str) -> ThreadView | None:
+    def reviewer(self, ident: Identity) -> str:
+        """The key's name, as the CLI records its `--reviewer`."""
+        return ident.name
+
+    async def view(self, thread_id: str, ident: Identity) -> ThreadView | None:
         """The thread's latest checkpoint from the local checkpointer."""
         return await run_in_threadpool(self._view, thread_id)
 
@@ -91,7 +101,7 @@ class RunnerBackend:
                              snapshot.interrupts[0].id if snapshot.interrupts else None),
             pending=_pending(snapshot), metadata=dict(snapshot.metadata or {}))
 
-    async def decide(self, thread_id: str, response: dict[str, Any]) -> str:
+    async def decide(self, thread_id: str, response: dict[str, Any], ident: Identity) -> str:
         """`Runner.decide`: claim, then resume under the thread's lease."""
         return await run_in_threadpool(self._decide, thread_id, response)
 
@@ -110,30 +120,48 @@ class RunnerBackend:
 
 
 class ServerBackend:
-    """Inside the LangGraph server: threads are read and resumed through its own API."""
+    """Inside the LangGraph server: threads are read and resumed through its own API.
 
-    def __init__(self, db: Any, pii_salt: str = "", client: Any = None) -> None:
+    Every call carries a reviewer token for the signed-in key and that one thread, and goes
+    through the server's auth middleware (not the SDK's `/noauth` loopback): the server filters
+    by the reviewer's tenant, checks their role, redacts the resume and hands the graph
+    `langgraph_auth_user`, which records the decision as `api:<key name>`, the same as any other
+    API client. So Agent Inbox, Studio and the inbox see and record one history.
+    """
+
+    def __init__(self, db: Any, secret: str, pii_salt: str = "", client: Any = None) -> None:
         self.db = db
+        self.secret = secret
         self.pii_salt = pii_salt
         self._client = client
 
     @property
     def client(self) -> Any:
-        """The in-process SDK client (made on first use, inside the server's event loop)."""
+        """An SDK client of this server, in process, through the auth middleware."""
         if self._client is None:
-            from langgraph_sdk import get_client
-
-            self._client = get_client()
+            self._client = in_process_client()
         return self._client
 
-    async def view(self, thread_id: str) -> ThreadView | None:
-        """The thread's state from the server."""
+    def reviewer(self, ident: Identity) -> str:
+        """`api:<key name>`: what the graph records for any decision that comes via the API."""
+        return f"api:{ident.name}"
+
+    def _auth(self, ident: Identity, thread_id: str) -> dict[str, str]:
+        from app.forwarding import HEADER, mint
+
+        return {HEADER: mint(self.secret, ident.name, ident.tenant, thread_id)}
+
+    async def view(self, thread_id: str, ident: Identity) -> ThreadView | None:
+        """The thread's state from the server, as the reviewer (another tenant's: None)."""
         import httpx
 
+        if "/" in thread_id:  # not a server thread id (UUID); a token cannot name it
+            return None
         try:
-            state = await self.client.threads.get_state(thread_id)
+            state = await self.client.threads.get_state(thread_id,
+                                                        headers=self._auth(ident, thread_id))
         except httpx.HTTPStatusError as exc:
-            if exc.response.status_code in (404, 422):
+            if exc.response.status_code in (401, 403, 404, 422):
                 return None
             raise
         if not state.get("values"):
@@ -147,14 +175,14 @@ class ServerBackend:
             pending=bool(state.get("next")) and not interrupts,
             metadata=dict(state.get("metadata") or {}))
 
-    async def decide(self, thread_id: str, response: dict[str, Any]) -> str:
-        """Claim the review, then resume the thread with a run on the server."""
+    async def decide(self, thread_id: str, response: dict[str, Any], ident: Identity) -> str:
+        """Claim the review, then resume the thread with a run on the server, as the reviewer."""
         import httpx
 
         from graph.pii import redact_obj
         from nodes.human_review import InvalidResume, parse_resume
 
-        view = await self.view(thread_id)
+        view = await self.view(thread_id, ident)
         if view is None:
             raise DecisionFailed(f"no thread {thread_id}")
         try:
@@ -169,13 +197,17 @@ class ServerBackend:
                 raise AlreadyDecided(await run_in_threadpool(decided_by, self.db, thread_id))
         if view.payload is None:
             raise AlreadyDecided(await run_in_threadpool(decided_by, self.db, thread_id))
+        # The resume names no reviewer: the graph takes who decided from the identity the
+        # server authenticated (the token's key), and from nothing the request says.
+        resume = {k: v for k, v in response.items() if k != "reviewer"}
         try:
-            values = await self.client.runs.wait(thread_id, GRAPH_ID,
-                                                 command={"resume": response})
+            values = await self.client.runs.wait(thread_id, GRAPH_ID, command={"resume": resume},
+                                                 headers=self._auth(ident, thread_id))
         except httpx.HTTPError as exc:
             if decision["type"] != "response":
                 await run_in_threadpool(self._release, thread_id, decision["reviewer"])
-            raise DecisionFailed(f"the server did not resume the thread: {exc}") from None
+            detail = exc.response.text[:200] if isinstance(exc, httpx.HTTPStatusError) else exc
+            raise DecisionFailed(f"the server did not resume the thread: {detail}") from None
         return (values or {}).get("status") or "unknown"
 
     def _claim(self, thread_id: str, response: dict, decision: dict) -> bool:
@@ -193,6 +225,24 @@ class ServerBackend:
                    decided_at = NULL
                WHERE thread_id = :t AND status = 'decided' AND decided_by = :r""",
             {"t": thread_id, "r": reviewer})
+
+
+def in_process_client() -> Any:
+    """An async SDK client of the LangGraph server this code runs in, through its auth.
+
+    `langgraph_sdk.get_client()` with no URL would use root path `/noauth`, which skips the
+    auth middleware and every handler of app/auth.py; this one sends requests to the same
+    in-process app at its normal root, so each carries and is checked by its reviewer token.
+    """
+    import httpx
+    from langgraph_api.config import MOUNT_PREFIX
+    from langgraph_api.server import app
+    from langgraph_sdk.client import LangGraphClient
+
+    return LangGraphClient(httpx.AsyncClient(
+        base_url=f"http://inbox.internal{MOUNT_PREFIX or ''}",
+        transport=httpx.ASGITransport(app=app),
+        timeout=httpx.Timeout(connect=5, read=300, write=300, pool=5)))
 
 
 def sweep_resolved_on_server(db: Any, client: Any, now: str) -> list[str]:

@@ -1,8 +1,10 @@
 """Who is signed in: the ONE place that turns an API key into an identity.
 
 Keys are the tenant-scoped keys of `supportgraph keys add` (`DatabaseKeys`: only their hashes
-are stored, revoked keys are refused). `KeyStore` holds keys given in process: one development
-key from `SUPPORTGRAPH_INBOX_DEV_KEY`, and tests; nothing else in the inbox reads keys.
+are stored, revoked keys are refused). A session remembers the key's name, never the key, and
+is re-checked by that name on every request, so revoking a key ends its sessions at once.
+`KeyStore` holds keys given in process: one development key from `SUPPORTGRAPH_INBOX_DEV_KEY`,
+and tests; nothing else in the inbox reads keys.
 """
 
 from __future__ import annotations
@@ -70,6 +72,14 @@ class DatabaseKeys:
 
     db: Any
 
+    def by_name(self, name: str) -> Identity | None:
+        """The live (not revoked) key of that name: a session is re-checked on every request."""
+        from app.keys import live_key
+
+        found = live_key(self.db, name)
+        return Identity(tenant=found["tenant"], role=found["role"], name=found["name"]) \
+            if found else None
+
     def has_reviewers(self) -> bool:
         """Whether any active key may decide reviews (else nobody can sign in usefully)."""
         return bool(self.db.fetchone(
@@ -92,3 +102,19 @@ def identity_for_key(store: KeyStore | DatabaseKeys, key: str | None) -> Identit
         if hmac.compare_digest(known, digest):
             return identity
     return None
+
+
+def session_identity(store: KeyStore | DatabaseKeys, tenant: str, name: str) -> Identity | None:
+    """The identity behind a signed-in session (tenant and key name), if that key still works.
+
+    Key names are unique for good (a revoked key keeps its row), so a name names one key; its
+    role is read afresh, so a key changed to `service` can no longer decide.
+    """
+    if not name or len(name) > 200:
+        return None
+    if isinstance(store, DatabaseKeys):
+        found = store.by_name(name)
+    else:
+        found = next((i for i in store.by_hash.values()
+                      if i.name == name and i.tenant == tenant and i.can_review), None)
+    return found if found and found.tenant == tenant else None

@@ -1,23 +1,47 @@
 """The inbox mounted on the LangGraph server (`"http": {"app": "./app/inbox/server.py:app"}`).
 
-Threads live in the server's checkpointer, so they are read and resumed through the server's
-own API; our review, audit and outbox tables are in the database of `SUPPORTGRAPH_HOME` /
-`DATABASE_URL`, opened on the first request.
+`langgraph dev` (or any LangGraph server started from `langgraph.json`) then serves `/inbox`
+beside its API. Threads live in the server's checkpointer, so they are read and resumed through
+the server's own API, as the signed-in reviewer (app/forwarding.py); our review, audit, outbox
+and key tables are in the database of `SUPPORTGRAPH_HOME` / `DATABASE_URL`, opened by the first
+request. Reviewers sign in with the same keys the API takes (`supportgraph keys add`).
+
+The server's custom auth does not guard these routes (`enable_custom_route_auth` stays off):
+a browser holds a session cookie, not an API key, so the inbox checks its own sign-in, and
+every API call it makes is then checked by app/auth.py as that reviewer.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from app.inbox.backend import ServerBackend
-from app.inbox.web import create_app
-from app.settings import inbox_settings
+from app.inbox.web import InboxSettings, create_app
 
 
-def _backend() -> ServerBackend:
+def _resources() -> tuple[Any, Any]:
+    """The server's own settings (from its environment, never a request's) with the salt."""
     from graph.context import Context
     from graph.resources import get_resources
 
     ctx = Context()
-    return ServerBackend(get_resources(ctx).db, pii_salt=ctx.pii_salt)
+    res = get_resources(ctx)
+    return res.with_salt(ctx).settings, res
 
 
-app = create_app(_backend, inbox_settings())
+def _settings() -> InboxSettings:
+    from app.settings import inbox_settings
+
+    settings, res = _resources()
+    return inbox_settings(res.db, settings, settings.pii_salt, dev_keys=False)
+
+
+def _backend() -> ServerBackend:
+    from app.forwarding import signing_secret
+
+    settings, res = _resources()
+    return ServerBackend(res.db, secret=signing_secret(settings.inbox_secret, settings.pii_salt),
+                         pii_salt=settings.pii_salt)
+
+
+app = create_app(_backend, _settings)

@@ -2,8 +2,10 @@
 
 Pages are rendered on the server with Jinja; a small vendored script adds keyboard shortcuts
 and the stale-data poll. A browser signs in once with its key and then holds a signed session
-cookie (and a CSRF token bound to it); tools send `x-api-key` on every request instead.
-Reviewers see and act on their own tenant's tickets only; admins may look across tenants.
+cookie naming the key (never the key itself) and a CSRF token bound to it; the key is looked up
+by name on every request, so a revoked key is signed out at once. Tools send `x-api-key` on
+every request instead. Reviewers see and act on their own tenant's tickets only; admins may
+look across tenants (on the LangGraph server, whose auth is per tenant, only at the queue).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from app.inbox.identity import (
     Identity,
     KeyStore,
     identity_for_key,
+    session_identity,
 )
 
 HERE = Path(__file__).parent
@@ -96,11 +99,25 @@ def age(stamp: str | None) -> str:
     return f"in {text}" if future else f"{text} ago"
 
 
-def create_app(backend_factory: Callable[[], Backend], settings: InboxSettings) -> Starlette:
-    """The inbox as a Starlette app; `backend_factory` is called once, on first use."""
+def create_app(backend_factory: Callable[[], Backend],
+               settings: InboxSettings | Callable[[], InboxSettings]) -> Starlette:
+    """The inbox as a Starlette app.
+
+    `backend_factory` (and `settings`, when given as a factory) are called once, on first use
+    and off the event loop: inside the LangGraph server the database and the home's secret are
+    opened by the first request, not when the server imports this app.
+    """
     templates = _templates()
-    signer = URLSafeTimedSerializer(settings.secret, salt="supportgraph-inbox")
-    state: dict[str, Backend] = {}
+    state: dict[str, Any] = {}
+
+    async def setup() -> tuple[InboxSettings, URLSafeTimedSerializer]:
+        if "settings" not in state:  # reading keys and secrets blocks: not on the event loop
+            made = settings if isinstance(settings, InboxSettings) else \
+                await run_in_threadpool(settings)
+            state.setdefault("settings", made)
+            state.setdefault("signer", URLSafeTimedSerializer(state["settings"].secret,
+                                                              salt="supportgraph-inbox"))
+        return state["settings"], state["signer"]
 
     async def backend() -> Backend:
         if "backend" not in state:  # opening the database blocks: not on the event loop
@@ -110,7 +127,7 @@ def create_app(backend_factory: Callable[[], Backend], settings: InboxSettings) 
 
     # ---- identity -------------------------------------------------------------------------
 
-    def session_of(request: Request) -> dict | None:
+    def session_of(request: Request, signer: URLSafeTimedSerializer) -> dict | None:
         raw = request.cookies.get(COOKIE)
         if not raw or len(raw) > 4096:
             return None
@@ -120,17 +137,18 @@ def create_app(backend_factory: Callable[[], Backend], settings: InboxSettings) 
             return None
         return data if isinstance(data, dict) else None
 
-    def who(request: Request) -> tuple[Identity | None, str | None]:
+    async def who(request: Request) -> tuple[Identity | None, str | None]:
         """(identity, CSRF token of the session); tools with `x-api-key` need no token."""
+        conf, signer = await setup()
         key = request.headers.get("x-api-key")
         if key is not None:
-            return identity_for_key(settings.keys, key), None
-        session = session_of(request)
+            return await run_in_threadpool(identity_for_key, conf.keys, key), None
+        session = session_of(request, signer)
         if not session:
             return None, None
-        ident = Identity(tenant=str(session.get("t")), role=str(session.get("r")),
-                         name=str(session.get("n")))
-        return ident, str(session.get("c"))
+        ident = await run_in_threadpool(session_identity, conf.keys, str(session.get("t")),
+                                        str(session.get("n")))
+        return ident, str(session.get("c")) if ident else None
 
     async def page(name: str, status: int = 200, **context: Any) -> HTMLResponse:
         # In a thread: Jinja reads and stats template files, and the LangGraph server
@@ -163,19 +181,21 @@ def create_app(backend_factory: Callable[[], Backend], settings: InboxSettings) 
             form = await read_form(request)
         except FormTooLarge:
             return await page("login.html", 413, next=nxt, error="That form was too large.")
-        ident = identity_for_key(settings.keys, form.get("key"))
+        conf, signer = await setup()
+        ident = await run_in_threadpool(identity_for_key, conf.keys, form.get("key"))
         if ident is None or not ident.can_review:
             return await page("login.html", 401, next=_safe_next(form.get("next")),
                         error="That key is not a reviewer key.")
-        token = signer.dumps({"t": ident.tenant, "r": ident.role, "n": ident.name,
+        # The session names the key (tenant, name), never holds it.
+        token = signer.dumps({"t": ident.tenant, "n": ident.name,
                               "c": secrets.token_urlsafe(24)})
         response = RedirectResponse(_safe_next(form.get("next")), status_code=303)
         response.set_cookie(COOKIE, token, max_age=SESSION_SECONDS, httponly=True,
-                            samesite="strict", secure=settings.secure_cookies, path="/inbox")
+                            samesite="strict", secure=conf.secure_cookies, path="/inbox")
         return response
 
     async def logout(request: Request) -> Response:
-        ident, csrf = who(request)
+        ident, csrf = await who(request)
         form = await _form_or_none(request)
         if ident and csrf and (form or {}).get("csrf") != csrf:
             return await refuse(request, 403, "Missing or wrong CSRF token.", ident, csrf)
@@ -186,7 +206,7 @@ def create_app(backend_factory: Callable[[], Backend], settings: InboxSettings) 
     # ---- the queue -------------------------------------------------------------------------
 
     async def queue(request: Request) -> Response:
-        ident, csrf = who(request)
+        ident, csrf = await who(request)
         if ident is None or not ident.can_review:
             return sign_in_redirect(request)
         params = request.query_params
@@ -218,10 +238,15 @@ def create_app(backend_factory: Callable[[], Backend], settings: InboxSettings) 
         if row is None or not may_see(ident, row):
             # The same answer for another tenant's ticket as for none: ids are not disclosed.
             return await refuse(request, 404, "No such ticket.", ident)
-        return row, await (await backend()).view(thread_id)
+        view = await (await backend()).view(thread_id, ident)
+        if view is None and row["status"] in ("waiting", "escalated"):
+            # An open review whose thread this reviewer cannot read (on the LangGraph server:
+            # an admin looking at another tenant's ticket) is not theirs to see or decide.
+            return await refuse(request, 404, "No such ticket.", ident)
+        return row, view
 
     async def ticket(request: Request) -> Response:
-        ident, csrf = who(request)
+        ident, csrf = await who(request)
         if ident is None or not ident.can_review:
             return sign_in_redirect(request)
         thread_id = request.path_params["thread_id"]
@@ -269,7 +294,7 @@ def create_app(backend_factory: Callable[[], Backend], settings: InboxSettings) 
                     quote=quote, now=datetime.now(UTC).isoformat())
 
     async def version(request: Request) -> Response:
-        ident, _ = who(request)
+        ident, _ = await who(request)
         if ident is None or not ident.can_review:
             return JSONResponse({"error": "sign in"}, status_code=401)
         loaded = await load(request, ident, request.path_params["thread_id"])
@@ -280,7 +305,7 @@ def create_app(backend_factory: Callable[[], Backend], settings: InboxSettings) 
                              "decided_by": row.get("decided_by")})
 
     async def decide(request: Request) -> Response:
-        ident, csrf = who(request)
+        ident, csrf = await who(request)
         if ident is None or not ident.can_review:
             return sign_in_redirect(request)
         try:
@@ -308,20 +333,21 @@ def create_app(backend_factory: Callable[[], Backend], settings: InboxSettings) 
             return await render_ticket(request, ident, csrf, row, view, 409, stale=True,
                                        error="This ticket changed since you opened it: "
                                              "check it again before deciding.", form=form)
-        response = _response(action, form, ident)
+        be = await backend()
+        response = _response(action, form, be.reviewer(ident))
         try:
-            status = await (await backend()).decide(thread_id, response)
+            status = await be.decide(thread_id, response, ident)
         except AlreadyDecided as exc:
-            be = await backend()
             row = await run_in_threadpool(review_row, be.db, thread_id) or row
-            return await render_ticket(request, ident, csrf, row, await be.view(thread_id), 409,
+            return await render_ticket(request, ident, csrf, row,
+                                       await be.view(thread_id, ident), 409,
                                        error=f"Already decided by {exc.by}.", decided=exc.by)
         except DecisionFailed as exc:
             return await render_ticket(request, ident, csrf, row, view, 422, error=str(exc),
                                        form=form)
         if request.headers.get("x-api-key") is not None:
             return JSONResponse({"thread_id": thread_id, "status": status,
-                                 "decided_by": ident.name})
+                                 "decided_by": response["reviewer"]})
         if action == "respond":
             return RedirectResponse(f"/inbox/tickets/{quote(thread_id, safe='')}?noted=1",
                                     status_code=303)
@@ -344,7 +370,7 @@ def create_app(backend_factory: Callable[[], Backend], settings: InboxSettings) 
     return Starlette(routes=routes)
 
 
-def _response(action: str, form: dict, ident: Identity) -> dict:
+def _response(action: str, form: dict, reviewer: str) -> dict:
     """The Agent Inbox `HumanResponse` for a form; the reviewer is the signed-in identity."""
     kind = ACTIONS[action]
     args: Any = None
@@ -354,7 +380,7 @@ def _response(action: str, form: dict, ident: Identity) -> dict:
         args = form.get("note", "")
     elif kind == "ignore":
         args = form.get("reason") or "rejected by reviewer"
-    return {"type": kind, "args": args, "reviewer": ident.name}
+    return {"type": kind, "args": args, "reviewer": reviewer}
 
 
 def _wants_json(request: Request) -> bool:

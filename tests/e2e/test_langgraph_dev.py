@@ -31,6 +31,7 @@ import httpx
 import pytest
 from langgraph_sdk import get_sync_client
 from langgraph_sdk.client import SyncLangGraphClient
+from markupsafe import escape
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -124,7 +125,8 @@ def _stop(process: subprocess.Popen) -> None:
 
 
 KEYS = {"acme-service": ("acme", "service"), "acme-reviewer": ("acme", "reviewer"),
-        "globex-reviewer": ("globex", "reviewer"), "acme-revoked": ("acme", "admin")}
+        "globex-reviewer": ("globex", "reviewer"), "acme-revoked": ("acme", "admin"),
+        "acme-leaver": ("acme", "reviewer"), "initech-reviewer": ("initech", "reviewer")}
 
 
 def supportgraph(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -543,6 +545,133 @@ def test_mark_as_resolved_is_recorded_by_the_sweep(
     assert row["status"] == "rejected" and row["decided_by"]
     assert json.loads(row["decision"])["args"] == "resolved outside the workflow"
 
+
+
+
+# --------------------------------------------------------------------------- the review inbox
+# mounted on the same server (`"http": {"app": ...}`): it resumes through the server's API as
+# the signed-in reviewer, so the server's auth applies and records who decided.
+
+
+def web_client(server: DevServer) -> httpx.Client:
+    """A browser-like client of the server's /inbox (keeps cookies, no redirects followed)."""
+    return httpx.Client(base_url=server.url, timeout=120, follow_redirects=False)
+
+
+def sign_in(web: httpx.Client, server: DevServer, key_name: str) -> httpx.Client:
+    """Sign the client in at /inbox/login with that key (a session cookie)."""
+    done = web.post("/inbox/login", data={"key": server.keys[key_name], "next": "/inbox"})
+    assert done.status_code == 303, done.text
+    assert server.keys[key_name] not in done.headers["set-cookie"]  # the key stays out of it
+    return web
+
+
+def page_fields(html: str) -> dict[str, str]:
+    """The hidden fields (csrf, version) of a ticket page's decision forms."""
+    fields = dict(re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)"', html))
+    assert fields.get("csrf") and fields.get("version"), html[:2000]
+    return fields
+
+
+def test_inbox_on_the_server_edits_as_the_signed_in_reviewer_and_keeps_tenants_apart(
+    client: SyncLangGraphClient, dev_server: DevServer
+) -> None:
+    thread_id, state = waiting_thread(client, "ib-1")
+    # Another tenant's waiting ticket (initech: the .langgraph_api files that `langgraph dev`
+    # keeps across runs must hold no globex thread, which another test counts on).
+    theirs, _ = waiting_thread(client_for(dev_server, "initech-reviewer"), "ib-2")
+    draft = state["values"]["drafts"][-1]["text"]
+    with web_client(dev_server) as acme, web_client(dev_server) as initech:
+        assert acme.get("/inbox").headers["location"].startswith("/inbox/login")
+        sign_in(acme, dev_server, "acme-reviewer")
+        sign_in(initech, dev_server, "initech-reviewer")
+        queue = acme.get("/inbox")
+        assert queue.status_code == 200 and f"/inbox/tickets/{thread_id}" in queue.text
+        assert theirs not in queue.text
+        ticket_url = f"/inbox/tickets/{thread_id}"
+        page = acme.get(ticket_url)
+        # The thread is read through the server's API as acme's reviewer: the draft is there.
+        assert page.status_code == 200 and str(escape(draft)) in page.text
+        fields = page_fields(page.text)
+        assert acme.get("/inbox/static/inbox.js").status_code == 200  # vendored, served here
+
+        # The other tenant, with a genuine session and CSRF token of its own: the ticket does
+        # not exist for it, to see or to decide.
+        their_fields = page_fields(initech.get(f"/inbox/tickets/{theirs}").text)
+        assert initech.get(ticket_url).status_code == 404
+        refused = initech.post(f"{ticket_url}/decide", data={**their_fields, "action": "accept"})
+        assert refused.status_code == 404
+        # Missing or wrong CSRF token: refused, nothing applied.
+        for bad in ({"version": fields["version"]}, {**fields, "csrf": "forged"}):
+            assert acme.post(f"{ticket_url}/decide",
+                             data={**bad, "action": "accept"}).status_code == 403
+        assert client.threads.get(thread_id)["status"] == "interrupted"
+
+        edited = "Edited in the inbox on the LangGraph server."
+        done = acme.post(f"{ticket_url}/decide",
+                         data={**fields, "action": "edit", "reply": edited})
+        assert done.status_code == 303, done.text
+        again = acme.post(f"{ticket_url}/decide", data={**fields, "action": "accept"})
+        assert again.status_code == 409 and "Already decided by api:acme-reviewer." in again.text
+
+    # Resumed through the server's API, authenticated as the reviewer: Studio and Agent Inbox
+    # see the same thread, and the graph recorded the key's identity, like any API decision.
+    # The inbox sends no reviewer in the resume value: only the server's auth can name it.
+    state = client.threads.get_state(thread_id)
+    values = assert_sent(client, thread_id, state)
+    assert values["final_reply"] == edited and values["review"]["type"] == "edit"
+    assert values["review"]["reviewer"] == "api:acme-reviewer"
+    row = review_row(dev_server, thread_id)
+    assert row["decided_by"] == row["approved_by"] == "api:acme-reviewer"
+    assert json.loads(row["decision"])["type"] == "edit"
+    assert review_row(dev_server, theirs)["status"] == "waiting"
+
+
+def test_inbox_tools_accept_with_a_key_and_the_reviewer_token_opens_nothing_else(
+    client: SyncLangGraphClient, dev_server: DevServer
+) -> None:
+    from app.forwarding import HEADER, mint, signing_secret
+    from graph.salt import home_salt
+
+    thread_id, state = waiting_thread(client, "ib-3")
+    other, _ = waiting_thread(client, "ib-4")
+    draft = state["values"]["drafts"][-1]["text"]
+    with web_client(dev_server) as web, web_client(dev_server) as leaver:
+        sign_in(leaver, dev_server, "acme-leaver")
+        key = {"x-api-key": dev_server.keys["acme-reviewer"]}
+        # Tools: no session, no CSRF, JSON; the other tenant's and a service key get nothing.
+        for name, status in (("globex-reviewer", 404), ("acme-service", 401)):
+            hdr = {"x-api-key": dev_server.keys[name]}
+            assert web.get(f"/inbox/tickets/{thread_id}", headers=hdr).status_code == status
+            assert web.post(f"/inbox/tickets/{thread_id}/decide", headers=hdr,
+                            data={"action": "accept"}).status_code == status
+        done = web.post(f"/inbox/tickets/{thread_id}/decide", headers=key,
+                        data={"action": "accept"})
+        assert done.status_code == 200, done.text
+        assert done.json() == {"thread_id": thread_id, "status": "sent",
+                               "decided_by": "api:acme-reviewer"}
+
+        # The reviewer token is not a way in from outside: forged, or genuine (signed with this
+        # home's secret) but for another thread, or for a revoked key, the API answers 401.
+        secret = signing_secret("", home_salt(dev_server.home))
+        for token, path in (("forged.token", other),
+                            (mint(secret, "acme-reviewer", "acme", thread_id), other),
+                            (mint(secret, "acme-reviewer", "globex", other), other),
+                            (mint(secret, "acme-leaver", "acme", other), None)):
+            if path is None:  # a revoked key: its token, and its browser session, stop at once
+                revoked = supportgraph(dev_server.home, "keys", "revoke", "acme-leaver")
+                assert revoked.returncode == 0, revoked.stderr
+                path = other
+                assert leaver.get("/inbox").status_code == 303  # back to the sign-in page
+            answer = web.get(f"/threads/{path}/state", headers={HEADER: token})
+            assert answer.status_code == 401, (token, answer.text)
+        assert web.get(f"/threads/{other}/state",
+                       headers={HEADER: mint(secret, "acme-reviewer", "acme", other)}
+                       ).status_code == 200  # the same token shape, genuine: the key's rights
+
+    values = assert_sent(client, thread_id, client.threads.get_state(thread_id))
+    assert values["final_reply"] == draft and values["review"]["reviewer"] == "api:acme-reviewer"
+    assert review_row(dev_server, thread_id)["approved_by"] == "api:acme-reviewer"
 
 
 def test_files_the_dev_server_keeps_hold_no_raw_pii(dev_server: DevServer) -> None:

@@ -399,3 +399,27 @@ def test_queue_benchmark_runs_on_postgres(pg_url: str, capsys: pytest.CaptureFix
     figures = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert figures["database"] == "postgres" and figures["reviews"] == 1000
     assert {"first_p95_ms", "last_p95_ms", "filtered_p95_ms", "meets_target"} <= set(figures)
+
+
+def test_sessions_name_their_key_and_end_when_it_is_revoked(runner: Runner) -> None:
+    from app.inbox.identity import DatabaseKeys
+    from app.keys import add_key, revoke_key
+
+    thread_id = run(runner, "h-revoke", "acme")
+    key = add_key(runner.db, "acme", "reviewer", "acme-dora")["key"]
+    app = create_app(lambda: RunnerBackend(runner),
+                     InboxSettings(keys=DatabaseKeys(runner.db), secret="d" * 32))
+    with TestClient(app, follow_redirects=False) as web:
+        signed = web.post("/inbox/login", data={"key": key})
+        assert signed.status_code == 303 and key not in signed.headers["set-cookie"]
+        page = web.get(url(thread_id))
+        assert page.status_code == 200
+        fields = form_fields(page.text)
+        assert revoke_key(runner.db, "acme-dora")
+        # The very next request: the session's key is looked up by name and is gone.
+        assert web.get("/inbox").headers["location"].startswith("/inbox/login")
+        refused = web.post(url(thread_id, "/decide"), data={**fields, "action": "accept"})
+        assert refused.status_code == 303 and refused.headers["location"].startswith(
+            "/inbox/login")
+    assert runner.db.fetchone("SELECT status FROM sg_reviews WHERE thread_id = :t",
+                              {"t": thread_id})["status"] == "waiting"
