@@ -484,8 +484,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     if report.chunks and args.collection.startswith("kb_"):
         model = get_resources(ctx).refit_answerability()
         if model is not None:
-            print(f"answerability model fitted on {model.report['examples']} questions written "
-                  f"from {model.report['sections']} sections")
+            print(f"answerability: term profile of {model.report['sections']} sections "
+                  f"stored with the fit")
     for path, reason in report.skipped:
         print(f"  skipped {path}: {reason}")
     return EXIT_OK
@@ -742,7 +742,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_init(args: argparse.Namespace) -> int:
     """Prepare local state: the demo intent model and KB, or (`--no-demo`) an empty home.
 
-    Either way the answerability model is fitted on whatever knowledge base the home holds.
+    Either way the answerability fit is stored with the term profile of the home's KB.
     """
     from graph.resources import NO_DEMO_MARKER, get_resources
 

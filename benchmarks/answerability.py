@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import math
 import random
 import shutil
 import subprocess
@@ -147,57 +146,78 @@ def run_set(home: Path, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
         else:
             right = False
         conf = (state.get("confidence") or {}).get("score")
-        signals = (state.get("confidence") or {}).get("signals") or {}
         out.append({**{k: v for k, v in item.items() if k != "ticket"},
                     "id": item["ticket"]["id"], "body": item["ticket"]["body"][:200],
                     "status": summary["status"], "route_out": summary.get("route"),
                     "reason": summary.get("review_reason"), "confidence": conf,
-                    "eligible": eligible(conf, summary.get("review_reason"), signals),
+                    "eligible": eligible(conf, summary.get("review_reason")),
                     "right": right, "cited_titles": titles,
                     "signals": (state.get("confidence") or {}).get("signals")})
     reset_resources()
     return out
 
 
-def raw_logit(r: dict[str, Any]) -> float | None:
-    """The home model's log-odds before calibration (recorded in the confidence signals)."""
-    from models.answerability import CALIBRATION
-
-    if r["confidence"] is None:
-        return None
-    signals = r.get("signals") or {}
-    if "logit" in signals:
-        return float(signals["logit"])
-    p = min(max(r["confidence"], 1e-6), 1 - 1e-6)
-    return (math.log(p / (1 - p)) - CALIBRATION[1]) / CALIBRATION[0]
+MODEL_FEATURES = ["evidence", "relevance", "title_relevance", "coverage", "intent",
+                  "route_agree", "look_alike"]
+"""The signals the shipped fit combines: those whose direction agrees across the dev sets.
+The key-term shares (`term_coverage`, `kb_terms`) rank Bitext tickets backwards (AUROC 0.42 and
+0.27: customers' own words such as "purchase" occur in the SaaS KB) and `grounding` is constant
+for offline drafts; they are still recorded for the reviewer."""
 
 
-def fit_calibration(records: list[dict[str, Any]]) -> tuple[float, float]:
-    """Platt scaling: the slope and offset that map log-odds to the observed rate of right."""
+def fit_features(records: list[dict[str, Any]]) -> list[str]:
+    """The model's features that every scored record carries."""
+    scored = [r for r in records if r["confidence"] is not None]
+    return [f for f in MODEL_FEATURES if all(f in (r.get("signals") or {}) for r in scored)]
+
+
+def matrix(records: list[dict[str, Any]], names: list[str]) -> np.ndarray:
+    return np.array([[float((r.get("signals") or {})[f]) for f in names] for r in records])
+
+
+def fit_model(records: list[dict[str, Any]], names: list[str], folds: int = 5,
+              seed: int = 16) -> Any:
+    """Logistic regression on standardised features; Platt map fitted on out-of-fold log-odds."""
     from sklearn.linear_model import LogisticRegression
 
+    from models.answerability import Fit
+
     scored = [r for r in records if r["confidence"] is not None]
-    x = np.array([[raw_logit(r)] for r in scored])
+    x = matrix(scored, names)
     y = np.array([int(r["right"]) for r in scored])
-    model = LogisticRegression(C=1e4).fit(x, y)
-    return float(model.coef_[0][0]), float(model.intercept_[0])
+    mean, scale = x.mean(axis=0), x.std(axis=0)
+    scale[scale < 1e-6] = 1.0
+    z = (x - mean) / scale
+
+    def regression(zs: np.ndarray, ys: np.ndarray) -> Any:
+        return LogisticRegression(C=1.0, max_iter=2000).fit(zs, ys)
+
+    out_of_fold = np.zeros(len(y))
+    order = np.random.default_rng(seed).permutation(len(y))
+    for f in range(folds):
+        test = order[f::folds]
+        train = np.setdiff1d(order, test)
+        out_of_fold[test] = regression(z[train], y[train]).decision_function(z[test])
+    platt = LogisticRegression(C=1e4).fit(out_of_fold[:, None], y)
+    model = regression(z, y)
+    return Fit(features=list(names), mean=[round(float(v), 6) for v in mean],
+               scale=[round(float(v), 6) for v in scale],
+               coef=[round(float(c), 6) for c in model.coef_[0]],
+               intercept=round(float(model.intercept_[0]), 6),
+               calibration=[round(float(platt.coef_[0][0]), 6),
+                            round(float(platt.intercept_[0]), 6)],
+               report={"examples": int(len(y)), "right": int(y.sum())})
 
 
-def recalibrated(records: list[dict[str, Any]], calibration: tuple[float, float]
-                 ) -> list[dict[str, Any]]:
-    from models.answerability import calibrated
-
+def rescored(records: list[dict[str, Any]], fit: Any) -> list[dict[str, Any]]:
+    """Records with `confidence` recomputed by `fit` from the recorded signals."""
     return [{**r, "confidence": None if r["confidence"] is None
-             else calibrated(raw_logit(r), calibration)} for r in records]
+             else fit.probability(r.get("signals") or {})} for r in records]
 
 
-def eligible(conf: float | None, reason: str | None, signals: dict[str, Any]) -> bool:
-    """Reached `confidence` and only the score decides (a look-alike term forces a person)."""
-    from models.answerability import look_alike_terms
-
-    if conf is None or reason not in SCORE_REASONS:
-        return False
-    return not any(t in look_alike_terms() for t in signals.get("missing_terms") or [])
+def eligible(conf: float | None, reason: str | None) -> bool:
+    """Reached `confidence` and only the score decides (no flag forced a review)."""
+    return conf is not None and reason in SCORE_REASONS
 
 
 def sent_at(r: dict[str, Any], t: float) -> bool:
@@ -209,37 +229,69 @@ def precision(records: list[dict[str, Any]], t: float) -> tuple[float | None, in
     return (sum(r["right"] for r in sent) / len(sent) if sent else None), len(sent)
 
 
-def choose_threshold(records: list[dict[str, Any]], target: float = TARGET_PRECISION) -> float:
-    """The lowest threshold whose auto-send precision on `records` reaches `target`."""
-    for t in (float(t) for t in np.round(np.arange(0.3, 0.995, 0.01), 2)):
-        p, n = precision(records, t)
-        if p is not None and p >= target:
+def choose_threshold(records: list[dict[str, Any]]) -> float:
+    """The lowest threshold at and above which the desks' pooled auto-send precision >= 0.97.
+
+    The desks are the outcome-labelled support sets (demo, dev Bitext), the issue's precision
+    row; the KB-only manual and off-topic targets are measured at that threshold, not used to
+    pick it (their labels differ: gold section title, never right).
+    """
+    grid = [float(t) for t in np.round(np.arange(0.3, 0.995, 0.01), 2)]
+    desks = [r for r in records if r["set"] in ("demo", "bitext")]
+
+    def ok(t: float) -> bool:
+        p, _ = precision(desks, t)
+        return p is None or p >= TARGET_PRECISION
+    for n, t in enumerate(grid):
+        if all(ok(u) for u in grid[n: n + 5]):
             return t
     return 0.99
 
 
-def cross_validate(records: list[dict[str, Any]], folds: int = 5, seed: int = 16
-                   ) -> dict[str, Any]:
-    """Per fold: calibration and threshold from the other folds, figures on this one."""
-    order = list(range(len(records)))
-    random.Random(seed).shuffle(order)
+def folds_of(records: list[dict[str, Any]], folds: int, seed: int) -> list[list[int]]:
+    """Folds stratified by set: every fold holds a share of each set."""
+    rng = random.Random(seed)
+    out: list[list[int]] = [[] for _ in range(folds)]
+    for name in sorted({r["set"] for r in records}):
+        idx = [i for i, r in enumerate(records) if r["set"] == name]
+        rng.shuffle(idx)
+        for n, i in enumerate(idx):
+            out[n % folds].append(i)
+    return out
+
+
+def cross_validate(records: list[dict[str, Any]], names: list[str], folds: int = 5,
+                   seed: int = 16) -> dict[str, Any]:
+    """Per fold: model, calibration and threshold from the other folds, figures on this one.
+
+    Also leave-one-set-out (fit on the other sets): does the fit transfer to a set it never saw?
+    """
     chosen, held, eces, rates = [], [], [], []
-    for f in range(folds):
-        test = [records[i] for i in order[f::folds]]
-        train = [records[i] for n, i in enumerate(order) if n % folds != f]
-        calibration = fit_calibration(train)
-        t = choose_threshold(recalibrated(train, calibration))
-        test = recalibrated(test, calibration)
+    for test_idx in folds_of(records, folds, seed):
+        keep = set(test_idx)
+        train = [r for i, r in enumerate(records) if i not in keep]
+        fit = fit_model(train, names)
+        t = choose_threshold(rescored(train, fit))
+        test = rescored([records[i] for i in test_idx], fit)
         p, n = precision(test, t)
         chosen.append(t)
         held.append(p)
         eces.append(ece([r for r in test if r["set"] in ("demo", "bitext")]))
         rates.append(n / len(test))
+    transfer = {}
+    for name in sorted({r["set"] for r in records}):
+        train = [r for r in records if r["set"] != name]
+        test = rescored([r for r in records if r["set"] == name], fit_model(train, names))
+        t = float(np.median(chosen))
+        p, n = precision(test, t)
+        transfer[name] = {"auto_send_precision": None if p is None else round(p, 4),
+                          "auto_send_rate": round(n / len(test), 4), "ece": ece(test)}
     return {"thresholds": chosen, "threshold": float(np.median(chosen)),
             "threshold_spread": [min(chosen), max(chosen)],
             "heldout_precision": [None if p is None else round(p, 4) for p in held],
             "heldout_ece_demo_bitext": eces,
-            "heldout_auto_send_rate": [round(r, 4) for r in rates]}
+            "heldout_auto_send_rate": [round(r, 4) for r in rates],
+            "leave_one_set_out": transfer}
 
 
 def ece(records: list[dict[str, Any]], bins: int = 10) -> float | None:
@@ -287,12 +339,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", default="", help="keep homes here (default: a temp dir)")
     parser.add_argument("--records", default="",
                         help="analyse per-ticket records written by --out instead of running")
+    parser.add_argument("--fit", default="",
+                        help="write the model fitted on every record to this file (the "
+                             "shipped fit is models/data/answerability_fit.json)")
     args = parser.parse_args(argv)
     if args.records:
         records = [json.loads(line) for line in Path(args.records).read_text().splitlines()]
         for r in records:
-            r["eligible"] = eligible(r["confidence"], r["reason"], r.get("signals") or {})
-        return report(records, short=args.short, started=time.perf_counter())
+            r["eligible"] = eligible(r["confidence"], r["reason"])
+        return report(records, short=args.short, started=time.perf_counter(),
+                      fit_out=args.fit)
     short = args.short
     base = Path(args.workdir or tempfile.mkdtemp(prefix="sg-answerability-"))
     base.mkdir(parents=True, exist_ok=True)
@@ -308,29 +364,63 @@ def main(argv: list[str] | None = None) -> int:
                        + offtopic_tickets(20 if short else 50))
     if args.out:
         Path(args.out).write_text("".join(json.dumps(r) + "\n" for r in records))
-    code = report(records, short=short, started=started)
+    code = report(records, short=short, started=started, fit_out=args.fit)
     if not args.workdir:
         shutil.rmtree(base, ignore_errors=True)
     return code
 
 
-def report(records: list[dict[str, Any]], *, short: bool, started: float) -> int:
-    """Cross-validate, print the wrongly auto-sent tickets and the figures (last line JSON)."""
-    cv = cross_validate(records)
-    t = cv["threshold"]
-    calibration = fit_calibration(records)
-    from models.answerability import CALIBRATION
+def real(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """What the workflow itself did (planner retries included): status `sent` is auto-sent."""
+    out: dict[str, Any] = {}
+    for name in ("demo", "bitext", "s10", "offtopic"):
+        rs = [r for r in records if r["set"] == name]
+        if not rs:
+            continue
+        sent = [r for r in rs if r["status"] == "sent"]
+        out[name] = {"auto_sent": len(sent), "auto_send_rate": round(len(sent) / len(rs), 4),
+                     "auto_send_precision": round(sum(r["right"] for r in sent) / len(sent), 4)
+                     if sent else None}
+        billing = [r for r in rs if r["route"] == "billing" and r["right_if"] == "sent"]
+        if billing:
+            out[name]["billing_auto_send_rate"] = round(
+                sum(r["status"] == "sent" for r in billing) / len(billing), 4)
+        gold_routed = [r for r in rs if r.get("route")]
+        out[name]["route_accuracy"] = round(
+            sum(r["route_out"] == r["route"] for r in gold_routed) / max(1, len(gold_routed)), 4)
+    return out
 
-    shipped = recalibrated(records, CALIBRATION)
-    records = recalibrated(records, calibration)
-    result = {"threshold": t, "calibration": [round(c, 4) for c in calibration], "cv": cv,
-              **figures(records, t),
-              "with_shipped_calibration": {"calibration": list(CALIBRATION),
-                                           **figures(shipped, t)},
+
+def report(records: list[dict[str, Any]], *, short: bool, started: float,
+           fit_out: str = "") -> int:
+    """Cross-validate, print the wrongly auto-sent tickets and the figures (last line JSON).
+
+    With `fit_out`, the model fitted on every record is written there (the shipped fit).
+    """
+    from models.answerability import shipped_fit
+
+    names = fit_features(records)
+    cv = cross_validate(records, names)
+    t = cv["threshold"]
+    fit = fit_model(records, names)
+    fit.report.update(threshold=t, trained_on="demo set, dev Bitext, S10 manual questions, "
+                      "CLINC150 oos + other-product tickets on a KB-only home "
+                      "(python -m benchmarks.answerability --fit)",
+                      sets={n: sum(r["set"] == n for r in records)
+                            for n in sorted({r["set"] for r in records})},
+                      threshold_spread=cv["threshold_spread"])
+    if fit_out:
+        Path(fit_out).write_text(json.dumps(fit.to_json(), indent=1) + "\n", encoding="utf-8")
+    shipped = shipped_fit()
+    as_run = records
+    records = rescored(records, fit)
+    result = {"threshold": t, "features": names, "cv": cv, "refit": figures(records, t),
+              "with_shipped_fit": figures(rescored(as_run, shipped), t),
+              "as_run": {"simulated": figures(as_run, t), "real_outcomes": real(as_run)},
               "seconds": round(time.perf_counter() - started, 1), "short": short}
     for r in records:
         if sent_at(r, t) and not r["right"]:
-            print(f"wrongly auto-sent [{r['set']}] {r['id']} conf={r['confidence']}: "
+            print(f"wrongly auto-sent [{r['set']}] {r['id']} conf={r['confidence']:.3f}: "
                   f"{r['body'][:90]!r} -> {r['cited_titles'][:2]}", file=sys.stderr)
     print(json.dumps(result))
     return 0

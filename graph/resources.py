@@ -147,28 +147,26 @@ class Resources:
     def answerability(self) -> Any:
         """The answerability model of this home's KB (None when the KB is empty).
 
-        Fitted at `init` and after `ingest`; a home that has none yet (made before this
-        model existed) gets it fitted once, on first use.
+        Stored at `init` and after `ingest`; a home that has none yet (made before this
+        model existed, or with an older format or fit) gets it stored once, on first use.
         """
-        from models.answerability import AnswerabilityModel
+        from models.answerability import AnswerabilityModel, shipped_fit
 
         def build() -> Any:
             model = AnswerabilityModel.load(self.settings.home_path)  # None: none, or older format
-            return model if model is not None else (self.refit_answerability() or False)
+            if model is not None and model.fit == shipped_fit():
+                return model
+            return self.refit_answerability() or False  # a newer fit shipped: stored again
 
         return self._get("answerability", build) or None
 
     def refit_answerability(self) -> Any:
-        """Fit the answerability model on this home's KB, store it in the home, use it."""
+        """Store the answerability fit with this home KB's term profile, and use it."""
         from models.answerability import fit_for_home
-
-        def router(texts: list[str]) -> list[tuple[str, float]]:
-            return [(p.route, float(p.confidence)) for p in self.route(texts)]
 
         with self._lock:
             self._cache.pop("kb_collections", None)
-            model = fit_for_home(self.store, self.settings.home_path, router,
-                                 k=self.ctx.retrieval_k, min_relevance=self.ctx.min_relevance)
+            model = fit_for_home(self.store, self.settings.home_path)
             self._cache["answerability"] = model or False
         return model
 

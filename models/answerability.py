@@ -6,11 +6,14 @@ sections, whether the ticket's key terms occur in the cited sections and in the 
 at all ("shipping address" does not occur in an email API's docs), whether the route agrees with
 the cited collection, and how sure routing was.
 
-A small logistic regression combines them. It is fitted in the user's home, from the user's own
-knowledge base, at `init` and after every `ingest` (no labelled data needed): questions written
-from each section's title and text are positives when retrieval finds their section again and
-negatives when it does not; shipped off-topic requests and look-alikes (a section's question
-with its key term swapped for one the KB does not contain) are negatives.
+A small logistic regression combines them. It is fitted on labelled development tickets (the
+demo set, dev Bitext with its category routes, the S10 manual's questions on a KB-only home,
+CLINC150 out-of-scope requests: `python -m benchmarks.answerability --fit`) and calibrated by
+Platt scaling on cross-validated log-odds; the fit ships in `models/data/answerability_fit.json`.
+Its features are relative to the home's knowledge base (key terms weighed by the KB's own
+document frequencies, route against the KB's collections), so the fit transfers to a team's own
+KB. The home stores the fit with its KB's term profile (`answerability.json`), written again
+at `init` and after every `ingest`; the coefficients change only where labels exist (dev data).
 """
 
 from __future__ import annotations
@@ -21,7 +24,6 @@ import json
 import logging
 import math
 import os
-import random
 import re
 import tempfile
 from collections.abc import Callable, Sequence
@@ -34,23 +36,19 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 MODEL_FILE = "answerability.json"
-FORMAT = 3
+FORMAT = 4
 """Bumped whenever features or term stemming change: an older stored model is fitted again."""
+FIT_FILE = Path(__file__).resolve().parent / "data" / "answerability_fit.json"
 MIN_ASK_TERMS = 3
 """Fewer key terms than this in the ticket's questions: the whole ticket's terms count."""
-FEATURES = ("relevance", "title_relevance", "coverage", "term_coverage", "kb_terms",
-            "route_agree", "intent")
-"""Every signal computed (shown to the reviewer, recorded in the run)."""
-MODEL_FEATURES = ("relevance", "title_relevance", "route_agree")
-"""The signals the fitted model combines. Chosen on development tickets (demo set, Bitext, the
-S10 manual, off-topic; `python -m benchmarks.answerability`): fitted on a home's own synthetic
-questions, models with the key-term shares ranked real tickets worse (AUROC 0.59 vs 0.77 on
-the demo desk) because written questions always contain their section's words. The term
-shares still send look-alike tickets to a person (`nodes/confidence.py`)."""
+FEATURES = ("evidence", "relevance", "title_relevance", "coverage", "term_coverage",
+            "kb_terms", "route_agree", "intent", "grounding", "look_alike")
+"""Every signal the model may combine (shown to the reviewer, recorded in the run):
+`evidence` is the best retrieved passage's score and `grounding` the share of the draft's
+answer sentences the passages support (both computed by the confidence node); the rest by
+`features`. `look_alike` is 1 when the ticket asks about another business's thing (an order, a
+parcel, a flight: `data/off_kb_terms.txt`) that the cited sections do not mention."""
 KB_PREFIX = "kb_"
-MAX_SECTIONS = 100
-"""Sections sampled to write training questions from (fit time grows with it)."""
-SEED = 16
 
 _WORD = re.compile(r"[^\W\d_]+", re.UNICODE)
 _SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
@@ -200,9 +198,11 @@ def features(question: str, cited: Sequence[dict[str, Any]], profile: KbProfile,
     ask_terms = terms(" ".join(parts), stop)
     if len(ask_terms) < MIN_ASK_TERMS:  # "which one makes sense?": the context says what
         ask_terms = terms(question, stop)
+    others = look_alike_terms()
     if not cited or not parts:
         zero = dict.fromkeys(FEATURES, 0.0)
         zero["intent"] = float(intent_confidence)
+        zero["look_alike"] = float(any(t in others for t in ask_terms))
         return zero, ask_terms
     vectors = embed([question, *parts, *(p["text"] for p in cited), *(p["title"] for p in cited)])
     q, part_vecs = vectors[0], vectors[1 : 1 + len(parts)]
@@ -220,50 +220,89 @@ def features(question: str, cited: Sequence[dict[str, Any]], profile: KbProfile,
         "kb_terms": in_kb,
         "route_agree": float(any(p.get("collection") == routed for p in cited)),
         "intent": float(intent_confidence),
+        "look_alike": float(any(t in others for t in missing)),
     }
     return values, missing
 
 
 # ---------------------------------------------------------------------- the model
-CALIBRATION = (1.5783, 0.1132)
-"""Slope and offset applied to the log-odds. The home's model is fitted on questions written
-from the KB, which are easier than real tickets; this maps its log-odds to the rate at which
-real replies are right. Chosen by cross-validation on development tickets (demo set, Bitext,
-the S10 manual, off-topic requests: `python -m benchmarks.answerability`), like a threshold."""
-
-
-def calibrated(logit: float, calibration: tuple[float, float] = CALIBRATION) -> float:
-    """Probability from log-odds through the calibration map."""
+def calibrated(logit: float, calibration: Sequence[float]) -> float:
+    """Probability from log-odds through a Platt map (slope, offset)."""
     z = calibration[0] * logit + calibration[1]
     return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, z))))
 
 
 @dataclass
-class AnswerabilityModel:
-    """Logistic regression over `MODEL_FEATURES`, with the KB's term profile it was fitted on."""
+class Fit:
+    """A logistic regression over standardised features, with its Platt calibration."""
 
+    features: list[str]
+    mean: list[float]
+    scale: list[float]
     coef: list[float]
     intercept: float
+    calibration: list[float] = field(default_factory=lambda: [1.0, 0.0])
+    report: dict[str, Any] = field(default_factory=dict)
+
+    def logit(self, values: dict[str, float]) -> float:
+        """The regression's log-odds (before calibration)."""
+        return self.intercept + sum(
+            c * (float(values.get(name, 0.0)) - m) / s
+            for name, m, s, c in zip(self.features, self.mean, self.scale, self.coef,
+                                     strict=True))
+
+    def probability(self, values: dict[str, float]) -> float:
+        """P(the reply is right and can be sent), calibrated."""
+        return calibrated(self.logit(values), self.calibration)
+
+    def to_json(self) -> dict[str, Any]:
+        """The fit as stored (shipped file and the home's copy)."""
+        return {"features": self.features, "mean": self.mean, "scale": self.scale,
+                "coef": self.coef, "intercept": self.intercept,
+                "calibration": self.calibration, "report": self.report}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Fit:
+        """Raises ValueError on a fit this code cannot use (unknown feature, ragged lists)."""
+        names = [str(f) for f in data["features"]]
+        lists = [[float(v) for v in data[k]] for k in ("mean", "scale", "coef")]
+        if any(n not in FEATURES for n in names) or any(len(v) != len(names) for v in lists):
+            raise ValueError("answerability fit does not match the features")
+        if any(s <= 0 for s in lists[1]):
+            raise ValueError("answerability fit has a non-positive scale")
+        return cls(features=names, mean=lists[0], scale=lists[1], coef=lists[2],
+                   intercept=float(data["intercept"]),
+                   calibration=[float(c) for c in data.get("calibration", [1.0, 0.0])],
+                   report=dict(data.get("report") or {}))
+
+
+def shipped_fit(path: Path = FIT_FILE) -> Fit:
+    """The fit learned on labelled development tickets (`benchmarks.answerability --fit`)."""
+    return Fit.from_json(json.loads(path.read_text(encoding="utf-8")))
+
+
+@dataclass
+class AnswerabilityModel:
+    """The fit and the term profile of the home's KB it is applied to."""
+
+    fit: Fit
     profile: KbProfile
     fingerprint: str = ""
     report: dict[str, Any] = field(default_factory=dict)
 
     def logit(self, values: dict[str, float]) -> float:
-        """The fitted model's log-odds (before calibration)."""
-        return self.intercept + sum(c * values[name] for c, name in zip(self.coef,
-                                                                        MODEL_FEATURES,
-                                                                        strict=True))
+        """The fit's log-odds for these feature values."""
+        return self.fit.logit(values)
 
     def probability(self, values: dict[str, float]) -> float:
-        """P(a reply citing these sections is right and can be sent), calibrated."""
-        return calibrated(self.logit(values))
+        """The calibrated probability that the reply is right and can be sent."""
+        return self.fit.probability(values)
 
     def save(self, home: Path) -> Path:
         """Write atomically to `home/answerability.json`."""
         path = Path(home) / MODEL_FILE
         path.parent.mkdir(parents=True, exist_ok=True)
-        data = {"format": FORMAT, "features": list(MODEL_FEATURES), "coef": self.coef,
-                "intercept": self.intercept, "fingerprint": self.fingerprint,
+        data = {"format": FORMAT, "fit": self.fit.to_json(), "fingerprint": self.fingerprint,
                 "report": self.report,
                 "profile": {"sections": self.profile.sections, "df": self.profile.df}}
         fd, tmp = tempfile.mkstemp(prefix=".answerability-", dir=path.parent)
@@ -278,15 +317,14 @@ class AnswerabilityModel:
         path = Path(home) / MODEL_FILE
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-            if data.get("format") != FORMAT or data.get("features") != list(MODEL_FEATURES):
+            if data.get("format") != FORMAT:
                 return None
             profile = KbProfile(sections=int(data["profile"]["sections"]),
                                 df={str(k): int(v) for k, v in data["profile"]["df"].items()})
-            return cls(coef=[float(c) for c in data["coef"]],
-                       intercept=float(data["intercept"]), profile=profile,
+            return cls(fit=Fit.from_json(data["fit"]), profile=profile,
                        fingerprint=str(data.get("fingerprint", "")),
                        report=dict(data.get("report") or {}))
-        except (OSError, ValueError, KeyError, TypeError):
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
             return None
 
 
@@ -299,132 +337,23 @@ def kb_fingerprint(sections: Sequence[dict[str, Any]]) -> str:
     return digest.hexdigest()[:16]
 
 
-# ---------------------------------------------------------------------- training data
-_TEMPLATES = ("How do I {t}?", "Question about {t}", "Can you help me with {t}?",
-              "I need help with {t}.", "What about {t}?", "{t}?")
+def fit_for_home(store: Any, home: Path, fit: Fit | None = None) -> AnswerabilityModel | None:
+    """Store the fit with the home KB's term profile; None (and no file) when the KB is empty.
 
-
-def _heading(title: str) -> str:
-    return title.split(" > ")[-1].strip()
-
-
-def synthetic_questions(sections: Sequence[dict[str, Any]], profile: KbProfile,
-                        stop: frozenset[str], rng: random.Random
-                        ) -> list[tuple[str, str | None]]:
-    """(question, source doc id or None for a negative) pairs written from the KB itself."""
-    sample = list(sections)
-    rng.shuffle(sample)
-    sample = sample[:MAX_SECTIONS]
-    off_terms = [t for line in _load_words("off_kb_terms.txt") for t in line.split()
-                 if not profile.df.get(stem(t))]
-    out: list[tuple[str, str | None]] = []
-    for section in sample:
-        heading = _heading(section["title"])
-        out.append((rng.choice(_TEMPLATES).format(t=heading.lower()), section["doc_id"]))
-        sentences = [s for s in _SENTENCE.split(section["text"]) if 6 <= len(s.split()) <= 40]
-        if sentences:
-            words = rng.choice(sentences).split()
-            kept = [w for w in words if rng.random() > 0.35] or words[:6]
-            out.append((" ".join(kept), section["doc_id"]))
-        heading_terms = [w for w in re.findall(r"\w+", heading) if w.lower() not in stop]
-        if off_terms and heading_terms:
-            swapped = heading.replace(rng.choice(heading_terms), rng.choice(off_terms), 1)
-            out.append((rng.choice(_TEMPLATES).format(t=swapped.lower()), None))
-    for text in _load_words("off_kb_questions.txt"):
-        ask = terms(text, stop)
-        if ask and not all(profile.df.get(t) for t in ask):
-            out.append((text, None))
-    return out
-
-
-def fit_logistic(x: np.ndarray, y: np.ndarray) -> tuple[list[float], float]:
-    """L2-regularised logistic regression (a few coefficients; liblinear is deterministic)."""
-    from sklearn.linear_model import LogisticRegression
-
-    if len(set(y.tolist())) < 2:
-        raise ValueError("need both right and wrong examples to fit")
-    model = LogisticRegression(C=1.0, class_weight="balanced", solver="liblinear")
-    model.fit(x, y)
-    return [float(c) for c in model.coef_[0]], float(model.intercept_[0])
-
-
-Router = Callable[[list[str]], list[tuple[str, float]]]
-"""Routes texts as classify would: (route, intent confidence) per text."""
-
-
-def labelled_features(store: Any, sections: Sequence[dict[str, Any]], profile: KbProfile,
-                      router: Router, *, k: int, min_relevance: float,
-                      stop: frozenset[str], rng: random.Random
-                      ) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Features and labels of the synthetic questions, retrieved as the workflow would."""
-    from models.embeddings import get_embedder
-
-    embedder = get_embedder()
-    pairs = synthetic_questions(sections, profile, stop, rng)
-    texts = [q for q, _ in pairs]
-    routes = router(texts)
-    vectors = embedder.encode(texts)
-    memo: dict[str, np.ndarray] = dict(zip(texts, vectors, strict=True))
-
-    def embed(batch: list[str]) -> np.ndarray:
-        """Each section's text and title is embedded once, not once per question."""
-        missing = list(dict.fromkeys(t for t in batch if t not in memo))
-        if missing:
-            memo.update(zip(missing, embedder.encode(missing), strict=True))
-        return np.stack([memo[t] for t in batch])
-    collections = kb_collections(store)
-    # one batched search per collection; each question keeps the hits of the collections
-    # the workflow would search for its route
-    found = {c: store.search_many(c, texts, k=k, query_vectors=vectors) for c in collections}
-    cited_of = []
-    for n, (route, _confidence) in enumerate(routes):
-        searched = [f"{KB_PREFIX}{route}"] if f"{KB_PREFIX}{route}" in collections else collections
-        hits = [h for c in searched for h in found[c][n] if h.dense_score >= min_relevance]
-        hits.sort(key=lambda h: h.score, reverse=True)
-        cited_of.append([{"title": h.title, "text": h.text, "collection": h.collection,
-                          "doc_id": h.doc_id} for h in hits[:1]])
-
-    def collect(batch: list[str]) -> np.ndarray:
-        wanted.update(t for t in batch if t not in memo)
-        return np.zeros((len(batch), vectors.shape[1]), dtype=np.float32)
-
-    wanted: set[str] = set()
-    for (text, _), (route, confidence), cited in zip(pairs, routes, cited_of, strict=True):
-        features(text, cited, profile, route=route, intent_confidence=confidence,
-                 embed=collect, stop=stop)
-    embed(sorted(wanted))  # one batched pass over every text the features need
-    rows, labels = [], []
-    for (text, source), (route, confidence), cited in zip(pairs, routes, cited_of, strict=True):
-        values, _ = features(text, cited, profile, route=route, intent_confidence=confidence,
-                             embed=embed, stop=stop)
-        rows.append([values[f] for f in MODEL_FEATURES])
-        labels.append(int(source is not None and bool(cited) and cited[0]["doc_id"] == source))
-    return np.asarray(rows, dtype=np.float64), np.asarray(labels), texts
-
-
-def fit_for_home(store: Any, home: Path, router: Router, *, k: int = 4,
-                 min_relevance: float = 0.3) -> AnswerabilityModel | None:
-    """Fit the model on questions written from the home's KB and store it; None if no KB."""
+    The term features are re-based on the KB as it is now; the coefficients are the labelled
+    development fit (a home has no labels of its own).
+    """
     stop = stopwords()
     sections = kb_sections(store)
     if not sections:
         (Path(home) / MODEL_FILE).unlink(missing_ok=True)
         return None
-    profile = profile_of(sections, stop)
-    x, y, _ = labelled_features(store, sections, profile, router, k=k,
-                                min_relevance=min_relevance, stop=stop,
-                                rng=random.Random(SEED))
-    try:
-        coef, intercept = fit_logistic(x, y)
-    except ValueError:
-        # A KB too small to have both classes (say one document): a prior that asks for a
-        # close, well-covered match, rather than no model.
-        coef, intercept = [5.0, 2.5, 1.5], -5.0
-    model = AnswerabilityModel(coef=coef, intercept=intercept, profile=profile,
+    fit = fit or shipped_fit()
+    model = AnswerabilityModel(fit=fit, profile=profile_of(sections, stop),
                                fingerprint=kb_fingerprint(sections),
-                               report={"examples": len(y), "positives": int(y.sum()),
-                                       "sections": len(sections)})
+                               report={"sections": len(sections),
+                                       "collections": sorted({s["collection"] for s in sections}),
+                                       "fit": fit.report.get("trained_on", "")})
     model.save(home)
-    log.info("answerability model fitted on %d questions from %d sections", len(y),
-             len(sections))
+    log.info("answerability profile of %d sections stored", len(sections))
     return model

@@ -1,14 +1,16 @@
 """Confidence: the probability that the final draft answers this ticket and can be sent.
 
-It comes from the home's answerability model (models/answerability.py), fitted on the home's
-own KB and calibrated: how close the question is to the sections the draft cites and to their
-titles, and whether the route agrees with the cited collection. It never reads the draft's
-wording, so it holds for any provider. The other signals (coverage of each part of the ticket,
-key terms in the cited sections and in the KB, routing confidence) are recorded for the
-reviewer. A ticket about another business's things ("order", "shipping", "delivery":
-`models/data/off_kb_terms.txt`) goes straight to a person, route `human`, reason
-`off_knowledge_base`, when the cited sections do not mention them or the ticket's questions
-ask about them and the score is below the threshold: the KB answered a look-alike question.
+It comes from the home's answerability model (models/answerability.py): a logistic regression
+fitted on labelled development tickets and calibrated, over signals relative to the home's KB:
+how close the question (and each of its parts) is to the sections the draft cites and to their
+titles, how much of the ticket's key terms the cited sections and the KB hold, whether the route
+agrees with the cited collection, routing confidence, the best passage's similarity and how much
+of the draft the passages support. Every signal is recorded for the reviewer.
+
+A ticket about another business's things ("order", "shipping", "delivery":
+`models/data/off_kb_terms.txt`) that scores below the threshold goes straight to a person, route
+`human`, reason `off_knowledge_base`: the KB answered a look-alike question, and neither another
+KB nor another draft can help.
 Flags such as a possible prompt injection force review whatever the score.
 """
 from __future__ import annotations
@@ -69,19 +71,21 @@ def confidence(state: State, step: Step) -> dict:
         score, missing = 0.0, []
         update["review_reason"] = "no_knowledge_base"
     else:
-        values, missing = features(state["query"][:4000], _cited(state, passages), model.profile,
+        query = state["query"][:4000]
+        values, missing = features(query, _cited(state, passages), model.profile,
                                    route=state.get("route") or "", embed=get_embedder().encode,
                                    intent_confidence=float(intent["confidence"]),
                                    stop=stopwords())
+        values["evidence"] = max((float(p["score"]) for p in passages), default=0.0)
+        values["grounding"] = signals["grounding"]
         signals.update({k: round(v, 4) for k, v in values.items()})
         score = model.probability(values)
         signals["logit"] = round(model.logit(values), 4)
-        others = look_alike_terms()
-        uncovered = any(t in others for t in missing)
-        unsure = score < step.ctx.confidence_threshold and any(
-            t in others for t in terms(" ".join(ask_parts(state["query"][:4000])), stopwords()))
-        if uncovered or unsure:
-            # Look-alike out of domain: the KB has nothing on these terms; no retry can help.
+        asks_other = values["look_alike"] or any(
+            t in look_alike_terms() for t in terms(" ".join(ask_parts(query)), stopwords()))
+        if score < step.ctx.confidence_threshold and asks_other:
+            # Look-alike out of domain: the KB answered another business's question; no retry
+            # can help. (A confident reply that merely mentions a delivery is sent.)
             update.update(review_reason="off_knowledge_base", route="human")
     signals["missing_terms"] = missing[:8]
     update["confidence"] = {"score": round(score, 4), "signals": signals}

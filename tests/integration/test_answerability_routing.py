@@ -68,7 +68,7 @@ def byo_homes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         doc = base / f"{name}.md"
         doc.write_text(text, encoding="utf-8")
         out = _cli(home, "ingest", "--collection", "kb_technical", str(doc)).stdout
-        assert "answerability model fitted" in out
+        assert "answerability: term profile of" in out
         homes[name] = home
     return homes
 
@@ -116,6 +116,19 @@ def test_gold_human_demo_tickets_are_not_auto_sent(demo_home: Path, ticket_id: s
               if k in row}
     summary = Runner(Context().with_settings(Settings(home=str(demo_home)))).run(ticket).summary
     assert summary["status"] == "awaiting_review", summary
+
+
+@pytest.mark.parametrize(("body", "step"), [
+    ("Where can I download the PDF of last month's invoice?", 'Click "Download PDF"'),
+    ("What does the 429 rate_limited error mean and how long should I wait?",
+     "Retry-After header"),
+])
+def test_answerable_examples_are_sent_with_the_step_that_answers(demo_home: Path, body: str,
+                                                                 step: str) -> None:
+    summary, state = _run(Runner(Context().with_settings(Settings(home=str(demo_home)))), body)
+    assert summary["status"] == "sent", (summary, state.get("confidence"))
+    reply = state["drafts"][-1]["text"]
+    assert step in reply and "`" not in reply, reply
 
 
 def test_a_ticket_that_is_only_a_greeting_goes_to_a_person(demo_home: Path) -> None:

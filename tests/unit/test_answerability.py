@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
+from graph.context import Context
 from models.answerability import (
+    FEATURES,
     AnswerabilityModel,
+    Fit,
     KbProfile,
     ask_parts,
     features,
     profile_of,
+    shipped_fit,
     stem,
     stopwords,
     term_shares,
@@ -75,17 +81,41 @@ def test_multi_part_coverage_is_the_worst_part() -> None:
 
 
 def test_model_round_trips_through_the_home(tmp_path: Path) -> None:
-    model = AnswerabilityModel(coef=[1.0] * 3, intercept=-1.0,
-                               profile=KbProfile(sections=2, df={"cancel": 1}),
+    fit = Fit(features=["relevance", "route_agree"], mean=[0.5, 0.0], scale=[0.25, 1.0],
+              coef=[2.0, 1.0], intercept=-1.0, calibration=[1.0, 0.0])
+    model = AnswerabilityModel(fit=fit, profile=KbProfile(sections=2, df={"cancel": 1}),
                                fingerprint="f")
     model.save(tmp_path)
     loaded = AnswerabilityModel.load(tmp_path)
-    assert loaded is not None and loaded.coef == model.coef
-    values = dict.fromkeys(("relevance", "title_relevance", "coverage", "term_coverage",
-                            "kb_terms", "route_agree", "intent"), 1.0)
-    assert loaded.logit(values) == 2.0 and 0 < loaded.probability(values) < 1
+    assert loaded is not None and loaded.fit == fit and loaded.profile.df == {"cancel": 1}
+    values = {"relevance": 0.75, "route_agree": 1.0}
+    assert loaded.logit(values) == 2.0 and 0.88 < loaded.probability(values) < 0.89
     (tmp_path / "answerability.json").write_text("{not json", encoding="utf-8")
     assert AnswerabilityModel.load(tmp_path) is None
+
+
+def test_a_fit_with_unknown_features_or_ragged_lists_is_refused(tmp_path: Path) -> None:
+    good = shipped_fit().to_json()
+    for bad in ({**good, "features": ["shoe_size"] + good["features"][1:]},
+                {**good, "coef": good["coef"][:-1]},
+                {**good, "scale": [0.0] * len(good["scale"])}):
+        with pytest.raises(ValueError):
+            Fit.from_json(bad)
+        path = tmp_path / "fit.json"
+        path.write_text(json.dumps(bad), encoding="utf-8")
+        with pytest.raises(ValueError):
+            shipped_fit(path)
+
+
+def test_shipped_fit_is_calibrated_on_dev_data_and_sets_the_default_threshold() -> None:
+    fit = shipped_fit()
+    assert set(fit.features) <= set(FEATURES)
+    assert fit.report["threshold"] == Context().confidence_threshold
+    assert {"demo", "bitext", "s10", "offtopic"} <= set(fit.report["sets"])
+    # more relevant, better covered, agreeing evidence is never less likely to be right
+    low = dict.fromkeys(FEATURES, 0.2) | {"intent": 0.9, "route_agree": 1.0}
+    high = {**low, "evidence": 0.7, "relevance": 0.7, "title_relevance": 0.7}
+    assert fit.probability(high) > fit.probability(low)
 
 
 def test_no_collection_routes_every_text_to_a_person() -> None:
