@@ -42,12 +42,14 @@ FIT_FILE = Path(__file__).resolve().parent / "data" / "answerability_fit.json"
 MIN_ASK_TERMS = 3
 """Fewer key terms than this in the ticket's questions: the whole ticket's terms count."""
 FEATURES = ("evidence", "relevance", "title_relevance", "coverage", "term_coverage",
-            "kb_terms", "route_agree", "intent", "grounding", "look_alike")
+            "kb_terms", "route_agree", "intent", "grounding", "look_alike", "asks")
 """Every signal the model may combine (shown to the reviewer, recorded in the run):
 `evidence` is the best retrieved passage's score and `grounding` the share of the draft's
 answer sentences the passages support (both computed by the confidence node); the rest by
 `features`. `look_alike` is 1 when the ticket asks about another business's thing (an order, a
-parcel, a flight: `data/off_kb_terms.txt`) that the cited sections do not mention."""
+parcel, a flight: `data/off_kb_terms.txt`) that the cited sections do not mention; `asks` is
+the number of questions and requests in the ticket (a multi-part ticket is rarely answered
+whole by one reply)."""
 KB_PREFIX = "kb_"
 
 _WORD = re.compile(r"[^\W\d_]+", re.UNICODE)
@@ -203,6 +205,7 @@ def features(question: str, cited: Sequence[dict[str, Any]], profile: KbProfile,
         zero = dict.fromkeys(FEATURES, 0.0)
         zero["intent"] = float(intent_confidence)
         zero["look_alike"] = float(any(t in others for t in ask_terms))
+        zero["asks"] = float(len(parts))
         return zero, ask_terms
     vectors = embed([question, *parts, *(p["text"] for p in cited), *(p["title"] for p in cited)])
     q, part_vecs = vectors[0], vectors[1 : 1 + len(parts)]
@@ -221,6 +224,7 @@ def features(question: str, cited: Sequence[dict[str, Any]], profile: KbProfile,
         "route_agree": float(any(p.get("collection") == routed for p in cited)),
         "intent": float(intent_confidence),
         "look_alike": float(any(t in others for t in missing)),
+        "asks": float(len(parts)),
     }
     return values, missing
 
