@@ -8,10 +8,10 @@ agrees with the cited collection, routing confidence, the best passage's similar
 of the draft the passages support. Every signal is recorded for the reviewer.
 
 A ticket whose questions ask about another business's things ("order", "shipping", "delivery":
-`models/data/off_kb_terms.txt`) that the cited sections do not mention, and that scores below the
-threshold, goes straight to a person, route `human`, reason `off_knowledge_base`: the KB
-answered a look-alike question, and neither another KB nor another draft can help.
-Flags such as a possible prompt injection force review whatever the score.
+`models/data/off_kb_terms.txt`) and that scores below the threshold goes straight to a person,
+route `human`, reason `off_knowledge_base`: the KB answered a look-alike question, and neither
+another KB nor another draft can help. Flags such as a possible prompt injection force review
+whatever the score.
 """
 from __future__ import annotations
 
@@ -81,7 +81,7 @@ def confidence(state: State, step: Step) -> dict:
         signals.update({k: round(v, 4) for k, v in values.items()})
         score = model.probability(values)
         signals["logit"] = round(model.logit(values), 4)
-        asks_other = any(t in look_alike_terms() and t in missing
+        asks_other = any(t in look_alike_terms()
                          for t in terms(" ".join(ask_parts(query)), stopwords()))
         if score < step.ctx.confidence_threshold and asks_other:
             # Look-alike out of domain: the KB answered another business's question; no retry
