@@ -481,6 +481,11 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         sentence_cache.build(store, ctx.home_path, [args.collection])
     print(f"{args.collection}: {report.documents} documents, {report.chunks} chunks "
           f"in {report.seconds:.1f} s; skipped {len(report.skipped)}")
+    if report.chunks and args.collection.startswith("kb_"):
+        model = get_resources(ctx).refit_answerability()
+        if model is not None:
+            print(f"answerability: term profile of {model.report['sections']} sections "
+                  f"stored with the fit")
     for path, reason in report.skipped:
         print(f"  skipped {path}: {reason}")
     return EXIT_OK
@@ -735,19 +740,32 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    """Prepare local state: the demo intent model and the demo knowledge base."""
-    from graph.resources import get_resources
+    """Prepare local state: the demo intent model and KB, or (`--no-demo`) an empty home.
+
+    Either way the answerability fit is stored with the term profile of the home's KB.
+    """
+    from graph.resources import NO_DEMO_MARKER, get_resources
 
     ctx = _context(args)
+    marker = ctx.home_path / NO_DEMO_MARKER
+    if args.no_demo:
+        ctx.home_path.mkdir(parents=True, exist_ok=True)
+        marker.write_text("made by `supportgraph init --no-demo`: no demo KB or intent model\n",
+                          encoding="utf-8")
     res = get_resources(ctx)
     res.db.migrate()
     res.pii_salt  # noqa: B018 - creates the home's salt file (0600) if there is none
-    res.intent_model.predict(["warm-up"])
-    if ctx.demo_kb:
+    if res.routing == "intent":
+        res.intent_model.predict(["warm-up"])
+    if res.demo_enabled:
         res.demo_kb_ready()
+    model = res.refit_answerability() if args.no_demo else res.answerability
+    kb = ", ".join(res.kb_collections()) or "empty (add one: supportgraph ingest --collection "
+    kb = kb if model is not None else kb + "kb_<route> FILES)"
     print(f"ready: {ctx.home_path.resolve()} ("
           f"{'postgres' if ctx.settings.database_url else 'sqlite'}, "
-          f"qdrant {'server' if ctx.settings.qdrant_url else 'local'})")
+          f"qdrant {'server' if ctx.settings.qdrant_url else 'local'}, routing {res.routing}); "
+          f"knowledge base: {kb}")
     return EXIT_OK
 
 
@@ -957,6 +975,8 @@ def build_parser() -> argparse.ArgumentParser:
     classify.set_defaults(func=cmd_classify)
 
     init = sub.add_parser("init", help="prepare the demo model and knowledge base")
+    init.add_argument("--no-demo", action="store_true",
+                      help="an empty home: add your docs with `ingest --collection kb_<route>`")
     init.set_defaults(func=cmd_init)
 
     prune = sub.add_parser("prune", help="cut closed tickets' checkpoints to the final one")

@@ -88,7 +88,7 @@ def prepare(ctx: Context, team: Context, say: Progress | None = None) -> None:
     scratch costs a minute of embedding, a copy milliseconds. The demo KB is then brought up
     to date in the copy (a fingerprint check when it already is).
     """
-    from graph.resources import get_resources
+    from graph.resources import NO_DEMO_MARKER, get_resources
     from retrieval import sentence_cache
     from retrieval.store import EMBEDDED_DIR
 
@@ -114,16 +114,22 @@ def prepare(ctx: Context, team: Context, say: Progress | None = None) -> None:
     res = get_resources(ctx)
     if local and res.store.exists(CASES):
         res.store.delete_collection(CASES)
+    for name in ("answerability.json", NO_DEMO_MARKER):  # a KB-only home stays KB-only
+        if local and (team.home_path / name).is_file():
+            shutil.copy2(team.home_path / name, ctx.home_path / name)
     if ctx.demo_kb:
         say("checking the demo knowledge base" if local else
             "ingesting the demo knowledge base (about a minute)")
         res.demo_kb_ready()
-    say("loading the intent model")
-    res.intent_model.predict(["warm-up"])
+    if res.routing == "intent":
+        say("loading the intent model")
+        res.intent_model.predict(["warm-up"])
     say("loading the embedding model")
     from models.embeddings import get_embedder
 
     get_embedder().encode_one("warm-up")
+    say("loading the answerability model")
+    res.answerability  # noqa: B018 - loaded (or fitted on the KB) before any ticket runs
 
 
 def gold_decision(gold: EvalTicket, has_draft: bool) -> dict[str, Any]:

@@ -17,6 +17,8 @@ from typing import Any
 from app.settings import Settings, apply_library_defaults
 from graph.context import Context
 
+NO_DEMO_MARKER = "no-demo"
+"""File in a home made by `init --no-demo`: no demo KB or demo intent model there."""
 _lock = threading.Lock()
 _resources: dict[tuple[str, str, str, str], Resources] = {}
 
@@ -102,12 +104,89 @@ class Resources:
 
         return self._get("tone", ToneScorer)
 
+    @property
+    def demo_enabled(self) -> bool:
+        """The demo KB and intent model are in use (off in a home made by `init --no-demo`)."""
+        return self.ctx.demo_kb and not (self.settings.home_path / NO_DEMO_MARKER).is_file()
+
+    @property
+    def routing(self) -> str:
+        """`intent` (a trained intent model) or `retrieval` (evidence across `kb_*`)."""
+        from models.intent import default_model_dir
+        from models.intent_model import META_FILE
+
+        def build() -> str:
+            if self.ctx.routing in ("intent", "retrieval"):
+                return self.ctx.routing
+            if self.ctx.intent_model_dir or self.demo_enabled:
+                return "intent"
+            trained = (default_model_dir(self.settings.home_path) / META_FILE).is_file()
+            return "intent" if trained else "retrieval"
+
+        return self._get("routing", build)
+
+    def kb_collections(self) -> list[str]:
+        """The `kb_*` collections holding passages.
+
+        Listed again after each refit: a long-running worker sees routes another process
+        ingested when it restarts.
+        """
+        from models.answerability import kb_collections
+
+        return list(self._get("kb_collections", lambda: kb_collections(self.store)))
+
+    def route(self, texts: list[str]) -> list[Any]:
+        """Classify texts as the `classify` step does: intent model or retrieval evidence."""
+        if self.routing == "intent":
+            return self.intent_model.predict(texts)
+        from models.kb_router import route_texts
+
+        return route_texts(self.store, texts, self.kb_collections())
+
+    @property
+    def answerability(self) -> Any:
+        """The answerability model of this home's KB (None when the KB is empty).
+
+        Stored at `init` and after `ingest`; a home that has none yet (made before this
+        model existed, or with an older format or fit) gets it stored once, on first use.
+        """
+        from models.answerability import AnswerabilityModel, shipped_fit
+
+        def build() -> Any:
+            model = AnswerabilityModel.load(self.settings.home_path)  # None: none, or older format
+            if model is not None and model.fit == shipped_fit():
+                return model
+            return self.refit_answerability() or False  # a newer fit shipped: stored again
+
+        return self._get("answerability", build) or None
+
+    def refit_answerability(self) -> Any:
+        """Store the answerability fit with this home KB's term profile, and use it."""
+        from models.answerability import fit_for_home
+
+        with self._lock:
+            self._cache.pop("kb_collections", None)
+            model = fit_for_home(self.store, self.settings.home_path)
+            self._cache["answerability"] = model or False
+        return model
+
     def demo_kb_ready(self) -> None:
-        """Make sure the shipped demo knowledge base is ingested (idempotent, fast when done)."""
+        """Make sure the shipped demo knowledge base is ingested (idempotent, fast when done).
+
+        Nothing is ingested in a home made by `init --no-demo`. When the demo KB changed, the
+        answerability model is fitted again.
+        """
         from retrieval.ingest import ensure_demo_kb
 
-        self._get("demo_kb",
-                  lambda: ensure_demo_kb(self.store, home=self.settings.home_path) or True)
+        def build() -> bool:
+            if not self.demo_enabled:
+                return True
+            summary = ensure_demo_kb(self.store, home=self.settings.home_path)
+            if any(v.get("status") == "ingested" for v in summary.values()):
+                self.refit_answerability()
+            return True
+
+        self._get("demo_kb", build)
 
 
 def _qdrant_api_key() -> str | None:

@@ -1,5 +1,10 @@
 """Classify: intent, calibrated confidence, out-of-scope flag and the route it maps to.
 
+With a trained intent model the model decides; without one (a home made by `init --no-demo`)
+or with `routing=retrieval`, the `kb_*` collection holding the closest passage is the route,
+and a ticket no collection holds strong evidence for is out of scope. An empty knowledge base
+sends every ticket to a person (`no_knowledge_base`).
+
 The ticket's sentences are classified too, in the same batch: two sentences that confidently
 belong to different routes (a refund request and a webhook failure) make a multi-part ticket,
 which one grounded draft cannot answer alone, so it is flagged for review.
@@ -27,10 +32,15 @@ def sentences_of(text: str) -> list[str]:
 
 @node("classify")
 def classify(state: State, step: Step) -> dict:
-    """Run the trained intent model on the ticket text and on its sentences."""
+    """Route the ticket text and its sentences (intent model or retrieval evidence)."""
     text = state["query"][:4000]
     parts = sentences_of(state["normalized"]["body"])
-    predictions = step.res.intent_model.predict([text, *parts])
+    if step.res.routing == "retrieval" and not step.res.kb_collections():
+        intent = {"intent": "no_knowledge_base", "confidence": 0.0, "route": "human",
+                  "out_of_scope": True, "oos_score": 1.0}
+        step.detail.update(intent, routing="retrieval")
+        return {"intent": intent, "route": "human", "review_reason": "no_knowledge_base"}
+    predictions = step.res.route([text, *parts])
     prediction = predictions[0]
     intent = {
         "intent": prediction.intent,
@@ -40,10 +50,10 @@ def classify(state: State, step: Step) -> dict:
         "oos_score": round(float(prediction.oos_score), 4),
     }
     routes = {p.route for p in predictions[1:] if not p.out_of_scope
-              and p.confidence >= MULTI_INTENT_CONFIDENCE and p.route in ("billing", "technical")}
+              and p.confidence >= MULTI_INTENT_CONFIDENCE and p.route != "human"}
     update: dict = {"intent": intent, "route": prediction.route}
     if len(routes) > 1:
         update["flags"] = [*(state.get("flags") or []), "multi_intent"]
         step.detail["sentence_routes"] = sorted(routes)
-    step.detail.update(intent)
+    step.detail.update(intent, routing=step.res.routing)
     return update

@@ -1,11 +1,18 @@
-"""Confidence: how sure we are that the final draft answers the ticket correctly.
+"""Confidence: the probability that the final draft answers this ticket and can be sent.
 
-Built from evidence we can check offline: how close the best passage is to the question, how
-much of the draft is supported by the passages, how sure the classifier was, and whether a
-known solution (a resolved case of the same intent) agrees. Flags such as a possible prompt
-injection force review whatever the score.
+It comes from the home's answerability model (models/answerability.py): a logistic regression
+fitted on labelled development tickets and calibrated, over signals relative to the home's KB:
+how close the question (and each of its parts) is to the sections the draft cites and to their
+titles, how much of the ticket's key terms the cited sections and the KB hold, whether the route
+agrees with the cited collection, routing confidence, the best passage's similarity and how much
+of the draft the passages support. Every signal is recorded for the reviewer.
+
+A ticket whose questions ask about another business's things ("order", "shipping", "delivery":
+`models/data/off_kb_terms.txt`) and that scores below the threshold goes straight to a person,
+route `human`, reason `off_knowledge_base`: the KB answered a look-alike question, and neither
+another KB nor another draft can help. Flags such as a possible prompt injection force review
+whatever the score.
 """
-
 from __future__ import annotations
 
 import re
@@ -15,9 +22,6 @@ from typing import Any
 from graph.instrument import Step, node
 from graph.state import State
 
-WEIGHTS = {"evidence": 0.45, "grounding": 0.25, "intent": 0.2, "known_solution": 0.1}
-# Dense similarity that counts as no evidence (0) and as strong evidence (1).
-EVIDENCE_FLOOR, EVIDENCE_CEILING = 0.2, 0.55
 # A resolved case counts as a known solution only when it is really the same question.
 KNOWN_SOLUTION_MIN = 0.75
 _WORD = re.compile(r"[a-z0-9]+")
@@ -44,28 +48,49 @@ def grounding(draft_text: str, passages: Sequence[Mapping[str, Any]]) -> float:
     return supported / len(sentences)
 
 
+def _cited(state: State, passages: list[dict]) -> list[dict]:
+    cited = set((state.get("drafts") or [{}])[-1].get("citations") or [])
+    return [p for p in passages if p["doc_id"] in cited] or passages
+
+
 @node("confidence")
 def confidence(state: State, step: Step) -> dict:
     """Score the current draft; the router sends, plans or asks a human."""
+    from models.answerability import ask_parts, features, look_alike_terms, stopwords, terms
+    from models.embeddings import get_embedder
+
     passages = state.get("passages") or []
     intent = state["intent"]
-    best = max((p["score"] for p in passages), default=0.0)
-    evidence = min(1.0, max(0.0, (best - EVIDENCE_FLOOR) / (EVIDENCE_CEILING - EVIDENCE_FLOOR)))
+    model = step.res.answerability
     same_intent = [c["score"] for c in state.get("cases") or []
                    if c["intent"] == intent["intent"] and c["score"] >= KNOWN_SOLUTION_MIN]
-    signals = {
-        "evidence": round(evidence, 4),
+    signals: dict = {
         "grounding": round(grounding(state["drafts"][-1]["text"], passages), 4),
-        "intent": round(float(intent["confidence"]), 4),
         "known_solution": round(max(same_intent, default=0.0), 4),
     }
-    if not same_intent:
-        # No known solution: judge on the other signals alone rather than penalise.
-        total = sum(w for k, w in WEIGHTS.items() if k != "known_solution")
-        score = sum(WEIGHTS[k] * signals[k] for k in WEIGHTS if k != "known_solution") / total
+    update: dict = {}
+    if model is None:
+        score, missing = 0.0, []
+        update["review_reason"] = "no_knowledge_base"
     else:
-        score = sum(WEIGHTS[k] * signals[k] for k in WEIGHTS)
-    update: dict = {"confidence": {"score": round(score, 4), "signals": signals}}
+        query = state["query"][:4000]
+        values, missing = features(query, _cited(state, passages), model.profile,
+                                   route=state.get("route") or "", embed=get_embedder().encode,
+                                   intent_confidence=float(intent["confidence"]),
+                                   stop=stopwords())
+        values["evidence"] = max((float(p["score"]) for p in passages), default=0.0)
+        values["grounding"] = signals["grounding"]
+        signals.update({k: round(v, 4) for k, v in values.items()})
+        score = model.probability(values)
+        signals["logit"] = round(model.logit(values), 4)
+        asks_other = any(t in look_alike_terms()
+                         for t in terms(" ".join(ask_parts(query)), stopwords()))
+        if score < step.ctx.confidence_threshold and asks_other:
+            # Look-alike out of domain: the KB answered another business's question; no retry
+            # can help. (A confident reply that merely mentions a delivery is sent.)
+            update.update(review_reason="off_knowledge_base", route="human")
+    signals["missing_terms"] = missing[:8]
+    update["confidence"] = {"score": round(score, 4), "signals": signals}
     flagged = [f for f in FORCE_REVIEW_FLAGS if f in (state.get("flags") or [])]
     if flagged:
         update["review_reason"] = flagged[0]

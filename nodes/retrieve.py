@@ -14,13 +14,17 @@ from graph.state import State
 COLLECTIONS = {"billing": "kb_billing", "technical": "kb_technical"}
 
 
-def _collections(state: State) -> list[str]:
+def _collections(state: State, available: list[str]) -> list[str]:
+    """The route's `kb_<route>` collection, else every KB collection.
+
+    Every collection also when the planner asks to search the other KBs.
+    """
     steps = state.get("planner_steps") or []
     action = steps[-1]["action"] if steps else None
-    route = state.get("route")
-    if action == "search_other_kb" or route not in COLLECTIONS:
-        return list(COLLECTIONS.values())
-    return [COLLECTIONS[route]]
+    routed = f"kb_{state.get('route')}"
+    if action == "search_other_kb" or routed not in available:
+        return available
+    return [routed]
 
 
 @node("retrieve")
@@ -33,10 +37,10 @@ def retrieve(state: State, step: Step) -> dict:
     ctx = step.ctx
     query = state["query"][:2000]
     tenant = state["normalized"].get("tenant")
-    collections = _collections(state)
     try:
         if ctx.demo_kb:
             step.res.demo_kb_ready()
+        collections = _collections(state, step.res.kb_collections())
         vector = get_embedder().encode_one(query)
         hits = []
         for collection in collections:

@@ -165,8 +165,8 @@ def test_guard_delivers_only_without_findings():
 
 
 def test_low_confidence_planner_or_human():
-    assert routing.after_confidence(scored(0.79), rt(planner_enabled=True)) == "planner"
-    assert routing.after_confidence(scored(0.79), rt(planner_enabled=False)) == "human_review"
+    assert routing.after_confidence(scored(0.7), rt(planner_enabled=True)) == "planner"
+    assert routing.after_confidence(scored(0.7), rt(planner_enabled=False)) == "human_review"
 
 
 def test_review_reason_forces_human_even_when_confident():

@@ -1,0 +1,442 @@
+"""Does `confidence` know when a reply answers the ticket? Auto-send precision, ECE, KB-only.
+
+Builds its sets from the public data in `../shared/data` (never copied into the repo):
+
+- `demo`: the shipped demo tickets (evals/datasets/demo_tickets.jsonl), demo home;
+- `bitext`: "dev Bitext", `--per-intent` utterances of each Bitext intent (Bitext customer
+  support dataset, CDLA-Sharing-1.0), gold route from `benchmarks/bitext_routes.toml`, gold
+  outcome `sent` unless the route is `human`; demo home;
+- `s10`: a KB-only deployment (`init --no-demo`, the Galaxy S10 manual of E-Manual QA, Nandy et
+  al. 2021, ingested into `kb_technical`), its 50 questions; right when a cited section is the
+  gold one;
+- `offtopic`: on that same S10 home, CLINC150 `oos_val` requests (Larson et al. 2019, CC BY 3.0)
+  and demo tickets about another product (Relaypoint billing and API questions): all wrong.
+
+Every ticket runs through the real workflow (offline provider). The confidence threshold is then
+chosen by k-fold cross-validation over all sets pooled (the lowest threshold whose training-fold
+auto-send precision is >= the target), and the held-out figures and the spread across folds are
+reported. Auto-send at a threshold t is simulated from the recorded confidence (a ticket that
+reached `confidence` without a forced review, with confidence >= t), then the figures at the
+chosen threshold are printed. The last line is one JSON object.
+
+    python -m benchmarks.answerability --short     # a few minutes: smaller sets
+    python -m benchmarks.answerability             # the full measurement
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+DEMO = ROOT / "evals" / "datasets" / "demo_tickets.jsonl"
+TARGET_PRECISION = 0.97
+# Reasons a run gives when it reached `confidence` and only the score held it back.
+SCORE_REASONS = {None, "low_answer_confidence", "off_knowledge_base"}
+
+
+def _cli(home: Path, *args: str) -> None:
+    env = {"SUPPORTGRAPH_HOME": str(home), "PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT),
+           "HF_HUB_OFFLINE": "1", "LANGSMITH_TRACING": "false"}
+    result = subprocess.run([sys.executable, "-m", "app.cli", *args], env=env, cwd=ROOT,
+                            capture_output=True, text=True, timeout=3600)
+    if result.returncode != 0:
+        raise SystemExit(f"supportgraph {' '.join(args)} failed: {result.stderr[-2000:]}")
+    print(result.stdout.strip().splitlines()[-1], file=sys.stderr)
+
+
+def demo_tickets(limit: int | None) -> list[dict[str, Any]]:
+    rows = [json.loads(line) for line in DEMO.read_text(encoding="utf-8").splitlines() if line]
+    return [{"set": "demo", "ticket": {k: r[k] for k in ("id", "channel", "body", "subject",
+                                                         "tenant", "customer_id") if k in r},
+             "right_if": "sent" if r["expected_outcome"] == "sent" else "never",
+             "route": r["expected_route"]} for r in rows[:limit]]
+
+
+def bitext_tickets(per_intent: int, seed: int = 16) -> list[dict[str, Any]]:
+    routes = tomllib.loads((ROOT / "benchmarks" / "bitext_routes.toml").read_text())["routes"]
+    route_of = {intent: route for route, intents in routes.items() for intent in intents}
+    by_intent: dict[str, list[str]] = {}
+    with (DATA / "bitext" / "bitext_customer_support_20k.csv").open(encoding="utf-8-sig") as fh:
+        for row in csv.DictReader(fh):
+            if row["intent"] in route_of:
+                by_intent.setdefault(row["intent"], []).append(row["utterance"])
+    rng = random.Random(seed)
+    out = []
+    for intent in sorted(by_intent):
+        for n, text in enumerate(rng.sample(by_intent[intent], per_intent)):
+            route = route_of[intent]
+            out.append({"set": "bitext", "ticket": {"id": f"bitext-{intent}-{n}",
+                                                    "channel": "chat", "body": text},
+                        "right_if": "never" if route == "human" else "sent", "route": route,
+                        "intent": intent})
+    return out
+
+
+def s10_home(base: Path) -> Path:
+    """`init --no-demo`, then the manual's sections ingested into kb_technical."""
+    corpus = json.loads((DATA / "emanual_s10" / "s10_manual_corpus.json").read_text())
+    docs = base / "s10_docs"
+    docs.mkdir(parents=True)
+    for key, section in corpus.items():
+        text = "\n".join(line for line in section["text"] if line.strip())
+        (docs / f"{key}.md").write_text(f"# {section['title']}\n\n{text}\n", encoding="utf-8")
+    home = base / "s10_home"
+    _cli(home, "init", "--no-demo")
+    _cli(home, "ingest", "--collection", "kb_technical", str(docs))
+    return home
+
+
+def s10_tickets(limit: int | None) -> list[dict[str, Any]]:
+    with (DATA / "emanual_s10" / "s10_50_questions.csv").open(encoding="utf-8-sig") as fh:
+        rows = list(csv.DictReader(fh))[:limit]
+    return [{"set": "s10", "ticket": {"id": f"s10-{r['question_id']}", "channel": "chat",
+                                      "body": r["question"]},
+             "right_if": "gold_title", "gold_title": r["section_path"].split(">")[-1].strip(),
+             "route": "technical"} for r in rows]
+
+
+def offtopic_tickets(n: int) -> list[dict[str, Any]]:
+    clinc = json.loads((DATA / "clinc150" / "dev.json").read_text())["oos_val"][:n]
+    other = [t for t in demo_tickets(None) if t["right_if"] == "sent"][::3][:n]
+    out = [{"set": "offtopic", "ticket": {"id": f"oos-{i}", "channel": "chat", "body": text},
+            "right_if": "never", "route": "human", "kind": "clinc_oos"}
+           for i, (text, _) in enumerate(clinc)]
+    out += [{"set": "offtopic", "ticket": {**t["ticket"], "id": f"other-{t['ticket']['id']}"},
+             "right_if": "never", "route": "human", "kind": "other_product"} for t in other]
+    return out
+
+
+def run_set(home: Path, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Run each ticket through the workflow in `home`; what a threshold sweep needs."""
+    from app.runner import Runner
+    from app.settings import Settings
+    from graph.context import Context
+    from graph.resources import reset_resources
+
+    reset_resources()
+    runner = Runner(Context().with_settings(Settings(home=str(home))))
+    out = []
+    for item in items:
+        ticket = {**item["ticket"], "id": f"{item['ticket']['id']}-{time.time_ns()}"}
+        outcome = runner.run(ticket)
+        summary = outcome.summary
+        state = runner.graph.get_state({"configurable": {"thread_id": outcome.thread_id}}).values
+        passages = {p["doc_id"]: p["title"] for p in state.get("passages") or []}
+        drafts = state.get("drafts") or []
+        cited = drafts[-1]["citations"] if drafts else []
+        titles = [passages.get(d, "") for d in cited]
+        if item["right_if"] == "sent":
+            right = True
+        elif item["right_if"] == "gold_title":
+            right = item["gold_title"] in titles
+        else:
+            right = False
+        conf = (state.get("confidence") or {}).get("score")
+        out.append({**{k: v for k, v in item.items() if k != "ticket"},
+                    "id": item["ticket"]["id"], "body": item["ticket"]["body"][:200],
+                    "status": summary["status"], "route_out": summary.get("route"),
+                    "reason": summary.get("review_reason"), "confidence": conf,
+                    "eligible": eligible(conf, summary.get("review_reason")),
+                    "right": right, "cited_titles": titles,
+                    "signals": (state.get("confidence") or {}).get("signals")})
+    reset_resources()
+    return out
+
+
+MODEL_FEATURES = ["evidence", "relevance", "title_relevance", "coverage", "intent",
+                  "route_agree", "look_alike", "asks"]
+"""The signals the shipped fit combines: those whose direction agrees across the dev sets.
+The key-term shares (`term_coverage`, `kb_terms`) rank Bitext tickets backwards (AUROC 0.42 and
+0.27: customers' own words such as "purchase" occur in the SaaS KB) and `grounding` is constant
+for offline drafts; they are still recorded for the reviewer."""
+
+
+def fit_features(records: list[dict[str, Any]]) -> list[str]:
+    """The model's features that every scored record carries."""
+    scored = [r for r in records if r["confidence"] is not None]
+    return [f for f in MODEL_FEATURES if all(f in (r.get("signals") or {}) for r in scored)]
+
+
+def matrix(records: list[dict[str, Any]], names: list[str]) -> np.ndarray:
+    return np.array([[float((r.get("signals") or {})[f]) for f in names] for r in records])
+
+
+def fit_model(records: list[dict[str, Any]], names: list[str], folds: int = 5,
+              seed: int = 16) -> Any:
+    """Logistic regression on standardised features; Platt map fitted on out-of-fold log-odds."""
+    from sklearn.linear_model import LogisticRegression
+
+    from models.answerability import Fit
+
+    scored = [r for r in records if r["confidence"] is not None]
+    x = matrix(scored, names)
+    y = np.array([int(r["right"]) for r in scored])
+    mean, scale = x.mean(axis=0), x.std(axis=0)
+    scale[scale < 1e-6] = 1.0
+    z = (x - mean) / scale
+
+    def regression(zs: np.ndarray, ys: np.ndarray) -> Any:
+        return LogisticRegression(C=1.0, max_iter=2000).fit(zs, ys)
+
+    out_of_fold = np.zeros(len(y))
+    order = np.random.default_rng(seed).permutation(len(y))
+    for f in range(folds):
+        test = order[f::folds]
+        train = np.setdiff1d(order, test)
+        out_of_fold[test] = regression(z[train], y[train]).decision_function(z[test])
+    platt = LogisticRegression(C=1e4).fit(out_of_fold[:, None], y)
+    model = regression(z, y)
+    return Fit(features=list(names), mean=[round(float(v), 6) for v in mean],
+               scale=[round(float(v), 6) for v in scale],
+               coef=[round(float(c), 6) for c in model.coef_[0]],
+               intercept=round(float(model.intercept_[0]), 6),
+               calibration=[round(float(platt.coef_[0][0]), 6),
+                            round(float(platt.intercept_[0]), 6)],
+               report={"examples": int(len(y)), "right": int(y.sum())})
+
+
+def rescored(records: list[dict[str, Any]], fit: Any) -> list[dict[str, Any]]:
+    """Records with `confidence` recomputed by `fit` from the recorded signals."""
+    return [{**r, "confidence": None if r["confidence"] is None
+             else fit.probability(r.get("signals") or {})} for r in records]
+
+
+def eligible(conf: float | None, reason: str | None) -> bool:
+    """Reached `confidence` and only the score decides (no flag forced a review)."""
+    return conf is not None and reason in SCORE_REASONS
+
+
+def sent_at(r: dict[str, Any], t: float) -> bool:
+    return bool(r["eligible"] and r["confidence"] is not None and r["confidence"] >= t)
+
+
+def precision(records: list[dict[str, Any]], t: float) -> tuple[float | None, int]:
+    sent = [r for r in records if sent_at(r, t)]
+    return (sum(r["right"] for r in sent) / len(sent) if sent else None), len(sent)
+
+
+def choose_threshold(records: list[dict[str, Any]]) -> float:
+    """The lowest threshold at and above which the desks' pooled auto-send precision >= 0.97.
+
+    The desks are the outcome-labelled support sets (demo, dev Bitext), the issue's precision
+    row; the KB-only manual and off-topic targets are measured at that threshold, not used to
+    pick it (their labels differ: gold section title, never right).
+    """
+    grid = [float(t) for t in np.round(np.arange(0.3, 0.995, 0.01), 2)]
+    desks = [r for r in records if r["set"] in ("demo", "bitext")]
+
+    def ok(t: float) -> bool:
+        p, _ = precision(desks, t)
+        return p is None or p >= TARGET_PRECISION
+    for n, t in enumerate(grid):
+        if all(ok(u) for u in grid[n: n + 5]):
+            return t
+    return 0.99
+
+
+def folds_of(records: list[dict[str, Any]], folds: int, seed: int) -> list[list[int]]:
+    """Folds stratified by set: every fold holds a share of each set."""
+    rng = random.Random(seed)
+    out: list[list[int]] = [[] for _ in range(folds)]
+    for name in sorted({r["set"] for r in records}):
+        idx = [i for i, r in enumerate(records) if r["set"] == name]
+        rng.shuffle(idx)
+        for n, i in enumerate(idx):
+            out[n % folds].append(i)
+    return out
+
+
+def cross_validate(records: list[dict[str, Any]], names: list[str], folds: int = 5,
+                   repeats: int = 5) -> dict[str, Any]:
+    """Repeated k-fold: model, calibration and threshold from the other folds, figures on this one.
+
+    The shipped threshold is the upper quartile of the fold thresholds: three folds in four
+    reach the target at or below it (one fold's threshold is noisy: a few tickets decide it).
+    Also leave-one-set-out (fit on the other sets): does the fit transfer to a set it never saw?
+    """
+    chosen, held, rates = [], [], []
+    out_of_fold: list[dict[str, Any]] = []
+    for seed in range(repeats):
+        for test_idx in folds_of(records, folds, seed):
+            keep = set(test_idx)
+            train = [r for i, r in enumerate(records) if i not in keep]
+            fit = fit_model(train, names)
+            t = choose_threshold(rescored(train, fit))
+            test = rescored([records[i] for i in test_idx], fit)
+            p, n = precision(test, t)
+            chosen.append(t)
+            held.append(p)
+            rates.append(n / len(test))
+            if seed == 0:
+                out_of_fold += test
+    threshold = float(np.percentile(chosen, 75))
+    transfer = {}
+    for name in sorted({r["set"] for r in records}):
+        train = [r for r in records if r["set"] != name]
+        test = rescored([r for r in records if r["set"] == name], fit_model(train, names))
+        p, n = precision(test, threshold)
+        transfer[name] = {"auto_send_precision": None if p is None else round(p, 4),
+                          "auto_send_rate": round(n / len(test), 4), "ece": ece(test)}
+    known = [p for p in held if p is not None]
+    return {"threshold": round(threshold, 2), "fold_thresholds": chosen,
+            "threshold_median": float(np.median(chosen)),
+            "threshold_spread": [min(chosen), max(chosen)],
+            "heldout_precision": {"median": round(float(np.median(known)), 4),
+                                  "min": round(min(known), 4), "max": round(max(known), 4)},
+            "heldout_auto_send_rate": {"median": round(float(np.median(rates)), 4),
+                                       "min": round(min(rates), 4), "max": round(max(rates), 4)},
+            "out_of_fold_ece_demo_bitext": ece([r for r in out_of_fold
+                                                if r["set"] in ("demo", "bitext")]),
+            "out_of_fold_at_threshold": figures(out_of_fold, threshold),
+            "leave_one_set_out": transfer}
+
+
+def ece(records: list[dict[str, Any]], bins: int = 10) -> float | None:
+    scored = [r for r in records if r["confidence"] is not None]
+    if not scored:
+        return None
+    conf = np.array([r["confidence"] for r in scored])
+    right = np.array([float(r["right"]) for r in scored])
+    edges = np.linspace(0, 1, bins + 1)
+    total = 0.0
+    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+        mask = (conf >= lo) & ((conf < hi) if hi < 1 else (conf <= hi))
+        if mask.any():
+            total += mask.sum() / len(conf) * abs(conf[mask].mean() - right[mask].mean())
+    return round(float(total), 4)
+
+
+def figures(records: list[dict[str, Any]], t: float) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name in ("demo", "bitext", "s10", "offtopic"):
+        rs = [r for r in records if r["set"] == name]
+        if not rs:
+            continue
+        p, n = precision(rs, t)
+        out[name] = {"n": len(rs), "auto_sent": n, "auto_send_rate": round(n / len(rs), 4),
+                     "auto_send_precision": None if p is None else round(p, 4)}
+        if name in ("demo", "bitext"):
+            billing = [r for r in rs if r["route"] == "billing" and r["right_if"] == "sent"]
+            out[name]["billing_auto_send_rate"] = round(
+                sum(sent_at(r, t) for r in billing) / max(1, len(billing)), 4)
+            out[name]["route_human_share_of_gold_human"] = round(
+                sum(r["route_out"] == "human" for r in rs if r["route"] == "human")
+                / max(1, sum(r["route"] == "human" for r in rs)), 4)
+        if name == "s10":
+            out[name]["gold_citation_precision"] = out[name].pop("auto_send_precision")
+    pooled = [r for r in records if r["set"] in ("demo", "bitext")]
+    out["ece_demo_bitext"] = ece(pooled)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--short", action="store_true", help="smaller sets (development)")
+    parser.add_argument("--out", default="", help="write the per-ticket records here (JSONL)")
+    parser.add_argument("--workdir", default="", help="keep homes here (default: a temp dir)")
+    parser.add_argument("--records", default="",
+                        help="analyse per-ticket records written by --out instead of running")
+    parser.add_argument("--fit", default="",
+                        help="write the model fitted on every record to this file (the "
+                             "shipped fit is models/data/answerability_fit.json)")
+    args = parser.parse_args(argv)
+    if args.records:
+        records = [json.loads(line) for line in Path(args.records).read_text().splitlines()]
+        for r in records:
+            r["eligible"] = eligible(r["confidence"], r["reason"])
+        return report(records, short=args.short, started=time.perf_counter(),
+                      fit_out=args.fit)
+    short = args.short
+    base = Path(args.workdir or tempfile.mkdtemp(prefix="sg-answerability-"))
+    base.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    demo_home = base / "demo_home"
+    if not (demo_home / "answerability.json").is_file():
+        _cli(demo_home, "init")
+    s10 = base / "s10_home" if (base / "s10_home" / "answerability.json").is_file() \
+        else s10_home(base)
+    records = run_set(demo_home, demo_tickets(60 if short else None)
+                      + bitext_tickets(2 if short else 6))
+    records += run_set(s10, s10_tickets(20 if short else None)
+                       + offtopic_tickets(20 if short else 50))
+    if args.out:
+        Path(args.out).write_text("".join(json.dumps(r) + "\n" for r in records))
+    code = report(records, short=short, started=started, fit_out=args.fit)
+    if not args.workdir:
+        shutil.rmtree(base, ignore_errors=True)
+    return code
+
+
+def real(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """What the workflow itself did (planner retries included): status `sent` is auto-sent."""
+    out: dict[str, Any] = {}
+    for name in ("demo", "bitext", "s10", "offtopic"):
+        rs = [r for r in records if r["set"] == name]
+        if not rs:
+            continue
+        sent = [r for r in rs if r["status"] == "sent"]
+        out[name] = {"auto_sent": len(sent), "auto_send_rate": round(len(sent) / len(rs), 4),
+                     "auto_send_precision": round(sum(r["right"] for r in sent) / len(sent), 4)
+                     if sent else None}
+        billing = [r for r in rs if r["route"] == "billing" and r["right_if"] == "sent"]
+        if billing:
+            out[name]["billing_auto_send_rate"] = round(
+                sum(r["status"] == "sent" for r in billing) / len(billing), 4)
+        gold_routed = [r for r in rs if r.get("route")]
+        out[name]["route_accuracy"] = round(
+            sum(r["route_out"] == r["route"] for r in gold_routed) / max(1, len(gold_routed)), 4)
+    return out
+
+
+def report(records: list[dict[str, Any]], *, short: bool, started: float,
+           fit_out: str = "") -> int:
+    """Cross-validate, print the wrongly auto-sent tickets and the figures (last line JSON).
+
+    With `fit_out`, the model fitted on every record is written there (the shipped fit).
+    """
+    from models.answerability import shipped_fit
+
+    names = fit_features(records)
+    cv = cross_validate(records, names)
+    t = cv["threshold"]
+    fit = fit_model(records, names)
+    fit.report.update(threshold=t, trained_on="demo set, dev Bitext, S10 manual questions, "
+                      "CLINC150 oos + other-product tickets on a KB-only home "
+                      "(python -m benchmarks.answerability --fit)",
+                      sets={n: sum(r["set"] == n for r in records)
+                            for n in sorted({r["set"] for r in records})},
+                      threshold_spread=cv["threshold_spread"],
+                      threshold_median=cv["threshold_median"])
+    if fit_out:
+        Path(fit_out).write_text(json.dumps(fit.to_json(), indent=1) + "\n", encoding="utf-8")
+    shipped = shipped_fit()
+    as_run = records
+    records = rescored(records, fit)
+    result = {"threshold": t, "features": names, "cv": cv, "refit": figures(records, t),
+              "with_shipped_fit": figures(rescored(as_run, shipped), t),
+              "as_run": {"simulated": figures(as_run, t), "real_outcomes": real(as_run)},
+              "seconds": round(time.perf_counter() - started, 1), "short": short}
+    for r in records:
+        if sent_at(r, t) and not r["right"]:
+            print(f"wrongly auto-sent [{r['set']}] {r['id']} conf={r['confidence']:.3f}: "
+                  f"{r['body'][:90]!r} -> {r['cited_titles'][:2]}", file=sys.stderr)
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,363 @@
+"""Answerability: the probability that a reply citing these sections answers this ticket.
+
+The score looks at the question and the sections a reply cites, never at the reply's wording,
+so it holds for any provider: how close the question (and each of its parts) is to the cited
+sections, whether the ticket's key terms occur in the cited sections and in the knowledge base
+at all ("shipping address" does not occur in an email API's docs), whether the route agrees with
+the cited collection, and how sure routing was.
+
+A small logistic regression combines them. It is fitted on labelled development tickets (the
+demo set, dev Bitext with its category routes, the S10 manual's questions on a KB-only home,
+CLINC150 out-of-scope requests: `python -m benchmarks.answerability --fit`) and calibrated by
+Platt scaling on cross-validated log-odds; the fit ships in `models/data/answerability_fit.json`.
+Its features are relative to the home's knowledge base (key terms weighed by the KB's own
+document frequencies, route against the KB's collections), so the fit transfers to a team's own
+KB. The home stores the fit with its KB's term profile (`answerability.json`), written again
+at `init` and after every `ingest`; the coefficients change only where labels exist (dev data).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import logging
+import math
+import os
+import re
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+MODEL_FILE = "answerability.json"
+FORMAT = 4
+"""Bumped whenever features or term stemming change: an older stored model is fitted again."""
+FIT_FILE = Path(__file__).resolve().parent / "data" / "answerability_fit.json"
+MIN_ASK_TERMS = 3
+"""Fewer key terms than this in the ticket's questions: the whole ticket's terms count."""
+FEATURES = ("evidence", "relevance", "title_relevance", "coverage", "term_coverage",
+            "kb_terms", "route_agree", "intent", "grounding", "look_alike", "asks")
+"""Every signal the model may combine (shown to the reviewer, recorded in the run):
+`evidence` is the best retrieved passage's score and `grounding` the share of the draft's
+answer sentences the passages support (both computed by the confidence node); the rest by
+`features`. `look_alike` is 1 when the ticket asks about another business's thing (an order, a
+parcel, a flight: `data/off_kb_terms.txt`) that the cited sections do not mention; `asks` is
+the number of questions and requests in the ticket (a multi-part ticket is rarely answered
+whole by one reply)."""
+KB_PREFIX = "kb_"
+
+_WORD = re.compile(r"[^\W\d_]+", re.UNICODE)
+_SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
+_ASK = re.compile(r"\?\s*$|^(how|what|can|could|would|please|i want|i need|i'd like|we'd like|"
+                  r"we want|we need|why|where|when|is|are|do|does|will|should|which)\b", re.I)
+
+
+def _load_words(name: str) -> list[str]:
+    text = (Path(__file__).resolve().parent / "data" / name).read_text(encoding="utf-8")
+    return [line.strip() for line in text.splitlines() if line.strip()
+            and not line.startswith("#")]
+
+
+@functools.cache
+def stopwords() -> frozenset[str]:
+    """Function words and support small talk: never a ticket's key term."""
+    return frozenset(w for line in _load_words("stopwords.txt") for w in line.split())
+
+
+def stem(word: str) -> str:
+    """A light suffix stripper, so 'invoices'/'invoice' and 'cancelled'/'cancel' meet."""
+    w = word.lower()
+    for suffix, keep in (("ies", "y"), ("ing", ""), ("ed", ""), ("s", "")):
+        if w.endswith(suffix) and len(w) - len(suffix) >= 3 and not w.endswith("ss"):
+            w = w[: len(w) - len(suffix)] + keep
+            break
+    if len(w) > 3 and w[-1] == w[-2] and w[-1] not in "aeiou":
+        w = w[:-1]  # cancell -> cancel, billl -> bill
+    if len(w) > 4 and w.endswith("e"):
+        w = w[:-1]  # invoice/invoic(ed), create/creat(ed)
+    return w
+
+
+def terms(text: str, stop: frozenset[str]) -> list[str]:
+    """The key terms of a text: stemmed content words, in order, without repeats."""
+    out: list[str] = []
+    for word in _WORD.findall(text.lower()):
+        if len(word) < 3 or word in stop:
+            continue
+        s = stem(word)
+        if s not in out:
+            out.append(s)
+    return out
+
+
+@functools.cache
+def look_alike_terms() -> frozenset[str]:
+    """Stems of other businesses' nouns (orders, parcels, flights).
+
+    When a ticket asks about one and the cited sections do not mention it, the reply answers a
+    look-alike question.
+    """
+    return frozenset(stem(w) for line in _load_words("off_kb_terms.txt") for w in line.split())
+
+
+def ask_parts(text: str) -> list[str]:
+    """The questions and requests of a ticket; the whole text when it has none."""
+    parts = [s.strip() for s in _SENTENCE.split(text) if len(s.split()) >= 3]
+    asks = [s for s in parts if _ASK.search(s)][:8]
+    return asks or ([text.strip()] if text.strip() else [])
+
+
+# ---------------------------------------------------------------------- the KB's terms
+@dataclass
+class KbProfile:
+    """Document frequency of each key term over the knowledge base's sections."""
+
+    sections: int = 0
+    df: dict[str, int] = field(default_factory=dict)
+
+    def idf(self, term: str) -> float:
+        """Rare-in-KB and absent terms weigh most: they say what a ticket is about."""
+        return math.log((self.sections + 1) / (self.df.get(term, 0) + 1)) + 1.0
+
+
+def kb_sections(store: Any) -> list[dict[str, Any]]:
+    """Every section of every `kb_*` collection: doc id, title, text (chunks joined)."""
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    for collection in kb_collections(store):
+        for _pid, payload in store.scroll_payloads(collection):
+            doc_id = str(payload.get("doc_id", _pid))
+            section = out.setdefault((collection, doc_id), {
+                "collection": collection, "doc_id": doc_id,
+                "title": str(payload.get("title", "")), "chunks": {}})
+            section["chunks"][int(payload.get("chunk", 0))] = str(payload.get("text", ""))
+    for section in out.values():
+        section["text"] = "\n".join(t for _, t in sorted(section.pop("chunks").items()))
+    return sorted(out.values(), key=lambda s: (s["collection"], s["doc_id"]))
+
+
+def kb_collections(store: Any) -> list[str]:
+    """The knowledge-base collections (`kb_*`) that hold at least one passage."""
+    from retrieval.store import RetrievalUnavailable
+
+    try:
+        listed = store.collections()
+    except RetrievalUnavailable:
+        raise
+    except Exception as exc:  # the engine raises many types; all mean "cannot answer"
+        raise RetrievalUnavailable(f"could not list collections: {type(exc).__name__}") from exc
+    names = sorted(name for name in listed if name.startswith(KB_PREFIX))
+    return [n for n in names if store.count(n) > 0]
+
+
+def profile_of(sections: Sequence[dict[str, Any]], stop: frozenset[str]) -> KbProfile:
+    """Count in how many sections each key term occurs (title and text)."""
+    df: dict[str, int] = {}
+    for section in sections:
+        for term in set(terms(f"{section['title']} {section['text']}", stop)):
+            df[term] = df.get(term, 0) + 1
+    return KbProfile(sections=len(sections), df=df)
+
+
+# ---------------------------------------------------------------------- features
+def _cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.asarray(a, dtype=np.float32) @ np.asarray(b, dtype=np.float32).T
+
+
+def term_shares(ask_terms: Sequence[str], cited_text: str, profile: KbProfile,
+                stop: frozenset[str]) -> tuple[float, float, list[str]]:
+    """IDF-weighted shares of the ask's terms found in the cited text and in the KB.
+
+    Also returns the terms the cited text lacks, those missing from the whole KB first (what
+    the reviewer is told).
+    """
+    if not ask_terms:
+        return 0.0, 0.0, []
+    cited = set(terms(cited_text, stop))
+    weights = [profile.idf(t) for t in ask_terms]
+    total = sum(weights)
+    in_cited = sum(w for t, w in zip(ask_terms, weights, strict=True) if t in cited)
+    in_kb = sum(w for t, w in zip(ask_terms, weights, strict=True) if profile.df.get(t))
+    missing = [t for t in ask_terms if not profile.df.get(t)]
+    missing += [t for t in ask_terms if t not in cited and t not in missing]
+    return in_cited / total, in_kb / total, missing
+
+
+def features(question: str, cited: Sequence[dict[str, Any]], profile: KbProfile, *,
+             route: str, intent_confidence: float, embed: Callable[[list[str]], np.ndarray],
+             stop: frozenset[str]) -> tuple[dict[str, float], list[str]]:
+    """The answerability features of a question and the sections a reply cites.
+
+    `cited`: passages with `title`, `text`, `collection`. Returns (features, key terms of the
+    question the cited sections do not contain).
+    """
+    parts = ask_parts(question)
+    ask_terms = terms(" ".join(parts), stop)
+    if len(ask_terms) < MIN_ASK_TERMS:  # "which one makes sense?": the context says what
+        ask_terms = terms(question, stop)
+    others = look_alike_terms()
+    if not cited or not parts:
+        zero = dict.fromkeys(FEATURES, 0.0)
+        zero["intent"] = float(intent_confidence)
+        zero["look_alike"] = float(any(t in others for t in ask_terms))
+        zero["asks"] = float(len(parts))
+        return zero, ask_terms
+    vectors = embed([question, *parts, *(p["text"] for p in cited), *(p["title"] for p in cited)])
+    q, part_vecs = vectors[0], vectors[1 : 1 + len(parts)]
+    text_vecs = vectors[1 + len(parts) : 1 + len(parts) + len(cited)]
+    title_vecs = vectors[1 + len(parts) + len(cited) :]
+    in_cited, in_kb, missing = term_shares(
+        ask_terms, " ".join(f"{p['title']} {p['text']}" for p in cited), profile, stop)
+    routed = f"{KB_PREFIX}{route}"
+    values = {
+        "relevance": float(_cos(q[None], text_vecs).max()),
+        "title_relevance": float(max(_cos(q[None], title_vecs).max(),
+                                     _cos(part_vecs, title_vecs).max())),
+        "coverage": float(_cos(part_vecs, text_vecs).max(axis=1).min()),
+        "term_coverage": in_cited,
+        "kb_terms": in_kb,
+        "route_agree": float(any(p.get("collection") == routed for p in cited)),
+        "intent": float(intent_confidence),
+        "look_alike": float(any(t in others for t in missing)),
+        "asks": float(len(parts)),
+    }
+    return values, missing
+
+
+# ---------------------------------------------------------------------- the model
+def calibrated(logit: float, calibration: Sequence[float]) -> float:
+    """Probability from log-odds through a Platt map (slope, offset)."""
+    z = calibration[0] * logit + calibration[1]
+    return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, z))))
+
+
+@dataclass
+class Fit:
+    """A logistic regression over standardised features, with its Platt calibration."""
+
+    features: list[str]
+    mean: list[float]
+    scale: list[float]
+    coef: list[float]
+    intercept: float
+    calibration: list[float] = field(default_factory=lambda: [1.0, 0.0])
+    report: dict[str, Any] = field(default_factory=dict)
+
+    def logit(self, values: dict[str, float]) -> float:
+        """The regression's log-odds (before calibration)."""
+        return self.intercept + sum(
+            c * (float(values.get(name, 0.0)) - m) / s
+            for name, m, s, c in zip(self.features, self.mean, self.scale, self.coef,
+                                     strict=True))
+
+    def probability(self, values: dict[str, float]) -> float:
+        """P(the reply is right and can be sent), calibrated."""
+        return calibrated(self.logit(values), self.calibration)
+
+    def to_json(self) -> dict[str, Any]:
+        """The fit as stored (shipped file and the home's copy)."""
+        return {"features": self.features, "mean": self.mean, "scale": self.scale,
+                "coef": self.coef, "intercept": self.intercept,
+                "calibration": self.calibration, "report": self.report}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Fit:
+        """Raises ValueError on a fit this code cannot use (unknown feature, ragged lists)."""
+        names = [str(f) for f in data["features"]]
+        lists = [[float(v) for v in data[k]] for k in ("mean", "scale", "coef")]
+        if any(n not in FEATURES for n in names) or any(len(v) != len(names) for v in lists):
+            raise ValueError("answerability fit does not match the features")
+        if any(s <= 0 for s in lists[1]):
+            raise ValueError("answerability fit has a non-positive scale")
+        return cls(features=names, mean=lists[0], scale=lists[1], coef=lists[2],
+                   intercept=float(data["intercept"]),
+                   calibration=[float(c) for c in data.get("calibration", [1.0, 0.0])],
+                   report=dict(data.get("report") or {}))
+
+
+def shipped_fit(path: Path = FIT_FILE) -> Fit:
+    """The fit learned on labelled development tickets (`benchmarks.answerability --fit`)."""
+    return Fit.from_json(json.loads(path.read_text(encoding="utf-8")))
+
+
+@dataclass
+class AnswerabilityModel:
+    """The fit and the term profile of the home's KB it is applied to."""
+
+    fit: Fit
+    profile: KbProfile
+    fingerprint: str = ""
+    report: dict[str, Any] = field(default_factory=dict)
+
+    def logit(self, values: dict[str, float]) -> float:
+        """The fit's log-odds for these feature values."""
+        return self.fit.logit(values)
+
+    def probability(self, values: dict[str, float]) -> float:
+        """The calibrated probability that the reply is right and can be sent."""
+        return self.fit.probability(values)
+
+    def save(self, home: Path) -> Path:
+        """Write atomically to `home/answerability.json`."""
+        path = Path(home) / MODEL_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = {"format": FORMAT, "fit": self.fit.to_json(), "fingerprint": self.fingerprint,
+                "report": self.report,
+                "profile": {"sections": self.profile.sections, "df": self.profile.df}}
+        fd, tmp = tempfile.mkstemp(prefix=".answerability-", dir=path.parent)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(data, fh)
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def load(cls, home: Path) -> AnswerabilityModel | None:
+        """The model stored in `home`, or None when there is none (or it is unreadable)."""
+        path = Path(home) / MODEL_FILE
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            if data.get("format") != FORMAT:
+                return None
+            profile = KbProfile(sections=int(data["profile"]["sections"]),
+                                df={str(k): int(v) for k, v in data["profile"]["df"].items()})
+            return cls(fit=Fit.from_json(data["fit"]), profile=profile,
+                       fingerprint=str(data.get("fingerprint", "")),
+                       report=dict(data.get("report") or {}))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return None
+
+
+def kb_fingerprint(sections: Sequence[dict[str, Any]]) -> str:
+    """Changes whenever a section is added, removed or edited."""
+    digest = hashlib.sha256()
+    for s in sections:
+        digest.update(f"{s['collection']}\x00{s['doc_id']}\x00{s['title']}\x00{s['text']}\x01"
+                      .encode())
+    return digest.hexdigest()[:16]
+
+
+def fit_for_home(store: Any, home: Path, fit: Fit | None = None) -> AnswerabilityModel | None:
+    """Store the fit with the home KB's term profile; None (and no file) when the KB is empty.
+
+    The term features are re-based on the KB as it is now; the coefficients are the labelled
+    development fit (a home has no labels of its own).
+    """
+    stop = stopwords()
+    sections = kb_sections(store)
+    if not sections:
+        (Path(home) / MODEL_FILE).unlink(missing_ok=True)
+        return None
+    fit = fit or shipped_fit()
+    model = AnswerabilityModel(fit=fit, profile=profile_of(sections, stop),
+                               fingerprint=kb_fingerprint(sections),
+                               report={"sections": len(sections),
+                                       "collections": sorted({s["collection"] for s in sections}),
+                                       "fit": fit.report.get("trained_on", "")})
+    model.save(home)
+    log.info("answerability profile of %d sections stored", len(sections))
+    return model

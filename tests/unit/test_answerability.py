@@ -1,0 +1,124 @@
+"""Answerability features: key terms, their coverage by the cited sections and by the KB."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from graph.context import Context
+from models.answerability import (
+    FEATURES,
+    AnswerabilityModel,
+    Fit,
+    KbProfile,
+    ask_parts,
+    features,
+    profile_of,
+    shipped_fit,
+    stem,
+    stopwords,
+    term_shares,
+    terms,
+)
+from models.kb_router import route_texts
+
+SECTIONS = [
+    {"collection": "kb_billing", "doc_id": "a#cancel", "title": "Cancelling your subscription",
+     "text": "Cancel your subscription in Dashboard > Billing > Plan. You keep access until the "
+             "end of the period."},
+    {"collection": "kb_billing", "doc_id": "b#invoices", "title": "Invoices",
+     "text": "Download the PDF of any invoice in Dashboard > Billing > Invoices."},
+]
+
+
+def _embed(texts: list[str]) -> np.ndarray:
+    """A bag-of-words embedding: enough to check how features are put together."""
+    vocab = sorted({w for t in texts for w in terms(t, stopwords())}) or ["x"]
+    rows = np.array([[float(w in terms(t, stopwords())) for w in vocab] for t in texts])
+    norms = np.linalg.norm(rows, axis=1, keepdims=True)
+    return rows / np.where(norms == 0, 1, norms)
+
+
+def test_stemming_and_stopwords_keep_only_key_terms() -> None:
+    assert stem("invoices") == stem("invoice")
+    assert stem("cancelled") == stem("cancel")
+    assert terms("Hi team, I want to cancel my order please!", stopwords()) == ["cancel", "order"]
+    assert terms("hello, thanks!", stopwords()) == []
+
+
+def test_a_look_alike_term_lowers_coverage_and_is_named() -> None:
+    stop = stopwords()
+    profile = profile_of(SECTIONS, stop)
+    cited = f"{SECTIONS[0]['title']} {SECTIONS[0]['text']}"
+    own, in_kb, missing = term_shares(terms("cancel my subscription", stop), cited, profile, stop)
+    assert (own, in_kb, missing) == (1.0, 1.0, [])
+    look_alike, in_kb, missing = term_shares(terms("cancel my order", stop), cited, profile, stop)
+    assert look_alike < 0.6 and in_kb < 1.0
+    assert missing == ["order"]
+
+
+def test_features_of_a_greeting_or_no_citation_are_zero() -> None:
+    profile = profile_of(SECTIONS, stopwords())
+    for question, cited in (("hello", SECTIONS[:1]), ("how do I cancel?", [])):
+        values, _ = features(question, cited, profile, route="billing", intent_confidence=0.9,
+                             embed=_embed, stop=stopwords())
+        assert values["term_coverage"] == 0.0 and values["coverage"] == 0.0
+
+
+def test_multi_part_coverage_is_the_worst_part() -> None:
+    profile = profile_of(SECTIONS, stopwords())
+    one, _ = features("How do I cancel my subscription?", SECTIONS[:1], profile,
+                      route="billing", intent_confidence=1.0, embed=_embed, stop=stopwords())
+    two, _ = features("How do I cancel my subscription? Where do I download invoices?",
+                      SECTIONS[:1], profile, route="billing", intent_confidence=1.0,
+                      embed=_embed, stop=stopwords())
+    assert len(ask_parts("How do I cancel my subscription? Where do I download invoices?")) == 2
+    assert two["coverage"] < one["coverage"]
+    assert one["route_agree"] == 1.0
+
+
+def test_model_round_trips_through_the_home(tmp_path: Path) -> None:
+    fit = Fit(features=["relevance", "route_agree"], mean=[0.5, 0.0], scale=[0.25, 1.0],
+              coef=[2.0, 1.0], intercept=-1.0, calibration=[1.0, 0.0])
+    model = AnswerabilityModel(fit=fit, profile=KbProfile(sections=2, df={"cancel": 1}),
+                               fingerprint="f")
+    model.save(tmp_path)
+    loaded = AnswerabilityModel.load(tmp_path)
+    assert loaded is not None and loaded.fit == fit and loaded.profile.df == {"cancel": 1}
+    values = {"relevance": 0.75, "route_agree": 1.0}
+    assert loaded.logit(values) == 2.0 and 0.88 < loaded.probability(values) < 0.89
+    (tmp_path / "answerability.json").write_text("{not json", encoding="utf-8")
+    assert AnswerabilityModel.load(tmp_path) is None
+
+
+def test_a_fit_with_unknown_features_or_ragged_lists_is_refused(tmp_path: Path) -> None:
+    good = shipped_fit().to_json()
+    for bad in ({**good, "features": ["shoe_size"] + good["features"][1:]},
+                {**good, "coef": good["coef"][:-1]},
+                {**good, "scale": [0.0] * len(good["scale"])}):
+        with pytest.raises(ValueError):
+            Fit.from_json(bad)
+        path = tmp_path / "fit.json"
+        path.write_text(json.dumps(bad), encoding="utf-8")
+        with pytest.raises(ValueError):
+            shipped_fit(path)
+
+
+def test_shipped_fit_is_calibrated_on_dev_data_and_sets_the_default_threshold() -> None:
+    fit = shipped_fit()
+    assert set(fit.features) <= set(FEATURES)
+    assert fit.report["threshold"] == Context().confidence_threshold
+    assert {"demo", "bitext", "s10", "offtopic"} <= set(fit.report["sets"])
+    # more relevant, better covered, agreeing evidence is never less likely to be right
+    low = dict.fromkeys(FEATURES, 0.2) | {"intent": 0.9, "route_agree": 1.0}
+    high = {**low, "evidence": 0.7, "relevance": 0.7, "title_relevance": 0.7}
+    assert fit.probability(high) > fit.probability(low)
+
+
+def test_no_collection_routes_every_text_to_a_person() -> None:
+    routes = route_texts(store=None, texts=["how do I pay?", ""], collections=[])
+    assert {r.route for r in routes} == {"human"}
+    assert {r.intent for r in routes} == {"no_knowledge_base"}
