@@ -349,3 +349,31 @@ def test_training_with_oos_examples_reports_the_threshold_spread():
     cv = model.metrics["threshold_cv"]
     assert cv["folds"] >= 2 and model.metrics["n_oos_examples"] == 4
     assert model.oos_threshold == pytest.approx(np.median(cv["fold_thresholds"]), abs=1e-5)
+
+
+def test_train_intents_cli_takes_out_of_scope_examples(tmp_path, capsys):
+    from app.cli import main
+
+    oos = write(tmp_path / "oos.jsonl", "\n".join(json.dumps({"text": t}) for t in OUT_OF_SCOPE))
+    out = tmp_path / "model"
+    assert main(["train-intents", "--data", str(SMALL), "--routes", str(SMALL_ROUTES),
+                 "--out", str(out), "--oos-data", str(oos)]) == 0
+    cv = json.loads((out / "model.json").read_text())["metrics"]["threshold_cv"]
+    assert cv["folds"] >= 2 and len(cv["fold_oos_recall"]) == cv["folds"]
+    bad = {
+        "missing.jsonl": None,
+        "broken.jsonl": '{"text": "ok"}\n{not json\n',
+        "empty-text.jsonl": '{"text": ""}\n',
+        "binary.txt": b"\xff\xfe\x00\x81" * 1000,
+    }
+    for name, content in bad.items():
+        path = tmp_path / name
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        elif content is not None:
+            path.write_text(content)
+        code = main(["train-intents", "--data", str(SMALL), "--routes", str(SMALL_ROUTES),
+                     "--out", str(tmp_path / f"m-{name}"), "--oos-data", str(path)])
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, (name, err)
+        assert not (tmp_path / f"m-{name}").exists()
