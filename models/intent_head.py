@@ -38,6 +38,10 @@ class HeadConfig:
     """Share of in-scope validation examples rejected when no OOS examples are given."""
     cv_folds: int = 5
     """Folds of held-back in-scope and OOS examples the OOS threshold is cross-validated on."""
+    oos_recall_floor: float = 0.85
+    """With OOS examples: the threshold rejects at least this share of them and as few
+    in-scope texts as it can. Aiming at 80% recall plus a margin: a threshold that reached
+    82% on one out-of-scope set reached 73% on another."""
 
     def to_dict(self) -> dict:
         """Return the config as plain JSON-able values."""
@@ -157,27 +161,21 @@ def choose_threshold(
     in_scope_scores: np.ndarray,
     oos_scores: np.ndarray | None,
     target_rejection: float,
-    in_scope_correct: np.ndarray | None = None,
+    recall_floor: float = 0.85,
 ) -> float:
-    """Pick the OOS threshold from validation scores.
+    """Pick the OOS threshold from validation scores (a text is OOS when its score >= it).
 
-    With OOS examples: maximise in-scope accuracy (correct and accepted) + OOS recall, the
-    CLINC150 trade-off. Without: reject `target_rejection` of in-scope validation examples.
+    With OOS examples: the highest threshold that still rejects `recall_floor` of them, so
+    in-scope texts lose as little as the recall floor allows. (Maximising in-scope accuracy +
+    OOS recall as two rates instead bought recall at any price: 86% in-scope for 99% recall on
+    a CLINC150 subsample, because 100 OOS examples weighed as much as 1,800 in-scope ones.)
+    Without: reject `target_rejection` of in-scope validation examples.
     """
     if oos_scores is None or len(oos_scores) == 0:
         return float(np.quantile(in_scope_scores, 1.0 - target_rejection))
-    correct = np.ones_like(in_scope_scores, dtype=bool) if in_scope_correct is None else (
-        in_scope_correct.astype(bool)
-    )
-    candidates = np.unique(np.concatenate([in_scope_scores, oos_scores]))
-    best_t, best_value = float(candidates[-1]), -np.inf
-    for t in candidates:
-        accuracy = np.mean(correct & (in_scope_scores < t))
-        recall = np.mean(oos_scores >= t)
-        value = accuracy + recall
-        if value > best_value:
-            best_t, best_value = float(t), value
-    return best_t
+    ranked = np.sort(np.asarray(oos_scores, dtype=np.float64))[::-1]
+    needed = min(len(ranked), max(1, math.ceil(recall_floor * len(ranked) - 1e-9)))
+    return float(ranked[needed - 1])
 
 
 @dataclass
@@ -243,29 +241,30 @@ def folds(labels: np.ndarray, k: int, seed: int) -> np.ndarray:
 
 def cv_threshold(
     in_scores: np.ndarray, in_correct: np.ndarray, in_labels: np.ndarray,
-    oos_scores: np.ndarray, k: int, seed: int,
+    oos_scores: np.ndarray, k: int, seed: int, recall_floor: float = 0.85,
 ) -> tuple[float, dict]:
     """Choose the OOS threshold by k-fold cross-validation; return (threshold, spread report).
 
     The held-back in-scope examples and the out-of-scope examples are each cut into `k` folds.
-    Each fold's threshold is chosen on the other folds (`choose_threshold`) and scored on the
-    fold itself, so the report shows how a threshold transfers to examples it never saw. The
-    threshold used is the median of the fold thresholds: one 100-example OOS split moved the
-    chosen threshold enough to cost 9 points of recall on unseen data.
+    Each fold's threshold is chosen on the other folds' OOS examples (`choose_threshold`) and
+    scored on the fold itself, so the report shows how a threshold transfers to examples it
+    never saw. The threshold used is the median of the fold thresholds: one 100-example OOS
+    split moved a chosen threshold enough to cost 9 points of recall on unseen data.
     """
     k = max(2, min(k, len(oos_scores), int(np.bincount(in_labels).max())))
     in_fold = folds(in_labels, k, seed)
     oos_fold = np.random.default_rng(seed + 1).permutation(len(oos_scores)) % k
     thresholds, accuracy, recall = [], [], []
     for f in range(k):
-        t = choose_threshold(in_scores[in_fold != f], oos_scores[oos_fold != f],
-                             0.0, in_correct[in_fold != f])
+        t = choose_threshold(in_scores[in_fold != f], oos_scores[oos_fold != f], 0.0,
+                             recall_floor)
         thresholds.append(t)
         accuracy.append(float(np.mean(in_correct[in_fold == f] & (in_scores[in_fold == f] < t))))
         recall.append(float(np.mean(oos_scores[oos_fold == f] >= t)))
     threshold = float(np.median(thresholds))
     report = {
         "folds": k,
+        "recall_floor": recall_floor,
         "fold_thresholds": [round(t, 5) for t in thresholds],
         "fold_in_scope_accuracy": [round(a, 4) for a in accuracy],
         "fold_oos_recall": [round(r, 4) for r in recall],
@@ -311,9 +310,9 @@ def fit(
     if oos is not None and len(oos[0]) >= 2:
         oos_scores = score(oos[1], oos[0], w, b, bank, temperature, config)[1]
         threshold, cv = cv_threshold(val_scores, correct, val_y, oos_scores,
-                                     config.cv_folds, seed)
+                                     config.cv_folds, seed, config.oos_recall_floor)
     else:
-        threshold = choose_threshold(val_scores, None, config.target_rejection, correct)
+        threshold = choose_threshold(val_scores, None, config.target_rejection)
     metrics = {
         "val_examples": int(len(val_idx)),
         "val_accuracy": round(float(correct.mean()), 4),

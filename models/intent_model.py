@@ -163,7 +163,7 @@ class IntentModel:
         index = {label: i for i, label in enumerate(labels)}
         y = np.array([index[i] for i in intents], dtype=np.int64)
         split = head.stratified_split(y, config.val_fraction, seed)
-        tuned = None
+        tuned, tuned_examples = None, 0
         if tune is not None and len(texts) >= tune.min_examples and encoded is None:
             # The held-back split never reaches the tuning, so the threshold is chosen on
             # scores of texts the encoder has not seen, as at run time.
@@ -171,6 +171,12 @@ class IntentModel:
             from models.intent_tune import tune_top_layers
 
             train_idx = split[0]
+            if len(train_idx) > tune.max_texts:
+                keep = head.stratified_split(y[train_idx], tune.max_texts / len(train_idx),
+                                             seed)[1]
+                keep = np.random.default_rng(seed).permutation(keep)[: tune.max_texts]
+                train_idx = train_idx[np.sort(keep)]
+            tuned_examples = len(train_idx)
             tuned = tune_top_layers(get_layer_encoder(), [texts[i] for i in train_idx],
                                     y[train_idx], len(labels), tune, seed, log=logger.info)
         else:
@@ -199,7 +205,8 @@ class IntentModel:
         model.weight, model.bias, model.bank = fitted.weight, fitted.bias, fitted.bank
         model.temperature, model.oos_threshold = fitted.temperature, fitted.threshold
         model.metrics = {**fitted.metrics, "n_examples": len(texts), "n_intents": len(labels),
-                         "n_oos_examples": len(oos_texts), "tuned_layers": model.tuned_layers}
+                         "n_oos_examples": len(oos_texts), "tuned_layers": model.tuned_layers,
+                         "tuned_examples": tuned_examples}
         return model
 
     # ---------------------------------------------------------------- prediction

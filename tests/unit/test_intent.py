@@ -242,7 +242,8 @@ def tuned(tmp_path_factory):
 
     texts, intents = read_labelled(SMALL)
     model = IntentModel.train(texts, intents, load_routes(SMALL_ROUTES), seed=1,
-                              tune=TuneConfig(layers=1, epochs=2, min_examples=0))
+                              tune=TuneConfig(layers=1, epochs=2, min_examples=0,
+                                              max_texts=40))
     out = tmp_path_factory.mktemp("tuned") / "model"
     model.save(out)
     return model, out
@@ -259,6 +260,7 @@ def test_tuned_encoder_is_saved_and_loaded_with_the_model(tuned, tmp_path):
 
     model, out = tuned
     assert model.tuned_layers == 1 and (out / "encoder.npz").is_file()
+    assert model.metrics["tuned_examples"] == 40  # max_texts caps the tuning set (64 here)
     meta = json.loads((out / "model.json").read_text())
     assert meta["features"].endswith("+tuned-top-1") and meta["tune_config"]["layers"] == 1
     base = get_layer_encoder().top_state_dict(1)
@@ -329,17 +331,41 @@ def test_threshold_is_cross_validated_over_folds():
     in_scores = rng.normal(0.3, 0.05, len(labels))
     correct = rng.random(len(labels)) > 0.05
     oos_scores = rng.normal(0.6, 0.08, 60)
-    threshold, report = cv_threshold(in_scores, correct, labels, oos_scores, 5, 0)
+    threshold, report = cv_threshold(in_scores, correct, labels, oos_scores, 5, 0, 0.85)
     assert report["folds"] == 5 and len(report["fold_thresholds"]) == 5
     assert threshold == pytest.approx(np.median(report["fold_thresholds"]), abs=1e-5)
-    assert 0.35 < threshold < 0.55  # between the two populations
-    assert report["oos_recall_mean"] > 0.9 and report["in_scope_accuracy_mean"] > 0.85
-    assert report["oos_recall_sd"] >= 0 and len(report["fold_oos_recall"]) == 5
+    assert 0.35 < threshold < 0.6  # between the two populations
+    assert 0.7 < report["oos_recall_mean"] < 1.0 and report["in_scope_accuracy_mean"] > 0.9
+    assert report["oos_recall_sd"] > 0 and len(report["fold_oos_recall"]) == 5
+    assert report["recall_floor"] == 0.85
     # Deterministic, and never more folds than there are OOS examples.
     again = cv_threshold(in_scores, correct, labels, oos_scores, 5, 0)
     assert again[0] == threshold
     few = cv_threshold(in_scores, correct, labels, oos_scores[:3], 5, 0)[1]
     assert few["folds"] == 3
+
+
+def test_threshold_keeps_in_scope_texts_once_the_recall_floor_is_met():
+    """Overlapping scores: the threshold stops at the recall floor instead of buying more OOS
+    recall with in-scope texts (many in-scope examples, few OOS ones, as in CLINC150)."""
+    from models.intent_head import choose_threshold
+
+    rng = np.random.default_rng(1)
+    # Most in-scope texts score low; a tail of hard ones overlaps the OOS examples.
+    in_scores = np.concatenate([rng.normal(0.35, 0.04, 1600), rng.normal(0.5, 0.06, 200)])
+    oos_scores = rng.normal(0.60, 0.06, 100)
+    t = choose_threshold(in_scores, oos_scores, 0.0, 0.85)
+    assert np.mean(oos_scores >= t) >= 0.85
+    assert np.mean(oos_scores >= np.nextafter(t, 1.0)) < 0.85  # the highest such threshold
+    # Maximising in-scope + OOS rates would reject far more in-scope texts for extra recall.
+    grid = np.unique(np.concatenate([in_scores, oos_scores]))
+    rate_sum = grid[np.argmax([np.mean(in_scores < g) + np.mean(oos_scores >= g) for g in grid])]
+    assert np.mean(in_scores < t) > np.mean(in_scores < rate_sum) + 0.03
+    looser = choose_threshold(in_scores, oos_scores, 0.0, 0.70)
+    stricter = choose_threshold(in_scores, oos_scores, 0.0, 0.95)
+    assert stricter < t < looser
+    assert choose_threshold(in_scores, oos_scores[:1], 0.0, 0.85) == oos_scores[0]
+    assert choose_threshold(in_scores, None, 0.01) == pytest.approx(np.quantile(in_scores, 0.99))
 
 
 def test_training_with_oos_examples_reports_the_threshold_spread():
