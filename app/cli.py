@@ -702,11 +702,12 @@ def cmd_train_intents(args: argparse.Namespace) -> int:
     """Train an intent model directory from labelled examples and a routes file."""
     from models.intent import TrainingDataError, train_from_files
 
-    for path in (args.data, args.routes):
+    for path in (args.data, args.routes, *([args.oos_data] if args.oos_data else [])):
         if not Path(path).is_file():
             raise BadInput(f"no such file: {path}")
     try:
-        report = train_from_files(Path(args.data), Path(args.routes), Path(args.out))
+        report = train_from_files(Path(args.data), Path(args.routes), Path(args.out),
+                                  oos_data=Path(args.oos_data) if args.oos_data else None)
     except TrainingDataError as exc:
         raise BadInput(str(exc)) from None
     print(json.dumps(report, indent=2, default=str))
@@ -966,6 +967,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--data", required=True)
     train.add_argument("--routes", required=True)
     train.add_argument("--out", required=True)
+    train.add_argument("--oos-data", help="out-of-scope examples (JSONL 'text', CSV or lines): "
+                       "the out-of-scope threshold is cross-validated on them")
     train.set_defaults(func=cmd_train_intents)
 
     classify = sub.add_parser("classify", help="classify texts with a trained model")

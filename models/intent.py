@@ -26,6 +26,7 @@ from models.intent_data import (
 )
 from models.intent_model import (
     META_FILE,
+    TUNED_SUFFIX,
     WEIGHTS_FILE,
     IntentModel,
     IntentPrediction,
@@ -156,7 +157,10 @@ def _stored_fingerprint(directory: Path) -> str | None:
         return None
     if meta.get("embedding_model") != embedding_model_name():
         return None
-    if meta.get("features") != feature_recipe():
+    features = meta.get("features")
+    if not isinstance(features, str) or not (
+        features == feature_recipe() or features.startswith(feature_recipe() + TUNED_SUFFIX)
+    ):
         return None
     return meta.get("data_sha256")
 

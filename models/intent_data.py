@@ -158,12 +158,17 @@ def read_texts(path: str | Path) -> list[str]:
     path = Path(path)
     if not path.is_file():
         raise TrainingDataError(f"out-of-scope data file not found: {path}")
-    if path.suffix.lower() == ".csv":
-        with path.open(encoding="utf-8-sig", newline="") as handle:
-            rows = list(csv.DictReader(handle))
-        return [r.get("text", "").strip() for r in rows if (r.get("text") or "").strip()]
+    try:
+        if path.suffix.lower() == ".csv":
+            with path.open(encoding="utf-8-sig", newline="") as handle:
+                rows = list(csv.DictReader(handle))
+            return [r.get("text", "").strip() for r in rows
+                    if isinstance(r.get("text"), str) and r["text"].strip()]
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise TrainingDataError(f"out-of-scope data file {path} is not UTF-8 text: {exc}") from exc
     texts = []
-    for number, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), 1):
+    for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
         if path.suffix.lower() == ".jsonl":

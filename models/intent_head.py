@@ -36,6 +36,12 @@ class HeadConfig:
     probabilities, so near-ties between intents do not look like out-of-scope."""
     target_rejection: float = 0.01
     """Share of in-scope validation examples rejected when no OOS examples are given."""
+    cv_folds: int = 5
+    """Folds of held-back in-scope and OOS examples the OOS threshold is cross-validated on."""
+    oos_recall_floor: float = 0.85
+    """With OOS examples: the threshold rejects at least this share of them and as few
+    in-scope texts as it can. Aiming at 80% recall plus a margin: a threshold that reached
+    82% on one out-of-scope set reached 73% on another."""
 
     def to_dict(self) -> dict:
         """Return the config as plain JSON-able values."""
@@ -155,27 +161,21 @@ def choose_threshold(
     in_scope_scores: np.ndarray,
     oos_scores: np.ndarray | None,
     target_rejection: float,
-    in_scope_correct: np.ndarray | None = None,
+    recall_floor: float = 0.85,
 ) -> float:
-    """Pick the OOS threshold from validation scores.
+    """Pick the OOS threshold from validation scores (a text is OOS when its score >= it).
 
-    With OOS examples: maximise in-scope accuracy (correct and accepted) + OOS recall, the
-    CLINC150 trade-off. Without: reject `target_rejection` of in-scope validation examples.
+    With OOS examples: the highest threshold that still rejects `recall_floor` of them, so
+    in-scope texts lose as little as the recall floor allows. (Maximising in-scope accuracy +
+    OOS recall as two rates instead bought recall at any price: 86% in-scope for 99% recall on
+    a CLINC150 subsample, because 100 OOS examples weighed as much as 1,800 in-scope ones.)
+    Without: reject `target_rejection` of in-scope validation examples.
     """
     if oos_scores is None or len(oos_scores) == 0:
         return float(np.quantile(in_scope_scores, 1.0 - target_rejection))
-    correct = np.ones_like(in_scope_scores, dtype=bool) if in_scope_correct is None else (
-        in_scope_correct.astype(bool)
-    )
-    candidates = np.unique(np.concatenate([in_scope_scores, oos_scores]))
-    best_t, best_value = float(candidates[-1]), -np.inf
-    for t in candidates:
-        accuracy = np.mean(correct & (in_scope_scores < t))
-        recall = np.mean(oos_scores >= t)
-        value = accuracy + recall
-        if value > best_value:
-            best_t, best_value = float(t), value
-    return best_t
+    ranked = np.sort(np.asarray(oos_scores, dtype=np.float64))[::-1]
+    needed = min(len(ranked), max(1, math.ceil(recall_floor * len(ranked) - 1e-9)))
+    return float(ranked[needed - 1])
 
 
 @dataclass
@@ -227,6 +227,55 @@ def stratified_split(
     return np.sort(np.array(train_idx)), np.sort(np.array(val_idx))
 
 
+def folds(labels: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """Assign each example to one of `k` folds, spreading every class evenly (fold ids)."""
+    rng = np.random.default_rng(seed)
+    out = np.zeros(len(labels), dtype=np.int64)
+    offset = 0
+    for label in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == label))
+        out[members] = (np.arange(len(members)) + offset) % k
+        offset += len(members)
+    return out
+
+
+def cv_threshold(
+    in_scores: np.ndarray, in_correct: np.ndarray, in_labels: np.ndarray,
+    oos_scores: np.ndarray, k: int, seed: int, recall_floor: float = 0.85,
+) -> tuple[float, dict]:
+    """Choose the OOS threshold by k-fold cross-validation; return (threshold, spread report).
+
+    The held-back in-scope examples and the out-of-scope examples are each cut into `k` folds.
+    Each fold's threshold is chosen on the other folds' OOS examples (`choose_threshold`) and
+    scored on the fold itself, so the report shows how a threshold transfers to examples it
+    never saw. The threshold used is the median of the fold thresholds: one 100-example OOS
+    split moved a chosen threshold enough to cost 9 points of recall on unseen data.
+    """
+    k = max(2, min(k, len(oos_scores), int(np.bincount(in_labels).max())))
+    in_fold = folds(in_labels, k, seed)
+    oos_fold = np.random.default_rng(seed + 1).permutation(len(oos_scores)) % k
+    thresholds, accuracy, recall = [], [], []
+    for f in range(k):
+        t = choose_threshold(in_scores[in_fold != f], oos_scores[oos_fold != f], 0.0,
+                             recall_floor)
+        thresholds.append(t)
+        accuracy.append(float(np.mean(in_correct[in_fold == f] & (in_scores[in_fold == f] < t))))
+        recall.append(float(np.mean(oos_scores[oos_fold == f] >= t)))
+    threshold = float(np.median(thresholds))
+    report = {
+        "folds": k,
+        "recall_floor": recall_floor,
+        "fold_thresholds": [round(t, 5) for t in thresholds],
+        "fold_in_scope_accuracy": [round(a, 4) for a in accuracy],
+        "fold_oos_recall": [round(r, 4) for r in recall],
+        "in_scope_accuracy_mean": round(float(np.mean(accuracy)), 4),
+        "in_scope_accuracy_sd": round(float(np.std(accuracy)), 4),
+        "oos_recall_mean": round(float(np.mean(recall)), 4),
+        "oos_recall_sd": round(float(np.std(recall)), 4),
+    }
+    return threshold, report
+
+
 def fit(
     features: np.ndarray,
     sentence: np.ndarray,
@@ -235,12 +284,18 @@ def fit(
     config: HeadConfig,
     seed: int,
     oos: tuple[np.ndarray, np.ndarray] | None = None,
+    split: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> FittedHead:
     """Train, calibrate and pick the OOS threshold on a held-out split, then refit on all data.
 
-    The temperature and threshold carry over to the refit, which sees 100% of the examples.
+    `split` is (train, held-back) indices; by default a stratified `config.val_fraction` split.
+    With out-of-scope examples the threshold is cross-validated over folds of the held-back
+    in-scope examples and of the OOS examples (`cv_threshold`); without them it rejects
+    `config.target_rejection` of the held-back examples. The temperature and threshold carry
+    over to the refit, which sees 100% of the examples.
     """
-    train_idx, val_idx = stratified_split(labels, config.val_fraction, seed)
+    train_idx, val_idx = split if split is not None else stratified_split(
+        labels, config.val_fraction, seed)
     w, b = train_linear(features[train_idx], labels[train_idx], n_classes, config, seed)
     val_x, val_y = features[val_idx], labels[val_idx]
     val_logits = val_x @ w.T + b
@@ -251,9 +306,13 @@ def fit(
     correct = predicted == val_y
     confidence = probs.max(axis=1)
     oos_scores = None
-    if oos is not None and len(oos[0]):
+    cv: dict | None = None
+    if oos is not None and len(oos[0]) >= 2:
         oos_scores = score(oos[1], oos[0], w, b, bank, temperature, config)[1]
-    threshold = choose_threshold(val_scores, oos_scores, config.target_rejection, correct)
+        threshold, cv = cv_threshold(val_scores, correct, val_y, oos_scores,
+                                     config.cv_folds, seed, config.oos_recall_floor)
+    else:
+        threshold = choose_threshold(val_scores, None, config.target_rejection)
     metrics = {
         "val_examples": int(len(val_idx)),
         "val_accuracy": round(float(correct.mean()), 4),
@@ -267,5 +326,6 @@ def fit(
     }
     if oos_scores is not None:
         metrics["val_oos_recall"] = round(float(np.mean(oos_scores >= threshold)), 4)
+        metrics["threshold_cv"] = cv
     w, b = train_linear(features, labels, n_classes, config, seed)
     return FittedHead(w, b, sentence, temperature, threshold, metrics)

@@ -7,7 +7,9 @@ reproduced, and loading refuses models made for other features.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -17,10 +19,16 @@ import numpy as np
 
 from models import intent_head as head
 from models.intent_data import TrainingDataError, data_fingerprint, validate_training_set
+from models.intent_tune import TuneConfig
+
+logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 META_FILE = "model.json"
 WEIGHTS_FILE = "head.npz"
+ENCODER_FILE = "encoder.npz"
+"""Fine-tuned top layers of MiniLM (float32 arrays), present only when the encoder was tuned."""
+TUNED_SUFFIX = "+tuned-top-"
 _BATCH = 2048
 """Texts encoded per call in `predict`: large, so the encoder batches them by token count
 with little padding (within 256-text chunks CLINC150 val padded 25% more tokens than whole)."""
@@ -55,11 +63,19 @@ def encode(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
     return encode_cached(texts)
 
 
-def feature_recipe() -> str:
-    """Name of the feature recipe computed by `encode`."""
+def feature_recipe(tuned_layers: int = 0) -> str:
+    """Name of the feature recipe: `encode`'s, plus how many top layers were fine-tuned."""
     from models.intent_encoder import FEATURES
 
-    return FEATURES
+    return FEATURES + (f"{TUNED_SUFFIX}{tuned_layers}" if tuned_layers else "")
+
+
+def _fingerprint(tuned: dict[str, np.ndarray]) -> str:
+    digest = hashlib.sha256()
+    for name in sorted(tuned):
+        digest.update(name.encode())
+        digest.update(np.ascontiguousarray(tuned[name], dtype=np.float32).tobytes())
+    return digest.hexdigest()
 
 
 class IntentModel:
@@ -80,6 +96,8 @@ class IntentModel:
         data_sha256: str,
         embedding_model: str,
         created: str,
+        tuned: dict[str, np.ndarray] | None = None,
+        tune_config: TuneConfig | None = None,
     ) -> None:
         self.labels = list(labels)
         self.routes = dict(routes)
@@ -93,6 +111,25 @@ class IntentModel:
         self.data_sha256 = data_sha256
         self.embedding_model = embedding_model
         self.created = created
+        self.tuned = tuned or None
+        """Fine-tuned top layers of the encoder (None: the bundled MiniLM as shipped)."""
+        self.tune_config = tune_config
+        self.encoder_key = _fingerprint(self.tuned) if self.tuned else ""
+
+    @property
+    def tuned_layers(self) -> int:
+        """How many of the encoder's top layers this model fine-tuned (0 = none)."""
+        from models.intent_encoder import tuned_layer_count
+
+        return tuned_layer_count(self.tuned) if self.tuned else 0
+
+    def encode(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(sentence embeddings, head features) from this model's encoder (tuned or not)."""
+        from models.intent_encoder import encode_cached, get_layer_encoder
+
+        if self.tuned:
+            get_layer_encoder(self.encoder_key, self.tuned)
+        return encode_cached(texts, self.encoder_key)
 
     # ------------------------------------------------------------------ training
     @classmethod
@@ -107,11 +144,14 @@ class IntentModel:
         config: head.HeadConfig | None = None,
         encoded: tuple[np.ndarray, np.ndarray] | None = None,
         oos_encoded: tuple[np.ndarray, np.ndarray] | None = None,
+        tune: TuneConfig | None = TuneConfig(),
     ) -> IntentModel:
         """Train on labelled texts; hold out a validation split to calibrate and set thresholds.
 
-        `encoded` / `oos_encoded` (the output of `encode` for the same texts) let benchmarks
-        and tests reuse the expensive encoder pass.
+        With `tune` (and at least `tune.min_examples` texts) the encoder's top layers are
+        fine-tuned first, on the training part of the split only; `tune=None` keeps the
+        bundled encoder frozen. `encoded` / `oos_encoded` (the output of `encode` for the same
+        texts) let benchmarks and tests reuse the expensive encoder pass of a frozen encoder.
         """
         config = config or head.HeadConfig()
         if len(texts) != len(intents):
@@ -122,26 +162,52 @@ class IntentModel:
         oos_texts = [t for t in (oos_texts or []) if isinstance(t, str) and t.strip()]
         index = {label: i for i, label in enumerate(labels)}
         y = np.array([index[i] for i in intents], dtype=np.int64)
-        sentence, features = encode(list(texts)) if encoded is None else encoded
-        oos = None
-        if oos_texts:
-            oos = encode(oos_texts) if oos_encoded is None else oos_encoded
-        fitted = head.fit(features, sentence, y, len(labels), config, seed, oos)
-        return cls(
+        split = head.stratified_split(y, config.val_fraction, seed)
+        tuned, tuned_examples = None, 0
+        if tune is not None and len(texts) >= tune.min_examples and encoded is None:
+            # The held-back split never reaches the tuning, so the threshold is chosen on
+            # scores of texts the encoder has not seen, as at run time.
+            from models.intent_encoder import get_layer_encoder
+            from models.intent_tune import tune_top_layers
+
+            train_idx = split[0]
+            if len(train_idx) > tune.max_texts:
+                keep = head.stratified_split(y[train_idx], tune.max_texts / len(train_idx),
+                                             seed)[1]
+                keep = np.random.default_rng(seed).permutation(keep)[: tune.max_texts]
+                train_idx = train_idx[np.sort(keep)]
+            tuned_examples = len(train_idx)
+            tuned = tune_top_layers(get_layer_encoder(), [texts[i] for i in train_idx],
+                                    y[train_idx], len(labels), tune, seed, log=logger.info)
+        else:
+            tune = None
+        model = cls(
             labels=labels,
             routes={label: routes.get(label, "human") for label in labels},
-            weight=fitted.weight,
-            bias=fitted.bias,
-            bank=fitted.bank,
-            temperature=fitted.temperature,
-            oos_threshold=fitted.threshold,
+            weight=np.zeros((len(labels), 1), np.float32),
+            bias=np.zeros(len(labels), np.float32),
+            bank=np.zeros((1, 1), np.float32),
+            temperature=1.0,
+            oos_threshold=0.0,
             config=config,
-            metrics={**fitted.metrics, "n_examples": len(texts), "n_intents": len(labels),
-                     "n_oos_examples": len(oos_texts)},
+            metrics={},
             data_sha256=data_fingerprint(texts, intents, routes, oos_texts),
             embedding_model=embedding_model_name(),
             created=datetime.now(UTC).isoformat(timespec="seconds"),
+            tuned=tuned,
+            tune_config=tune,
         )
+        sentence, features = model.encode(list(texts)) if encoded is None else encoded
+        oos = None
+        if oos_texts:
+            oos = model.encode(oos_texts) if oos_encoded is None else oos_encoded
+        fitted = head.fit(features, sentence, y, len(labels), config, seed, oos, split)
+        model.weight, model.bias, model.bank = fitted.weight, fitted.bias, fitted.bank
+        model.temperature, model.oos_threshold = fitted.temperature, fitted.threshold
+        model.metrics = {**fitted.metrics, "n_examples": len(texts), "n_intents": len(labels),
+                         "n_oos_examples": len(oos_texts), "tuned_layers": model.tuned_layers,
+                         "tuned_examples": tuned_examples}
+        return model
 
     # ---------------------------------------------------------------- prediction
     def scores(self, encoded: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -157,7 +223,7 @@ class IntentModel:
         results: list[IntentPrediction | None] = [None] * len(texts)
         for start in range(0, len(valid), _BATCH):
             chunk = valid[start : start + _BATCH]
-            probs, oos = self.scores(encode([texts[i] for i in chunk]))
+            probs, oos = self.scores(self.encode([texts[i] for i in chunk]))
             for row, i in enumerate(chunk):
                 best = int(np.argmax(probs[row]))
                 intent = self.labels[best]
@@ -187,11 +253,16 @@ class IntentModel:
             bias=self.bias,
             bank=self.bank.astype(np.float16),
         )
+        if self.tuned:
+            np.savez_compressed(directory / ENCODER_FILE, **self.tuned)
+        elif (directory / ENCODER_FILE).exists():
+            (directory / ENCODER_FILE).unlink()
         meta = {
             "format_version": FORMAT_VERSION,
             "kind": "supportgraph-intent",
             "embedding_model": self.embedding_model,
-            "features": feature_recipe(),
+            "features": feature_recipe(self.tuned_layers),
+            "tune_config": self.tune_config.to_dict() if self.tune_config else None,
             "labels": self.labels,
             "routes": self.routes,
             "temperature": self.temperature,
@@ -227,14 +298,25 @@ class IntentModel:
                 f"intent model in {directory} was trained with embedding model "
                 f"{meta.get('embedding_model')!r}, but this build uses {expected!r}; retrain it"
             )
-        if meta.get("features") != feature_recipe():
+        features = meta.get("features")
+        tuned_layers = 0
+        if isinstance(features, str) and features.startswith(feature_recipe() + TUNED_SUFFIX):
+            tail = features[len(feature_recipe() + TUNED_SUFFIX):]
+            tuned_layers = int(tail) if tail.isdigit() else -1
+        if features != feature_recipe(tuned_layers):
             raise ValueError(
-                f"intent model in {directory} uses features {meta.get('features')!r}, this build "
+                f"intent model in {directory} uses features {features!r}, this build "
                 f"computes {feature_recipe()!r}; retrain it"
             )
         try:
             with np.load(weights_path, allow_pickle=False) as arrays:
                 weight, bias, bank = arrays["weight"], arrays["bias"], arrays["bank"]
+            tuned = None
+            if tuned_layers:
+                with np.load(directory / ENCODER_FILE, allow_pickle=False) as arrays:
+                    tuned = {name: arrays[name].astype(np.float32) for name in arrays.files}
+                _check_tuned(tuned, tuned_layers)
+            tune_config = meta.get("tune_config")
             model = cls(
                 labels=meta["labels"],
                 routes=meta["routes"],
@@ -248,6 +330,8 @@ class IntentModel:
                 data_sha256=meta.get("data_sha256", ""),
                 embedding_model=meta["embedding_model"],
                 created=meta.get("created", ""),
+                tuned=tuned,
+                tune_config=TuneConfig(**tune_config) if tune_config else None,
             )
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ValueError(f"corrupt intent model in {directory}: {exc!r}") from exc
@@ -255,3 +339,14 @@ class IntentModel:
         if model.weight.shape[0] != n or model.bias.shape[0] != n or model.bank.ndim != 2:
             raise ValueError(f"corrupt intent model in {directory}: weights do not match labels")
         return model
+
+
+def _check_tuned(tuned: dict[str, np.ndarray], layers: int) -> None:
+    """Refuse tuned weights that are not exactly MiniLM's top `layers` layers."""
+    from models.intent_encoder import reference_layer_shapes, tuned_layer_count
+
+    expected = reference_layer_shapes(layers)
+    if tuned_layer_count(tuned) != layers or {n: v.shape for n, v in tuned.items()} != expected:
+        raise ValueError(f"{ENCODER_FILE} does not hold MiniLM's top {layers} layers")
+    if not all(np.isfinite(v).all() for v in tuned.values()):
+        raise ValueError(f"{ENCODER_FILE} holds non-finite weights")

@@ -233,3 +233,173 @@ def test_encoding_does_not_depend_on_batch_composition():
     np.testing.assert_allclose(encode(texts)[1], features, atol=1e-5)
     empty_sentence, empty_features = encode([])
     assert empty_sentence.shape == (0, 384) and empty_features.shape == (0, 1536)
+
+
+# ------------------------------------------------------------ fine-tuned encoder
+@pytest.fixture(scope="module")
+def tuned(tmp_path_factory):
+    from models.intent_tune import TuneConfig
+
+    texts, intents = read_labelled(SMALL)
+    model = IntentModel.train(texts, intents, load_routes(SMALL_ROUTES), seed=1,
+                              tune=TuneConfig(layers=1, epochs=2, min_examples=0,
+                                              max_texts=40))
+    out = tmp_path_factory.mktemp("tuned") / "model"
+    model.save(out)
+    return model, out
+
+
+def test_small_training_sets_keep_the_frozen_encoder(model, trained):
+    # The demo path: below `min_examples` nothing is tuned, so `init` pays no tuning time.
+    assert model.tuned is None and model.metrics["tuned_layers"] == 0
+    assert not (trained[0] / "encoder.npz").exists()
+
+
+def test_tuned_encoder_is_saved_and_loaded_with_the_model(tuned, tmp_path):
+    from models.intent_encoder import get_layer_encoder
+
+    model, out = tuned
+    assert model.tuned_layers == 1 and (out / "encoder.npz").is_file()
+    assert model.metrics["tuned_examples"] == 40  # max_texts caps the tuning set (64 here)
+    meta = json.loads((out / "model.json").read_text())
+    assert meta["features"].endswith("+tuned-top-1") and meta["tune_config"]["layers"] == 1
+    base = get_layer_encoder().top_state_dict(1)
+    assert set(model.tuned) == set(base)
+    assert any(not np.allclose(model.tuned[n], base[n]) for n in base)  # tuning changed weights
+    loaded = IntentModel.load(out)
+    texts = ["I was charged twice", "webhook signature verification fails", *OUT_OF_SCOPE]
+    first = loaded.predict(texts)
+    assert IntentModel.load(out).predict(texts) == first
+    assert [p.route for p in first[:2]] == ["billing", "technical"]
+    assert all(p.out_of_scope for p in first[2:])
+    frozen_features = encode(texts[:2])[1]
+    assert not np.allclose(loaded.encode(texts[:2])[1], frozen_features, atol=1e-3)
+    # classify goes through the same loader.
+    src = write(tmp_path / "in.jsonl", json.dumps({"id": "a", "text": texts[0]}) + "\n")
+    classify_file(out, src, tmp_path / "out.jsonl")
+    row = json.loads((tmp_path / "out.jsonl").read_text())
+    assert row["intent"] == first[0].intent and row["route"] == "billing"
+
+
+def test_tuned_encoder_still_hands_retrieval_the_untuned_embedding(tuned):
+    # Retrieval's query vectors come from the shipped MiniLM: a ticket classified by a tuned
+    # model must offer that vector, not the tuned layer's.
+    from models.embeddings import get_embedder
+    from models.intent_encoder import get_layer_encoder
+
+    model = tuned[0]
+    encoder = get_layer_encoder(model.encoder_key, model.tuned)
+    texts = ["where is my April invoice", "my API key stopped working"]
+    sentence, _, base = encoder.encode(texts, base_sentence=True)
+    reference = get_embedder()._model.encode(texts, normalize_embeddings=True)
+    np.testing.assert_allclose(base, reference, atol=1e-5)
+    assert not np.allclose(sentence, reference, atol=1e-3)
+
+
+def test_load_refuses_tampered_tuned_encoder(tuned, tmp_path):
+    import shutil
+
+    model, out = tuned
+    cases = {
+        "missing": None,
+        "wrong shape": {n: (v[:2] if v.ndim else v) for n, v in model.tuned.items()},
+        "extra layer": {**model.tuned, **{n.replace("0.", "1.", 1): v
+                                          for n, v in model.tuned.items()}},
+        "not finite": {n: np.full_like(v, np.nan) for n, v in model.tuned.items()},
+    }
+    for name, arrays in cases.items():
+        copy = tmp_path / name.replace(" ", "-")
+        shutil.copytree(out, copy)
+        (copy / "encoder.npz").unlink()
+        if arrays is not None:
+            np.savez(copy / "encoder.npz", **arrays)
+        with pytest.raises(ValueError, match="corrupt"):
+            IntentModel.load(copy)
+    pickled = tmp_path / "pickled"
+    shutil.copytree(out, pickled)
+    with (pickled / "encoder.npz").open("wb") as handle:
+        np.save(handle, np.array([object()], dtype=object), allow_pickle=True)
+    with pytest.raises(ValueError, match="corrupt"):
+        IntentModel.load(pickled)
+
+
+def test_threshold_is_cross_validated_over_folds():
+    from models.intent_head import cv_threshold
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(10), 20)
+    in_scores = rng.normal(0.3, 0.05, len(labels))
+    correct = rng.random(len(labels)) > 0.05
+    oos_scores = rng.normal(0.6, 0.08, 60)
+    threshold, report = cv_threshold(in_scores, correct, labels, oos_scores, 5, 0, 0.85)
+    assert report["folds"] == 5 and len(report["fold_thresholds"]) == 5
+    assert threshold == pytest.approx(np.median(report["fold_thresholds"]), abs=1e-5)
+    assert 0.35 < threshold < 0.6  # between the two populations
+    assert 0.7 < report["oos_recall_mean"] < 1.0 and report["in_scope_accuracy_mean"] > 0.9
+    assert report["oos_recall_sd"] > 0 and len(report["fold_oos_recall"]) == 5
+    assert report["recall_floor"] == 0.85
+    # Deterministic, and never more folds than there are OOS examples.
+    again = cv_threshold(in_scores, correct, labels, oos_scores, 5, 0)
+    assert again[0] == threshold
+    few = cv_threshold(in_scores, correct, labels, oos_scores[:3], 5, 0)[1]
+    assert few["folds"] == 3
+
+
+def test_threshold_keeps_in_scope_texts_once_the_recall_floor_is_met():
+    """Overlapping scores: the threshold stops at the recall floor instead of buying more OOS
+    recall with in-scope texts (many in-scope examples, few OOS ones, as in CLINC150)."""
+    from models.intent_head import choose_threshold
+
+    rng = np.random.default_rng(1)
+    # Most in-scope texts score low; a tail of hard ones overlaps the OOS examples.
+    in_scores = np.concatenate([rng.normal(0.35, 0.04, 1600), rng.normal(0.5, 0.06, 200)])
+    oos_scores = rng.normal(0.60, 0.06, 100)
+    t = choose_threshold(in_scores, oos_scores, 0.0, 0.85)
+    assert np.mean(oos_scores >= t) >= 0.85
+    assert np.mean(oos_scores >= np.nextafter(t, 1.0)) < 0.85  # the highest such threshold
+    # Maximising in-scope + OOS rates would reject far more in-scope texts for extra recall.
+    grid = np.unique(np.concatenate([in_scores, oos_scores]))
+    rate_sum = grid[np.argmax([np.mean(in_scores < g) + np.mean(oos_scores >= g) for g in grid])]
+    assert np.mean(in_scores < t) > np.mean(in_scores < rate_sum) + 0.03
+    looser = choose_threshold(in_scores, oos_scores, 0.0, 0.70)
+    stricter = choose_threshold(in_scores, oos_scores, 0.0, 0.95)
+    assert stricter < t < looser
+    assert choose_threshold(in_scores, oos_scores[:1], 0.0, 0.85) == oos_scores[0]
+    assert choose_threshold(in_scores, None, 0.01) == pytest.approx(np.quantile(in_scores, 0.99))
+
+
+def test_training_with_oos_examples_reports_the_threshold_spread():
+    texts, intents = read_labelled(SMALL)
+    model = IntentModel.train(texts, intents, load_routes(SMALL_ROUTES), oos_texts=OUT_OF_SCOPE
+                              + ["", "   "], encoded=encode(texts), tune=None)
+    cv = model.metrics["threshold_cv"]
+    assert cv["folds"] >= 2 and model.metrics["n_oos_examples"] == 4
+    assert model.oos_threshold == pytest.approx(np.median(cv["fold_thresholds"]), abs=1e-5)
+
+
+def test_train_intents_cli_takes_out_of_scope_examples(tmp_path, capsys):
+    from app.cli import main
+
+    oos = write(tmp_path / "oos.jsonl", "\n".join(json.dumps({"text": t}) for t in OUT_OF_SCOPE))
+    out = tmp_path / "model"
+    assert main(["train-intents", "--data", str(SMALL), "--routes", str(SMALL_ROUTES),
+                 "--out", str(out), "--oos-data", str(oos)]) == 0
+    cv = json.loads((out / "model.json").read_text())["metrics"]["threshold_cv"]
+    assert cv["folds"] >= 2 and len(cv["fold_oos_recall"]) == cv["folds"]
+    bad = {
+        "missing.jsonl": None,
+        "broken.jsonl": '{"text": "ok"}\n{not json\n',
+        "empty-text.jsonl": '{"text": ""}\n',
+        "binary.txt": b"\xff\xfe\x00\x81" * 1000,
+    }
+    for name, content in bad.items():
+        path = tmp_path / name
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        elif content is not None:
+            path.write_text(content)
+        code = main(["train-intents", "--data", str(SMALL), "--routes", str(SMALL_ROUTES),
+                     "--out", str(tmp_path / f"m-{name}"), "--oos-data", str(path)])
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, (name, err)
+        assert not (tmp_path / f"m-{name}").exists()
