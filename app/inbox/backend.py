@@ -11,6 +11,7 @@ wins.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -19,6 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from app.inbox.identity import Identity
 
 GRAPH_ID = "support"
+log = logging.getLogger("supportgraph.inbox")
 
 
 class AlreadyDecided(RuntimeError):
@@ -161,6 +163,9 @@ class ServerBackend:
             state = await self.client.threads.get_state(thread_id,
                                                         headers=self._auth(ident, thread_id))
         except httpx.HTTPStatusError as exc:
+            if exc.response.status_code == 401:  # a signed-in reviewer: the token was refused
+                log.warning("the LangGraph server refused the inbox's reviewer token for %s "
+                            "(its key was just revoked, or the inbox secret changed)", ident.name)
             if exc.response.status_code in (401, 403, 404, 422):
                 return None
             raise

@@ -9,7 +9,6 @@ test's tmp dir, or under `$TEST_ARTEFACTS_DIR/inbox-screenshots` when that is se
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import threading
 import time
@@ -28,9 +27,6 @@ from graph.context import Context
 
 pytestmark = [pytest.mark.e2e]
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run", "--disable-sync"]
 KEY = "maria-reviewer-key"
 EDITED = "Hello! Create the new key first, switch your integration to it, then revoke the old one."
 
@@ -61,17 +57,6 @@ def served(demo_home: Path) -> Iterator[tuple[str, Runner]]:
     yield f"http://127.0.0.1:{port}", runner
     server.should_exit = True
     thread.join(timeout=10)
-
-
-@pytest.fixture
-def chromium() -> Iterator[object]:
-    from playwright.sync_api import sync_playwright
-
-    assert shutil.which(CHROMIUM) or Path(CHROMIUM).exists(), "apt-get install chromium"
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 def test_sign_in_edit_send_and_second_tab_sees_already_decided(

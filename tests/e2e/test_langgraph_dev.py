@@ -674,6 +674,46 @@ def test_inbox_tools_accept_with_a_key_and_the_reviewer_token_opens_nothing_else
     assert review_row(dev_server, thread_id)["approved_by"] == "api:acme-reviewer"
 
 
+def test_inbox_on_the_server_in_a_browser(
+    client: SyncLangGraphClient, dev_server: DevServer, chromium, tmp_path: Path
+) -> None:
+    """Sign in, the queue, a ticket, edit with the keyboard and send: real chromium, real server.
+
+    Screenshots go under `$TEST_ARTEFACTS_DIR/inbox-server-screenshots` (else the tmp dir).
+    """
+    thread_id, state = waiting_thread(client, "ib-5")
+    draft = state["values"]["drafts"][-1]["text"]
+    shots = Path(os.environ.get("TEST_ARTEFACTS_DIR") or tmp_path) / "inbox-server-screenshots"
+    shots.mkdir(parents=True, exist_ok=True)
+    base = dev_server.url
+    context = chromium.new_context(viewport={"width": 1200, "height": 900})
+    page = context.new_page()
+    page.goto(f"{base}/inbox")
+    assert page.url.startswith(f"{base}/inbox/login")
+    page.fill("#key", dev_server.keys["acme-reviewer"])
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{base}/inbox")
+    page.screenshot(path=shots / "1-queue.png", full_page=True)
+    page.click(f"a[href='/inbox/tickets/{thread_id}']")
+    page.wait_for_selector("#actions")
+    page.screenshot(path=shots / "2-ticket.png", full_page=True)
+    page.keyboard.press("e")  # the inline editor, prefilled with the draft read from the server
+    editor = page.locator("#reply")
+    assert editor.is_visible() and editor.input_value() == draft
+    edited = "Edited in a browser, on the LangGraph server."
+    editor.fill(edited)
+    editor.press("Control+Enter")
+    page.wait_for_url(lambda url: thread_id not in url)  # the next ticket, or the queue
+    assert "Done: ib-5: edit (sent)" in page.inner_text("main")
+    page.screenshot(path=shots / "3-after-decision.png", full_page=True)
+    context.close()
+
+    values = assert_sent(client, thread_id, client.threads.get_state(thread_id))
+    assert values["final_reply"] == edited
+    assert values["review"]["reviewer"] == "api:acme-reviewer"
+    assert review_row(dev_server, thread_id)["approved_by"] == "api:acme-reviewer"
+
+
 def test_files_the_dev_server_keeps_hold_no_raw_pii(dev_server: DevServer) -> None:
     """Last in the module: it stops the server so it writes everything it keeps to disk.
 
