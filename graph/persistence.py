@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 def _utc_now() -> str:
     return datetime.now(UTC).isoformat()
 
+
 DEFAULT_TENANT = "default"
 """The tenant of tickets that name none (and of every row written before tenants were keys)."""
 
@@ -185,7 +186,6 @@ _TENANT_BACKFILL = [
 ]
 
 
-
 @dataclass(frozen=True)
 class AddColumn:
     """A migration step: add `column` to `table` unless a schema made earlier already has it."""
@@ -303,9 +303,10 @@ class Database:
         """Apply the migrations this database lacks, in order, each once; safe from many processes.
 
         Every process calls this when it opens the database: when nothing is pending it costs
-        one query and takes no lock. Otherwise one process at a time migrates (Postgres: an
-        advisory lock; SQLite: an immediate transaction), and each migration commits together
-        with its row in `sg_schema_migrations`, so a failed one leaves nothing half-applied.
+        two small queries and takes no lock. Otherwise one process at a time migrates
+        (Postgres: an advisory lock; SQLite: an immediate transaction), and each migration
+        commits together with its row in `sg_schema_migrations`, so a failed one leaves nothing
+        half-applied.
         """
         if self._migrated:
             return
