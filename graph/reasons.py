@@ -31,6 +31,8 @@ ReviewReason = Literal[
     # from failures and checks on the way
     "bad_input", "retrieval_unavailable", "models_unavailable", "budget_exhausted",
     "unsupported_content", "possible_injection", "multi_intent",
+    # the knowledge base cannot answer: empty, or the ticket asks about something it lacks
+    "no_knowledge_base", "off_knowledge_base",
     # human review's fallbacks when nothing more specific is known
     "tone_below_threshold", "low_confidence", "needs_review",
 ]
