@@ -77,7 +77,21 @@ def test_multi_part_coverage_is_the_worst_part() -> None:
                       embed=_embed, stop=stopwords())
     assert len(ask_parts("How do I cancel my subscription? Where do I download invoices?")) == 2
     assert two["coverage"] < one["coverage"]
+    assert (one["asks"], two["asks"]) == (1.0, 2.0)
     assert one["route_agree"] == 1.0
+
+
+def test_look_alike_feature_marks_another_business_question() -> None:
+    profile = profile_of(SECTIONS, stopwords())
+    order, missing = features("How do I cancel my order?", SECTIONS[:1], profile,
+                              route="billing", intent_confidence=1.0, embed=_embed,
+                              stop=stopwords())
+    own, _ = features("How do I cancel my subscription?", SECTIONS[:1], profile,
+                      route="billing", intent_confidence=1.0, embed=_embed, stop=stopwords())
+    assert (order["look_alike"], own["look_alike"]) == (1.0, 0.0)
+    assert "order" in missing
+    fit = shipped_fit()
+    assert fit.probability(order) < fit.probability(own)
 
 
 def test_model_round_trips_through_the_home(tmp_path: Path) -> None:
