@@ -11,9 +11,9 @@ from app.cli import main
 from evals.report import HEADLINE
 
 DEMO = Path(__file__).resolve().parents[2] / "evals" / "datasets" / "demo_tickets.jsonl"
-# Gold sent & auto-sent (001); gold sent but low answer confidence (007); gold human with low
+# Gold sent & auto-sent (008); gold sent but low answer confidence (007); gold human with low
 # answer confidence (167, 170); out of scope (135).
-PICK = ("demo-008", "demo-007", "demo-135", "demo-167", "demo-170")
+PICK = ("demo-007", "demo-008", "demo-135", "demo-167", "demo-170")
 FRACTIONS = ("intent_accuracy", "route_accuracy", "escalation_precision", "escalation_recall",
              "auto_send_precision", "answer_similarity", "groundedness")
 
@@ -88,7 +88,7 @@ def test_eval_reports_gates_and_leaves_team_data_alone(
     assert code == 1, out + err
     assert "gate failed: auto_send_precision" in err
     worse_report = json.loads((worse / "report.json").read_text())
-    # 001, 007, 167 and 170 now auto-send; 167 and 170 should have gone to a human.
+    # 008, 007, 167 and 170 now auto-send; 167 and 170 should have gone to a human.
     assert worse_report["metrics"]["auto_send_precision"] == pytest.approx(2 / 4)
     assert "FAIL" in (worse / "report.md").read_text()
 
@@ -126,7 +126,7 @@ def test_eval_gold_sources_curve_calibration_and_worst_tickets(
         demo_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     rows = {json.loads(line)["id"]: json.loads(line)
             for line in DEMO.read_text(encoding="utf-8").splitlines()}
-    # 001 auto-sends the SMS allowance section (gold: the SMS pricing article); 007 is gold sent
+    # 008 auto-sends the SMS allowance section (gold: the SMS pricing article); 007 is gold sent
     # but waits for low answer confidence (wrongly escalated); 135 is out of scope.
     rows["demo-008"]["expected_doc_ids"] = ["billing/sms-pricing.md"]
     rows["demo-007"]["expected_doc_ids"] = ["billing/plan-comparison-and-quotas.md"]

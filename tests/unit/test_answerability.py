@@ -15,6 +15,7 @@ from models.answerability import (
     Fit,
     KbProfile,
     ask_parts,
+    asks_about_look_alike,
     features,
     profile_of,
     shipped_fit,
@@ -136,3 +137,16 @@ def test_no_collection_routes_every_text_to_a_person() -> None:
     routes = route_texts(store=None, texts=["how do I pay?", ""], collections=[])
     assert {r.route for r in routes} == {"human"}
     assert {r.intent for r in routes} == {"no_knowledge_base"}
+
+
+@pytest.mark.parametrize(("text", "asks"), [
+    ("I want to cancel my order", True),
+    ("i havesubmitted a wrong delivery address how do i correct it", True),
+    ("how could I check what delivery options are available?", True),
+    ("422 validation_error on every send since this morning. this is costing us orders. "
+     "FIX YOUR API.", False),
+    ("We send 3k texts for delivery notifications. Which plan makes sense?", False),
+    ("", False),
+])
+def test_only_a_question_about_a_look_alike_term_counts(text: str, asks: bool) -> None:
+    assert asks_about_look_alike(text, stopwords()) is asks
