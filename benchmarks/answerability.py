@@ -445,8 +445,43 @@ def report(records: list[dict[str, Any]], *, short: bool, started: float,
         if sent_at(r, t) and not r["right"]:
             print(f"wrongly auto-sent [{r['set']}] {r['id']} conf={r['confidence']:.3f}: "
                   f"{r['body'][:90]!r} -> {r['cited_titles'][:2]}", file=sys.stderr)
+    result["targets"] = targets(result)
+    for row in result["targets"]:
+        print(f"{row['measure']}: {row['value']} (target {row['target']}, "
+              f"{'met' if row['met'] else 'NOT met'}) - {row['command']}", file=sys.stderr)
     print(json.dumps(result))
     return 0
+
+
+def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """The issue's targets, as the workflow ran (planner included), with the command for each."""
+    real_ = result["as_run"]["real_outcomes"]
+    run = "python -m benchmarks.answerability (as_run.real_outcomes)"
+    rows = []
+
+    def add(measure: str, value: Any, target: str, met: bool, command: str = run) -> None:
+        rows.append({"measure": measure, "value": value, "target": target, "met": bool(met),
+                     "command": command})
+    for name in ("demo", "bitext"):
+        if name in real_:
+            p = real_[name]["auto_send_precision"]
+            add(f"{name} auto-send precision", p, ">= 0.97", p is not None and p >= 0.97)
+    if "demo" in real_:
+        b = real_["demo"].get("billing_auto_send_rate")
+        add("demo billing auto-send rate", b, ">= 0.90", b is not None and b >= 0.90)
+        add("demo route = gold route (this run's summaries; the eval's route_accuracy, "
+            "`supportgraph eval --dataset evals/datasets/demo_tickets.jsonl`, is the reference)",
+            real_["demo"]["route_accuracy"], ">= 0.93", real_["demo"]["route_accuracy"] >= 0.93)
+    if "s10" in real_:
+        p, r = real_["s10"]["auto_send_precision"], real_["s10"]["auto_send_rate"]
+        add("S10 KB-only gold_citation_precision @ auto-send rate", f"{p} @ {r}",
+            ">= 0.90 @ >= 0.50", p is not None and p >= 0.90 and r >= 0.50)
+    if "offtopic" in real_:
+        r = real_["offtopic"]["auto_send_rate"]
+        add("off-topic auto-sent on the S10 home", r, "<= 0.05", r <= 0.05)
+    e = real_.get("ece_demo_bitext")
+    add("ECE of confidence, demo + dev Bitext", e, "<= 0.05", e is not None and e <= 0.05)
+    return rows
 
 
 if __name__ == "__main__":
