@@ -85,10 +85,11 @@ def confidence(state: State, step: Step) -> dict:
             # Look-alike out of domain: the KB answered another business's question; no retry
             # can help. (A confident reply that merely mentions a delivery is sent.)
             update.update(review_reason="off_knowledge_base", route="human")
-    signals["missing_terms"] = missing[:8]
-    update["confidence"] = {"score": round(score, 4), "signals": signals}
+    update["confidence"] = {"score": round(score, 4), "signals": signals,
+                            "missing_terms": missing[:8]}
     flagged = [f for f in FORCE_REVIEW_FLAGS if f in (state.get("flags") or [])]
     if flagged:
         update["review_reason"] = flagged[0]
-    step.detail.update(score=round(score, 4), signals=signals, flagged=flagged)
+    step.detail.update(score=round(score, 4), signals=signals, missing_terms=missing[:8],
+                       flagged=flagged)
     return update

@@ -85,7 +85,7 @@ def describe(state: State, reason: str, error: str | None = None) -> str:
             scores.append(f"{key} {state[key]['score']:.2f}")
     if scores:
         lines += ["### Scores", ", ".join(scores), ""]
-    missing = ((state.get("confidence") or {}).get("signals") or {}).get("missing_terms")
+    missing = (state.get("confidence") or {}).get("missing_terms")
     if missing:
         lines += ["### Not in the cited sections", ", ".join(missing), ""]
     if state.get("flags"):
