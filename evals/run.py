@@ -129,7 +129,7 @@ def prepare(ctx: Context, team: Context, say: Progress | None = None) -> None:
 
     get_embedder().encode_one("warm-up")
     say("loading the answerability model")
-    res.answerability  # noqa: B018 - loaded (or fitted on the KB) before any ticket runs
+    res.answerability  # noqa: B018 - loaded (or stored with the KB profile) before any ticket runs
 
 
 def gold_decision(gold: EvalTicket, has_draft: bool) -> dict[str, Any]:

@@ -174,7 +174,7 @@ class Resources:
         """Make sure the shipped demo knowledge base is ingested (idempotent, fast when done).
 
         Nothing is ingested in a home made by `init --no-demo`. When the demo KB changed, the
-        answerability model is fitted again.
+        answerability model is stored again with the new KB profile.
         """
         from retrieval.ingest import ensure_demo_kb
 

@@ -87,10 +87,11 @@ class ToneResult(TypedDict):
 
 
 class ConfidenceResult(TypedDict):
-    """Answer confidence in [0, 1] and the signals it was built from."""
+    """Answer confidence in [0, 1], its signals, the key terms the cited sections lack."""
 
     score: float
     signals: dict[str, float]
+    missing_terms: NotRequired[list[str]]
 
 
 class StepUsage(TypedDict):

@@ -113,6 +113,17 @@ def ask_parts(text: str) -> list[str]:
     return asks or ([text.strip()] if text.strip() else [])
 
 
+def asks_about_look_alike(text: str, stop: frozenset[str]) -> bool:
+    """True when the questions (or a one-sentence ticket) name another business's thing.
+
+    A backstory sentence ("this is costing us orders") is not a question about orders.
+    """
+    parts = [s.strip() for s in _SENTENCE.split(text) if len(s.split()) >= 3]
+    asks = [s for s in parts if _ASK.search(s)] or (parts if len(parts) == 1 else [])
+    others = look_alike_terms()
+    return any(t in others for t in terms(" ".join(asks), stop))
+
+
 # ---------------------------------------------------------------------- the KB's terms
 @dataclass
 class KbProfile:

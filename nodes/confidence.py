@@ -56,7 +56,7 @@ def _cited(state: State, passages: list[dict]) -> list[dict]:
 @node("confidence")
 def confidence(state: State, step: Step) -> dict:
     """Score the current draft; the router sends, plans or asks a human."""
-    from models.answerability import ask_parts, features, look_alike_terms, stopwords, terms
+    from models.answerability import asks_about_look_alike, features, stopwords
     from models.embeddings import get_embedder
 
     passages = state.get("passages") or []
@@ -83,16 +83,15 @@ def confidence(state: State, step: Step) -> dict:
         signals.update({k: round(v, 4) for k, v in values.items()})
         score = model.probability(values)
         signals["logit"] = round(model.logit(values), 4)
-        asks_other = any(t in look_alike_terms()
-                         for t in terms(" ".join(ask_parts(query)), stopwords()))
-        if score < step.ctx.confidence_threshold and asks_other:
+        if score < step.ctx.confidence_threshold and asks_about_look_alike(query, stopwords()):
             # Look-alike out of domain: the KB answered another business's question; no retry
             # can help. (A confident reply that merely mentions a delivery is sent.)
             update.update(review_reason="off_knowledge_base", route="human")
-    signals["missing_terms"] = missing[:8]
-    update["confidence"] = {"score": round(score, 4), "signals": signals}
+    update["confidence"] = {"score": round(score, 4), "signals": signals,
+                            "missing_terms": missing[:8]}
     flagged = [f for f in FORCE_REVIEW_FLAGS if f in (state.get("flags") or [])]
     if flagged:
         update["review_reason"] = flagged[0]
-    step.detail.update(score=round(score, 4), signals=signals, flagged=flagged)
+    step.detail.update(score=round(score, 4), signals=signals, missing_terms=missing[:8],
+                       flagged=flagged)
     return update

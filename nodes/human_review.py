@@ -89,7 +89,7 @@ def describe(state: State, reason: str, error: str | None = None) -> str:
     if scores:
         lines += ["### Scores", ", ".join(scores), ""]
     confidence: Mapping[str, Any] = state.get("confidence") or {}
-    missing = (confidence.get("signals") or {}).get("missing_terms")
+    missing = confidence.get("missing_terms")
     if missing:
         lines += ["### Not in the cited sections", ", ".join(missing), ""]
     if state.get("flags"):

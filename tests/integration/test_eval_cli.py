@@ -11,9 +11,9 @@ from app.cli import main
 from evals.report import HEADLINE
 
 DEMO = Path(__file__).resolve().parents[2] / "evals" / "datasets" / "demo_tickets.jsonl"
-# Gold sent & auto-sent (001); gold sent but low answer confidence (007); gold human with low
+# Gold sent & auto-sent (008); gold sent but low answer confidence (007); gold human with low
 # answer confidence (167, 170); out of scope (135).
-PICK = ("demo-001", "demo-007", "demo-135", "demo-167", "demo-170")
+PICK = ("demo-007", "demo-008", "demo-135", "demo-167", "demo-170")
 FRACTIONS = ("intent_accuracy", "route_accuracy", "escalation_precision", "escalation_recall",
              "auto_send_precision", "answer_similarity", "groundedness")
 
@@ -54,7 +54,7 @@ def test_eval_reports_gates_and_leaves_team_data_alone(
     assert set(HEADLINE) <= set(m) and m["n"] == 5
     for key in FRACTIONS:
         assert m[key] is not None and 0.0 <= m[key] <= 1.0, key
-    # 001 auto-sends; 007, 167 and 170 wait for review; 135 is out of scope.
+    # 008 auto-sends; 007, 167 and 170 wait for review; 135 is out of scope.
     assert m["auto_send_precision"] == 1.0 and m["auto_send_rate"] == pytest.approx(1 / 5)
     assert m["escalation_recall"] == 1.0 and m["escalation_precision"] == pytest.approx(3 / 4)
     assert report["route_confusion"]["human"] == {"human": 1}
@@ -88,7 +88,7 @@ def test_eval_reports_gates_and_leaves_team_data_alone(
     assert code == 1, out + err
     assert "gate failed: auto_send_precision" in err
     worse_report = json.loads((worse / "report.json").read_text())
-    # 001, 007, 167 and 170 now auto-send; 167 and 170 should have gone to a human.
+    # 008, 007, 167 and 170 now auto-send; 167 and 170 should have gone to a human.
     assert worse_report["metrics"]["auto_send_precision"] == pytest.approx(2 / 4)
     assert "FAIL" in (worse / "report.md").read_text()
 
@@ -106,14 +106,14 @@ def test_eval_reports_gates_and_leaves_team_data_alone(
 
 def test_eval_review_wait_leaves_tickets_waiting(
         demo_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    dataset = write_subset(tmp_path / "two.jsonl", ("demo-135", "demo-001"))
+    dataset = write_subset(tmp_path / "two.jsonl", ("demo-135", "demo-008"))
     out = tmp_path / "wait"
     assert main(["eval", "--dataset", str(dataset), "--out", str(out), "--no-progress",
                  "--review", "wait", "--concurrency", "2"]) == 0
     records = {json.loads(line)["id"]: json.loads(line) for line in (out / "records.jsonl").open()}
     assert records["demo-135"]["status"] == "awaiting_review"
     assert records["demo-135"]["review_decision"] is None
-    assert records["demo-001"]["status"] == "sent"
+    assert records["demo-008"]["status"] == "sent"
     # A second eval into the same folder replaces the earlier isolated home.
     first_home = json.loads((out / "report.json").read_text())["meta"]["home"]
     assert main(["eval", "--dataset", str(dataset), "--out", str(out), "--no-progress",
@@ -126,12 +126,12 @@ def test_eval_gold_sources_curve_calibration_and_worst_tickets(
         demo_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     rows = {json.loads(line)["id"]: json.loads(line)
             for line in DEMO.read_text(encoding="utf-8").splitlines()}
-    # 001 auto-sends the SMS allowance section (gold: the SMS pricing article); 007 is gold sent
+    # 008 auto-sends the SMS allowance section (gold: the SMS pricing article); 007 is gold sent
     # but waits for low answer confidence (wrongly escalated); 135 is out of scope.
-    rows["demo-001"]["expected_doc_ids"] = ["billing/sms-pricing.md"]
+    rows["demo-008"]["expected_doc_ids"] = ["billing/sms-pricing.md"]
     rows["demo-007"]["expected_doc_ids"] = ["billing/plan-comparison-and-quotas.md"]
     dataset = tmp_path / "gold.jsonl"
-    dataset.write_text("\n".join(json.dumps(rows[i]) for i in ("demo-001", "demo-007",
+    dataset.write_text("\n".join(json.dumps(rows[i]) for i in ("demo-008", "demo-007",
                                                                "demo-135")) + "\n")
     out = tmp_path / "gold"
     assert main(["eval", "--dataset", str(dataset), "--out", str(out), "--concurrency", "2"]) == 0
@@ -178,7 +178,7 @@ def test_eval_bad_input_exits_2_before_running(
     if message == "3 bad row(s)":
         dataset.write_text("\n".join(BAD_ROWS) + "\n")
     else:
-        write_subset(dataset, ("demo-001",))
+        write_subset(dataset, ("demo-008",))
     out = tmp_path / "out"
     assert main(["eval", "--dataset", str(dataset), "--out", str(out), *extra]) == 2
     err = capsys.readouterr().err
@@ -205,7 +205,7 @@ def test_eval_malformed_gold_sources_exit_2(tmp_path: Path,
 
 
 def test_eval_bad_files_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    dataset = write_subset(tmp_path / "d.jsonl", ("demo-001",))
+    dataset = write_subset(tmp_path / "d.jsonl", ("demo-008",))
     not_report = tmp_path / "baseline.json"
     not_report.write_text('{"n": 3}')
     bad_gates = tmp_path / "gates.toml"
@@ -228,7 +228,7 @@ def test_eval_reads_an_audit_export(demo_home: Path, tmp_path: Path,
     from evals.dataset import load_dataset
     from graph.context import Context
 
-    ids = ("demo-001", "demo-002", "demo-007")  # two auto-sent, one reviewed and accepted
+    ids = ("demo-008", "demo-002", "demo-007")  # two auto-sent, one reviewed and accepted
     runner = Runner(Context())
     outcomes = {t.id: runner.run(t.ticket)
                 for t in load_dataset(write_subset(tmp_path / "three.jsonl", ids))}

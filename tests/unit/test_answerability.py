@@ -15,6 +15,7 @@ from models.answerability import (
     Fit,
     KbProfile,
     ask_parts,
+    asks_about_look_alike,
     features,
     profile_of,
     shipped_fit,
@@ -77,7 +78,21 @@ def test_multi_part_coverage_is_the_worst_part() -> None:
                       embed=_embed, stop=stopwords())
     assert len(ask_parts("How do I cancel my subscription? Where do I download invoices?")) == 2
     assert two["coverage"] < one["coverage"]
+    assert (one["asks"], two["asks"]) == (1.0, 2.0)
     assert one["route_agree"] == 1.0
+
+
+def test_look_alike_feature_marks_another_business_question() -> None:
+    profile = profile_of(SECTIONS, stopwords())
+    order, missing = features("How do I cancel my order?", SECTIONS[:1], profile,
+                              route="billing", intent_confidence=1.0, embed=_embed,
+                              stop=stopwords())
+    own, _ = features("How do I cancel my subscription?", SECTIONS[:1], profile,
+                      route="billing", intent_confidence=1.0, embed=_embed, stop=stopwords())
+    assert (order["look_alike"], own["look_alike"]) == (1.0, 0.0)
+    assert "order" in missing
+    fit = shipped_fit()
+    assert fit.probability(order) < fit.probability(own)
 
 
 def test_model_round_trips_through_the_home(tmp_path: Path) -> None:
@@ -122,3 +137,16 @@ def test_no_collection_routes_every_text_to_a_person() -> None:
     routes = route_texts(store=None, texts=["how do I pay?", ""], collections=[])
     assert {r.route for r in routes} == {"human"}
     assert {r.intent for r in routes} == {"no_knowledge_base"}
+
+
+@pytest.mark.parametrize(("text", "asks"), [
+    ("I want to cancel my order", True),
+    ("i havesubmitted a wrong delivery address how do i correct it", True),
+    ("how could I check what delivery options are available?", True),
+    ("422 validation_error on every send since this morning. this is costing us orders. "
+     "FIX YOUR API.", False),
+    ("We send 3k texts for delivery notifications. Which plan makes sense?", False),
+    ("", False),
+])
+def test_only_a_question_about_a_look_alike_term_counts(text: str, asks: bool) -> None:
+    assert asks_about_look_alike(text, stopwords()) is asks
