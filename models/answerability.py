@@ -26,7 +26,7 @@ import math
 import os
 import re
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -199,7 +199,7 @@ def term_shares(ask_terms: Sequence[str], cited_text: str, profile: KbProfile,
     return in_cited / total, in_kb / total, missing
 
 
-def features(question: str, cited: Sequence[dict[str, Any]], profile: KbProfile, *,
+def features(question: str, cited: Sequence[Mapping[str, Any]], profile: KbProfile, *,
              route: str, intent_confidence: float, embed: Callable[[list[str]], np.ndarray],
              stop: frozenset[str]) -> tuple[dict[str, float], list[str]]:
     """The answerability features of a question and the sections a reply cites.

@@ -48,9 +48,10 @@ def grounding(draft_text: str, passages: Sequence[Mapping[str, Any]]) -> float:
     return supported / len(sentences)
 
 
-def _cited(state: State, passages: list[dict]) -> list[dict]:
-    cited = set((state.get("drafts") or [{}])[-1].get("citations") or [])
-    return [p for p in passages if p["doc_id"] in cited] or passages
+def _cited(state: State, passages: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    drafts = state.get("drafts") or []
+    cited = set(drafts[-1].get("citations") or []) if drafts else set()
+    return [p for p in passages if p["doc_id"] in cited] or list(passages)
 
 
 @node("confidence")
@@ -69,8 +70,9 @@ def confidence(state: State, step: Step) -> dict:
         "known_solution": round(max(same_intent, default=0.0), 4),
     }
     update: dict = {}
+    missing: list[str] = []
     if model is None:
-        score, missing = 0.0, []
+        score = 0.0
         update["review_reason"] = "no_knowledge_base"
     else:
         query = state["query"][:4000]
