@@ -250,10 +250,12 @@ _micro: dict[str, MicroBatcher] = {}
 def _batcher(key: str) -> MicroBatcher:
     micro = _micro.get(key)
     if micro is None:
+        # Outside `_lock`: loading the encoder takes that (non-reentrant) lock itself, and a
+        # fresh process whose first call is ticket-sized would otherwise wait forever.
+        encoder = get_layer_encoder(key)
         with _lock:
             micro = _micro.get(key)
             if micro is None:
-                encoder = get_layer_encoder(key)
                 micro = _micro[key] = MicroBatcher(
                     lambda texts: encoder.encode(texts, base_sentence=True), stats=STATS)
     return micro

@@ -1,11 +1,12 @@
 """Fine-tuning MiniLM's top layers for the intent head (partial fine-tuning, frozen bottom).
 
-A frozen MiniLM leaves about a point of CLINC150 accuracy and three of BANKING77 on the table,
-and full fine-tuning does not fit a 10-minute, 2-core budget with room to spare. Training only
-the top layers does: the frozen bottom runs once per text (its outputs are kept in memory, a
-few hundred MB for 15,000 short texts), and each epoch then costs the top layers' forward and
-backward pass only. The training signal is a softmax classifier on the mean-pooled last layer,
-the same pooling the head and the neighbour bank use afterwards.
+Opt-in (`IntentModel.train(..., tune=TuneConfig())`): measured at full size it gained little
+(CLINC150 val +0.3 points without rejection, BANKING77 +0.4), less than the published gap of
+fine-tuned BERT suggested. Training only the top layers fits a 10-minute, 2-core budget: the
+frozen bottom runs once per text (its outputs are kept in memory, a few hundred MB for 15,000
+short texts), and each epoch then costs the top layers' forward and backward pass only. The
+training signal is a softmax classifier on the mean-pooled last layer, the same pooling the
+head and the neighbour bank use afterwards.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ class TuneConfig:
     layers: int = 2
     """How many of MiniLM's 6 layers are trained (counted from the top)."""
     epochs: int = 1
-    """One pass: on CLINC150 (10,200 tuned texts) an epoch of two layers cost about as much
-    CPU as the rest of training, and the budget is 10 minutes on 2 cores."""
+    """One pass: on CLINC150 (10,200 tuned texts) three epochs were no better than one (96.93
+    vs 96.87% on val without rejection; frozen 96.57%), and either fits 10 minutes on 2 cores."""
     max_texts: int = 12000
     """At most this many texts (a stratified sample) are tuned on, so the time stays bounded
     for larger training sets; the head still sees every example."""

@@ -235,6 +235,20 @@ def test_encoding_does_not_depend_on_batch_composition():
     assert empty_sentence.shape == (0, 384) and empty_features.shape == (0, 1536)
 
 
+def test_a_fresh_process_can_classify_one_ticket_first():
+    # The workflow's first intent call is ticket-sized (micro-batched path); it once waited
+    # forever on the lock that loading the encoder also takes.
+    import subprocess
+    import sys
+
+    code = ("from models.intent import encode; s, f = encode(['where is my invoice']); "
+            "print(s.shape, f.shape)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, cwd=Path(__file__).resolve().parents[2])
+    assert done.returncode == 0, done.stderr[-500:]
+    assert done.stdout.strip() == "(1, 384) (1, 1536)"
+
+
 # ------------------------------------------------------------ fine-tuned encoder
 @pytest.fixture(scope="module")
 def tuned(tmp_path_factory):
