@@ -278,7 +278,8 @@ def encode_cached(texts: list[str], key: str = "") -> tuple[np.ndarray, np.ndarr
     """
     texts = list(texts)
     if not texts or len(texts) > CACHE_MAX_BATCH or CACHE_SIZE <= 0:
-        return get_layer_encoder(key).encode(texts)
+        sentence, features = get_layer_encoder(key).encode(texts)[:2]
+        return sentence, features
     found: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     with _cache_lock:
         for text in texts:

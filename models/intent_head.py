@@ -313,7 +313,7 @@ def fit(
                                      config.cv_folds, seed, config.oos_recall_floor)
     else:
         threshold = choose_threshold(val_scores, None, config.target_rejection)
-    metrics = {
+    metrics: dict[str, object] = {
         "val_examples": int(len(val_idx)),
         "val_accuracy": round(float(correct.mean()), 4),
         "ece": round(expected_calibration_error(confidence, correct), 4),

@@ -257,7 +257,7 @@ class IntentModel:
             bank=self.bank.astype(np.float16),
         )
         if self.tuned:
-            np.savez_compressed(directory / ENCODER_FILE, **self.tuned)
+            np.savez_compressed(directory / ENCODER_FILE, **self.tuned)  # type: ignore[arg-type]
         elif (directory / ENCODER_FILE).exists():
             (directory / ENCODER_FILE).unlink()
         meta = {
