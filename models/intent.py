@@ -73,6 +73,8 @@ def train_from_files(
         "val_accuracy": model.metrics.get("val_accuracy"),
         "ece": model.metrics.get("ece"),
         "oos_threshold": model.oos_threshold,
+        **({"threshold_cv": model.metrics["threshold_cv"]}
+           if "threshold_cv" in model.metrics else {}),
         "seconds": round(time.perf_counter() - started, 2),
     }
 

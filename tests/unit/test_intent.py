@@ -400,6 +400,7 @@ def test_train_intents_cli_takes_out_of_scope_examples(tmp_path, capsys):
                  "--out", str(out), "--oos-data", str(oos)]) == 0
     cv = json.loads((out / "model.json").read_text())["metrics"]["threshold_cv"]
     assert cv["folds"] >= 2 and len(cv["fold_oos_recall"]) == cv["folds"]
+    assert json.loads(capsys.readouterr().out)["threshold_cv"] == cv  # the spread is shown
     bad = {
         "missing.jsonl": None,
         "broken.jsonl": '{"text": "ok"}\n{not json\n',
