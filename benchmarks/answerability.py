@@ -61,7 +61,7 @@ SCORE_REASONS = {None, "low_answer_confidence", "off_knowledge_base"}
 def _cli(home: Path, *args: str) -> None:
     env = {"SUPPORTGRAPH_HOME": str(home), "PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT),
            "HF_HUB_OFFLINE": "1", "LANGSMITH_TRACING": "false"}
-    result = subprocess.run([sys.executable, "-m", "app.cli", *args], env=env, cwd=ROOT,
+    result = subprocess.run([sys.executable, "-m", "supportgraph", *args], env=env, cwd=ROOT,
                             capture_output=True, text=True, timeout=3600)
     if result.returncode != 0:
         raise SystemExit(f"supportgraph {' '.join(args)} failed: {result.stderr[-2000:]}")
@@ -132,10 +132,10 @@ def offtopic_tickets(n: int) -> list[dict[str, Any]]:
 
 def run_set(home: Path, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Run each ticket through the workflow in `home`; what a threshold sweep needs."""
-    from app.runner import Runner
-    from app.settings import Settings
     from graph.context import Context
     from graph.resources import reset_resources
+    from supportgraph.app.runner import Runner
+    from supportgraph.app.settings import Settings
 
     reset_resources()
     runner = Runner(Context().with_settings(Settings(home=str(home))))
@@ -190,7 +190,7 @@ def fit_model(records: list[dict[str, Any]], names: list[str], folds: int = 5,
     """Logistic regression on standardised features; Platt map fitted on out-of-fold log-odds."""
     from sklearn.linear_model import LogisticRegression
 
-    from models.answerability import Fit
+    from supportgraph.models.answerability import Fit
 
     scored = [r for r in records if r["confidence"] is not None]
     x = matrix(scored, names)
@@ -419,7 +419,7 @@ def report(records: list[dict[str, Any]], *, short: bool, started: float,
 
     With `fit_out`, the model fitted on every record is written there (the shipped fit).
     """
-    from models.answerability import shipped_fit
+    from supportgraph.models.answerability import shipped_fit
 
     names = fit_features(records)
     cv = cross_validate(records, names)

@@ -22,8 +22,8 @@ import time
 import uuid
 from pathlib import Path
 
-from app.settings import child_environment
 from benchmarks.workload import load_average, pct, prepare_home
+from supportgraph.app.settings import child_environment
 
 REPO = Path(__file__).resolve().parents[1]
 IMPORTS = "import torch, sentence_transformers, langgraph, qdrant_client"
@@ -46,8 +46,8 @@ def _wall(cmd: list[str], env: dict[str, str]) -> float:
 
 def warm_child(n: int) -> None:
     """In this process: run `n` new tickets and print their wall times (ms) as JSON."""
-    from app.runner import Runner
     from graph.context import Context
+    from supportgraph.app.runner import Runner
 
     runner = Runner(Context())
     times = []
@@ -75,11 +75,11 @@ def main() -> None:
         env = child_environment(SUPPORTGRAPH_HOME=str(home), LANGSMITH_TRACING="false",
                                 PYTHONPATH=str(REPO))
         # One untimed run first: it builds the on-disk caches a fresh home does not have yet.
-        _wall([sys.executable, "-m", "app.cli", "run", "--quiet", "--text", TEXTS[0]], env)
+        _wall([sys.executable, "-m", "supportgraph", "run", "--quiet", "--text", TEXTS[0]], env)
         imports, colds = [], []
         for i in range(args.repeats):
             imports.append(_wall([sys.executable, "-c", IMPORTS], env))
-            colds.append(_wall([sys.executable, "-m", "app.cli", "run", "--quiet", "--text",
+            colds.append(_wall([sys.executable, "-m", "supportgraph", "run", "--quiet", "--text",
                                 TEXTS[i % len(TEXTS)] + f" (#{uuid.uuid4().hex[:6]})"], env))
             print(f"  repeat {i + 1}: imports {imports[-1]:.2f} s, cold run {colds[-1]:.2f} s",
                   flush=True)

@@ -86,9 +86,9 @@ def main(argv: list[str] | None = None) -> None:
 
     from starlette.testclient import TestClient
 
-    from app.inbox.identity import Identity, KeyStore
-    from app.inbox.web import PAGE_SIZE, InboxSettings, create_app
     from graph.persistence import open_database
+    from supportgraph.app.inbox.identity import Identity, KeyStore
+    from supportgraph.app.inbox.web import PAGE_SIZE, InboxSettings, create_app
 
     with tempfile.TemporaryDirectory(prefix="sg-inbox-bench-") as tmp:
         db = open_database(args.database_url, Path(tmp))

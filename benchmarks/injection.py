@@ -31,8 +31,8 @@ def screen(tickets: list[dict]) -> list[dict]:
     """Rules and learned verdicts for each ticket, on the text intake screens."""
     from graph.pii import redact
     from graph.screening import injection_signals, normalise_for_screening
-    from models.embeddings import get_embedder
-    from models.injection import InjectionHead
+    from supportgraph.models.embeddings import get_embedder
+    from supportgraph.models.injection import InjectionHead
 
     head = InjectionHead.load()
     encode = get_embedder().encode
@@ -53,9 +53,9 @@ def rates(verdicts: list[dict]) -> dict[str, float]:
 
 
 def workflow(injected: list[dict], benign: list[dict], home: Path) -> dict:
-    from app.runner import Runner
-    from app.settings import Settings
     from graph.context import Context
+    from supportgraph.app.runner import Runner
+    from supportgraph.app.settings import Settings
 
     runner = Runner(Context().with_settings(Settings(home=str(home), pii_salt=SALT)))
     result = {"injected": len(injected), "injected_auto_sent": 0, "benign": len(benign),
@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workflow-only", action="store_true",
                         help="skip the screening figures (minutes of MiniLM scoring)")
     args = parser.parse_args(argv)
-    from app.settings import apply_library_defaults
+    from supportgraph.app.settings import apply_library_defaults
 
     apply_library_defaults(quiet=True)  # as the CLI does, before any model loads
     try:

@@ -36,7 +36,7 @@ from benchmarks.injection_data import embed, payloads
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
-HEAD = ROOT / "models" / "data" / "injection_head.json"
+HEAD = ROOT / "supportgraph" / "models" / "data" / "injection_head.json"
 SOURCE = ("meta-llama/PurpleLlama CybersecurityBenchmarks/datasets/prompt_injection/"
           "prompt_injection.json")
 
@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-benign-flag", type=float, default=0.005)
     parser.add_argument("--seed", type=int, default=17)
     args = parser.parse_args(argv)
-    from app.settings import apply_library_defaults
+    from supportgraph.app.settings import apply_library_defaults
 
     apply_library_defaults(quiet=True)  # as the CLI does, before any model loads
     try:
@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.build_dev:
         write_dev(examples["dev"], args.build_dev)
-    from models.embeddings import MODEL_NAME, get_embedder
+    from supportgraph.models.embeddings import MODEL_NAME, get_embedder
 
     embedder = get_embedder()
     started = time.perf_counter()

@@ -21,10 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-from models import intent_head as head
-from models.intent import IntentModel, encode
-from models.intent_data import load_routes
-from models.intent_tune import TuneConfig
+from supportgraph.models import intent_head as head
+from supportgraph.models.intent import IntentModel, encode
+from supportgraph.models.intent_data import load_routes
+from supportgraph.models.intent_tune import TuneConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED = 0
@@ -175,8 +175,8 @@ def throughput(old: IntentModel, tuned: IntentModel, texts: list[str], rounds: i
     Interleaved in one run. The bare encoder is sentence-transformers' MiniLM on the same texts
     with our cache off; the ratios to it are the issue's throughput figure.
     """
-    from models.embeddings import get_embedder
-    from models.intent_encoder import clear_cache
+    from supportgraph.models.embeddings import get_embedder
+    from supportgraph.models.intent_encoder import clear_cache
 
     bare_model = get_embedder()._model
     rates: dict[str, list[float]] = {"bare": [], "old": [], "tuned": []}

@@ -38,7 +38,6 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import empty_graph
-from benchmarks.pg import throwaway_postgres
 from benchmarks.workload import (
     cpu_count,
     forget_seen_texts,
@@ -48,6 +47,7 @@ from benchmarks.workload import (
     quiet_logs,
     tickets,
 )
+from tests.support.pg import throwaway_postgres
 
 DEFAULT_LATENCY = "router=200,answer=1500,planner=500"
 TARGET_EXTRA_MS = 100.0
@@ -72,8 +72,8 @@ def local_model_ms(summary: dict) -> float:
 def run_wave(runner: Any, batch: list[dict], in_flight: int,
              delays: dict[str, float]) -> dict[str, Any]:
     """Submit `batch` at once on `in_flight` threads; latency and extra over the model time."""
-    from models import intent_encoder
-    from models.embeddings import get_embedder
+    from supportgraph.models import intent_encoder
+    from supportgraph.models.embeddings import get_embedder
 
     latencies: list[float] = []
     extras: list[float] = []
@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> None:
     in_flight = args.in_flight if args.in_flight is not None else (20 if args.quick else 100)
     if not 1 <= in_flight <= 1024:
         parser.error("--in-flight must be between 1 and 1024")
-    from models.factory import offline_latencies
+    from supportgraph.models.factory import offline_latencies
 
     try:
         delays = offline_latencies(args.latency)
@@ -133,11 +133,11 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(str(exc))
     quiet_logs()
 
-    from app.runner import Runner
-    from app.settings import Settings
     from graph.context import Context
     from graph.persistence import close_all
     from retrieval.store import close_stores
+    from supportgraph.app.runner import Runner
+    from supportgraph.app.settings import Settings
 
     figures: dict[str, Any] = {"benchmark": "latency", "quick": args.quick, "in_flight": in_flight,
                                "latency_ms": args.latency, "cpus": cpu_count(),

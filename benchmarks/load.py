@@ -20,8 +20,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from benchmarks.pg import throwaway_postgres
 from benchmarks.workload import cpu_count, load_average, prepare_home, quiet_logs, rss_mb, tickets
+from tests.support.pg import throwaway_postgres
 
 TERMINAL = {"sent", "awaiting_review", "rejected", "stalled", "failed"}
 
@@ -43,12 +43,12 @@ def main(argv: list[str] | None = None) -> None:
 
     import psycopg
 
-    from app.runner import Runner
-    from app.settings import Settings
-    from app.worker import Worker
     from graph.context import Context
     from graph.persistence import close_all
     from retrieval.store import close_stores
+    from supportgraph.app.runner import Runner
+    from supportgraph.app.settings import Settings
+    from supportgraph.app.worker import Worker
 
     figures: dict[str, Any] = {"benchmark": "load", "tickets": count,
                                "concurrency": args.concurrency, "cpus": cpu_count()}

@@ -23,7 +23,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from benchmarks.pg import throwaway_postgres
 from benchmarks.workload import (
     cpu_count,
     load_average,
@@ -32,6 +31,7 @@ from benchmarks.workload import (
     rss_mb,
     tickets,
 )
+from tests.support.pg import throwaway_postgres
 
 TARGET_GROWTH = 0.10
 
@@ -55,12 +55,12 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--in-flight must be between 1 and 256")
     quiet_logs()
 
-    from app.runner import Runner
-    from app.settings import Settings
     from graph.context import Context
     from graph.persistence import close_all
-    from models.embeddings import get_embedder
     from retrieval.store import close_stores
+    from supportgraph.app.runner import Runner
+    from supportgraph.app.settings import Settings
+    from supportgraph.models.embeddings import get_embedder
 
     figures: dict[str, Any] = {"benchmark": "memory", "quick": args.quick, "counts": counts,
                                "in_flight": args.in_flight, "cpus": cpu_count(),

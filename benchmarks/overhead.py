@@ -26,8 +26,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from benchmarks.pg import throwaway_postgres
 from benchmarks.workload import cpu_count, load_average, pct, prepare_home, quiet_logs, tickets
+from tests.support.pg import throwaway_postgres
 
 TARGET_RATIO = 2.0
 PLAIN_TABLE = """CREATE TABLE IF NOT EXISTS bench_plain_steps (
@@ -172,11 +172,11 @@ def main(argv: list[str] | None = None) -> None:
     warmup = 3 if args.quick else 10
     quiet_logs()
 
-    from app.runner import Runner
-    from app.settings import Settings
     from graph.context import Context
     from graph.persistence import close_all
     from retrieval.store import close_stores
+    from supportgraph.app.runner import Runner
+    from supportgraph.app.settings import Settings
 
     with tempfile.TemporaryDirectory() as tmp, throwaway_postgres(args.database_url) as url:
         home = prepare_home(Path(tmp) / "home", args.home)

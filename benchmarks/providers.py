@@ -1,6 +1,6 @@
 """What does our chat layer add to a model call? Same calls, through `ModelChain` and bare SDK.
 
-Both paths call the local fake server (`benchmarks.fake_llm`) with the official SDK; ours adds
+Both paths call the local fake server (`tests.support.fake_llm`) with the official SDK; ours adds
 the breaker, budget check, output validation (refusal, language) and pricing. Calls are
 interleaved so that server and machine noise hit both sides alike. Also measured: the layer with
 an in-process provider (pure overhead, no HTTP) and a SQLite cache hit.
@@ -17,13 +17,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.fake_llm import FakeLLMServer
 from graph.persistence import open_database
-from models.breaker import CircuitBreakers
-from models.cache import ResponseCache
-from models.chat import ChatRequest, Completion, ModelChain, build_chain
-from models.prices import load_prices
-from models.providers_remote import AnthropicProvider, OpenAIProvider
+from supportgraph.models.breaker import CircuitBreakers
+from supportgraph.models.cache import ResponseCache
+from supportgraph.models.chat import ChatRequest, Completion, ModelChain, build_chain
+from supportgraph.models.prices import load_prices
+from supportgraph.models.providers_remote import AnthropicProvider, OpenAIProvider
+from tests.support.fake_llm import FakeLLMServer
 
 KEY = "sk-bench-not-a-real-key"
 ANSWER = (

@@ -37,10 +37,10 @@ from typing import Any
 
 import numpy as np
 
-from app.settings import shared_data_dir
-from models.embeddings import get_embedder
 from retrieval.ingest import MAX_WORDS, ingest_paths
 from retrieval.store import Chunk, close_stores, embedding_text, open_store
+from supportgraph.app.settings import shared_data_dir
+from supportgraph.models.embeddings import get_embedder
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scale", type=int, default=None, help="chunks for the latency test")
     parser.add_argument("--k", type=int, default=5)
     args = parser.parse_args(argv)
-    from app.settings import apply_library_defaults
+    from supportgraph.app.settings import apply_library_defaults
 
     apply_library_defaults(quiet=True)  # as the CLI does, before any model loads
     scale = args.scale or (4_000 if args.quick else 20_000)

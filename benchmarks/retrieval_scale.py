@@ -31,9 +31,9 @@ from pathlib import Path
 
 import numpy as np
 
-from models.embeddings import DIMENSIONS
 from retrieval.points import Chunk
 from retrieval.store import close_stores, open_store
+from supportgraph.models.embeddings import DIMENSIONS
 
 COLLECTION = "scale"
 SYLLABLES = ("ka", "lo", "mi", "ne", "ru", "ta", "vo", "shi", "pa", "de", "gu", "zen", "bri",

@@ -19,18 +19,18 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from benchmarks.pg import throwaway_postgres
 from benchmarks.workload import load_average, prepare_home, quiet_logs, tickets
+from tests.support.pg import throwaway_postgres
 
 TARGET_BEFORE_KB, TARGET_AFTER_KB = 50.0, 10.0
 
 
 def measure(home: Path, url: str, n: int) -> dict[str, Any]:
     """Run `n` tickets on one database, prune, and return per-closed-ticket figures."""
-    from app.prune import checkpoint_usage, prune_closed
-    from app.runner import Runner
-    from app.settings import Settings
     from graph.context import Context
+    from supportgraph.app.prune import checkpoint_usage, prune_closed
+    from supportgraph.app.runner import Runner
+    from supportgraph.app.settings import Settings
 
     runner = Runner(Context().with_settings(Settings(home=str(home), database_url=url)))
     for ticket in tickets(n, f"st-{runner.db.dialect}"):
@@ -59,7 +59,7 @@ def measure(home: Path, url: str, n: int) -> dict[str, Any]:
 
 def _usage_of(runner: Any, thread_ids: list[str]) -> dict[str, dict[str, int]]:
     """Rows and bytes per checkpoint table of each thread (a rewrite changes the bytes)."""
-    from app.prune import checkpoint_usage
+    from supportgraph.app.prune import checkpoint_usage
 
     return {t: checkpoint_usage(runner.db, thread_ids=[t]) for t in thread_ids}
 

@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import empty_graph
-from benchmarks.pg import throwaway_postgres
 from benchmarks.workload import (
     cpu_count,
     forget_seen_texts,
@@ -42,6 +41,7 @@ from benchmarks.workload import (
     quiet_logs,
     tickets,
 )
+from tests.support.pg import throwaway_postgres
 
 TARGET_SHARE = 0.5
 
@@ -56,7 +56,7 @@ def classifier_texts(ticket: dict) -> list[str]:
 
 def run_level(runner: Any, in_flight: int, batch: list[dict]) -> dict[str, Any]:
     """Run `batch` with `in_flight` threads; tickets/s, latency and model texts per ticket."""
-    from models.embeddings import get_embedder
+    from supportgraph.models.embeddings import get_embedder
 
     stats = get_embedder().stats
     texts_before = stats.texts
@@ -85,7 +85,7 @@ def run_level(runner: Any, in_flight: int, batch: list[dict]) -> dict[str, Any]:
 
 def model_rate(sample: list[str], seconds: float, batch: int = 32) -> float:
     """Texts/s of the bare model (no cache) on `sample`, batched, for about `seconds`."""
-    from models.embeddings import get_embedder
+    from supportgraph.models.embeddings import get_embedder
 
     embedder = get_embedder()
     cache_size = embedder.cache_size
@@ -127,11 +127,11 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--tickets must be >= 1")
     quiet_logs()
 
-    from app.runner import Runner
-    from app.settings import Settings
     from graph.context import Context
     from graph.persistence import close_all
     from retrieval.store import close_stores
+    from supportgraph.app.runner import Runner
+    from supportgraph.app.settings import Settings
 
     figures: dict[str, Any] = {"benchmark": "throughput", "quick": args.quick,
                                "levels": levels, "cpus": cpu_count(),

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from app.settings import child_environment
+from supportgraph.app.settings import child_environment
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_TICKETS = REPO / "evals" / "datasets" / "demo_tickets.jsonl"
@@ -89,7 +89,7 @@ def prepare_home(target: Path, template: str | None) -> Path:
     env = child_environment(SUPPORTGRAPH_HOME=str(target), LANGSMITH_TRACING="false")
     print("preparing a home with `supportgraph init` (about a minute)...", flush=True)
     started = time.monotonic()
-    result = subprocess.run([sys.executable, "-m", "app.cli", "init"], env=env, cwd=REPO,
+    result = subprocess.run([sys.executable, "-m", "supportgraph", "init"], env=env, cwd=REPO,
                             capture_output=True, text=True, timeout=1800)
     if result.returncode != 0:
         raise SystemExit(f"supportgraph init failed: {result.stderr[-2000:]}")
@@ -104,8 +104,8 @@ def forget_seen_texts() -> None:
     would skip the model and look faster than fresh traffic. Pinned knowledge-base sentence
     vectors (computed at ingest) stay: that is how the workflow always runs.
     """
-    from models import intent_encoder
-    from models.embeddings import get_embedder
+    from supportgraph.models import intent_encoder
+    from supportgraph.models.embeddings import get_embedder
 
     intent_encoder.clear_cache()
     get_embedder().clear_cache()
@@ -115,7 +115,7 @@ def quiet_logs() -> None:
     """Step logs are INFO; benchmarks print their own figures."""
     import logging
 
-    from app.settings import apply_library_defaults
+    from supportgraph.app.settings import apply_library_defaults
 
     apply_library_defaults(quiet=True)  # as the CLI does, before any model loads
     logging.basicConfig(level=logging.WARNING)

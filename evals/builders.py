@@ -37,7 +37,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from app.settings import shared_data_dir
+from supportgraph.app.settings import shared_data_dir
 
 REPO = Path(__file__).resolve().parents[1]
 BITEXT_ROUTES = REPO / "benchmarks" / "bitext_routes.toml"

@@ -12,8 +12,8 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from app.settings import SettingsError, env_defaults, env_name
 from graph.context import Context
+from supportgraph.app.settings import SettingsError, env_defaults, env_name
 
 LOCATION_FIELDS = ("home", "database_url", "qdrant_url", "pii_salt")
 
@@ -76,8 +76,8 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
 
 def team_intent_model(base: Context) -> str:
     """The intent model the team's runs use, to load read-only ('' if none is trained yet)."""
-    from models.intent import default_model_dir
-    from models.intent_model import META_FILE
+    from supportgraph.models.intent import default_model_dir
+    from supportgraph.models.intent_model import META_FILE
 
     if base.intent_model_dir:
         return base.intent_model_dir
@@ -94,7 +94,7 @@ def eval_context(base: Context, home: Path, overrides: dict[str, Any]) -> Contex
     """
     settings = {"intent_model_dir": team_intent_model(base), "learn_enabled": False,
                 **overrides}
-    from app.settings import Settings
+    from supportgraph.app.settings import Settings
 
     isolated = Settings(home=str(home), pii_salt=base.settings.pii_salt)
     return base.replace(**settings).with_settings(isolated)

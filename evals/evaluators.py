@@ -133,7 +133,7 @@ def rouge_l(candidate: str, reference: str) -> float:
 
 
 def _default_embed(texts: list[str]) -> np.ndarray:
-    from models.embeddings import get_embedder
+    from supportgraph.models.embeddings import get_embedder
 
     return get_embedder().encode(texts)
 

@@ -125,7 +125,7 @@ def prepare(ctx: Context, team: Context, say: Progress | None = None) -> None:
         say("loading the intent model")
         res.intent_model.predict(["warm-up"])
     say("loading the embedding model")
-    from models.embeddings import get_embedder
+    from supportgraph.models.embeddings import get_embedder
 
     get_embedder().encode_one("warm-up")
     say("loading the answerability model")
@@ -169,7 +169,7 @@ def run_eval(ctx: Context, team: Context, tickets: Sequence[EvalTicket], *,
     """Run every ticket; returns the records in dataset order and the wall time in seconds."""
     from tqdm import tqdm
 
-    from app.runner import Runner
+    from supportgraph.app.runner import Runner
 
     say = Progress(enabled=progress)
     say(f"preparing an isolated home in {ctx.home_path}")

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from app.settings import Settings
+    from supportgraph.app.settings import Settings
 
 
 @dataclass(kw_only=True)
@@ -93,7 +93,7 @@ class Context:
     )
 
     def __post_init__(self) -> None:
-        from app.settings import Settings, env_defaults
+        from supportgraph.app.settings import Settings, env_defaults
 
         object.__setattr__(self, "_settings", Settings.from_env())
 

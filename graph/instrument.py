@@ -61,7 +61,7 @@ class Step:
     models: list[str] = field(default_factory=list)
 
     def record_model(self, result: Any) -> None:
-        """Count one chat result (a `models.chat.ChatResult`) towards this step's usage."""
+        """Count one chat result (`supportgraph.models.chat.ChatResult`) in this step's usage."""
         failed = [a for a in result.attempts if a.outcome != "ok"]
         self.failures.extend(f"{self.name}: {a.provider}:{a.model} {a.outcome}" for a in failed)
         self.models.append(f"{result.provider}:{result.model}")
@@ -77,11 +77,12 @@ class Step:
     def complete(self, role: str, request: Any, state: State) -> Any:
         """Call the `role` model chain inside the ticket's budget and count the usage.
 
-        Raises `models.chat.ModelsUnavailable` when every entry of the chain fails or the
+        Raises `supportgraph.models.chat.ModelsUnavailable` when every entry of the chain fails or
+        the
         budget cannot cover any of them.
         """
         from graph.budget import Budget
-        from models.factory import chain_for
+        from supportgraph.models.factory import chain_for
 
         budget = Budget.of(state, self.ctx)
         spent_here = self.cost
@@ -258,7 +259,8 @@ def _report(row: dict[str, Any], salt: str) -> None:
     """One JSON log line and one OpenTelemetry span per step: ids and figures, never text.
 
     Quiet unless the `supportgraph.steps` logger is at INFO (`supportgraph -v`); no span
-    unless the application installed a tracer provider (`app.observability`). Neither costs
+    unless the application installed a tracer provider (`supportgraph.app.observability`). Neither
+    costs
     anything when off: this runs after every step.
     """
     logging_on = log.isEnabledFor(logging.INFO)

@@ -571,10 +571,10 @@ def open_checkpointer(db: Database, serde: Any = None) -> Any:
     """A LangGraph checkpointer on the same database as our tables (tables set up once).
 
     Without an explicit `serde`, `checkpoint_serde` with the environment's AES key is used
-    (read at the edge by `app.settings`; nodes never see it).
+    (read at the edge by `supportgraph.app.settings`; nodes never see it).
     """
     if serde is None:
-        from app.settings import checkpoint_aes_key
+        from supportgraph.app.settings import checkpoint_aes_key
 
         serde = checkpoint_serde(checkpoint_aes_key())
     if db.dialect == "postgres":

@@ -14,8 +14,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.settings import Settings, apply_library_defaults
 from graph.context import Context
+from supportgraph.app.settings import Settings, apply_library_defaults
 
 NO_DEMO_MARKER = "no-demo"
 """File in a home made by `init --no-demo`: no demo KB or demo intent model there."""
@@ -81,7 +81,7 @@ class Resources:
         """The trained intent classifier (the demo model unless one is configured)."""
         from pathlib import Path
 
-        from models.intent import IntentModel, ensure_default_model
+        from supportgraph.models.intent import IntentModel, ensure_default_model
 
         def build() -> Any:
             directory = (Path(self.ctx.intent_model_dir) if self.ctx.intent_model_dir
@@ -93,14 +93,14 @@ class Resources:
     @property
     def injection_head(self) -> Any:
         """The learned injection detector's head (models/data/injection_head.json)."""
-        from models.injection import InjectionHead
+        from supportgraph.models.injection import InjectionHead
 
         return self._get("injection_head", InjectionHead.load)
 
     @property
     def tone_scorer(self) -> Any:
         """The offline tone scorer."""
-        from models.tone import ToneScorer
+        from supportgraph.models.tone import ToneScorer
 
         return self._get("tone", ToneScorer)
 
@@ -112,8 +112,8 @@ class Resources:
     @property
     def routing(self) -> str:
         """`intent` (a trained intent model) or `retrieval` (evidence across `kb_*`)."""
-        from models.intent import default_model_dir
-        from models.intent_model import META_FILE
+        from supportgraph.models.intent import default_model_dir
+        from supportgraph.models.intent_model import META_FILE
 
         def build() -> str:
             if self.ctx.routing in ("intent", "retrieval"):
@@ -131,7 +131,7 @@ class Resources:
         Listed again after each refit: a long-running worker sees routes another process
         ingested when it restarts.
         """
-        from models.answerability import kb_collections
+        from supportgraph.models.answerability import kb_collections
 
         return list(self._get("kb_collections", lambda: kb_collections(self.store)))
 
@@ -139,7 +139,7 @@ class Resources:
         """Classify texts as the `classify` step does: intent model or retrieval evidence."""
         if self.routing == "intent":
             return self.intent_model.predict(texts)
-        from models.kb_router import route_texts
+        from supportgraph.models.kb_router import route_texts
 
         return route_texts(self.store, texts, self.kb_collections())
 
@@ -150,7 +150,7 @@ class Resources:
         Stored at `init` and after `ingest`; a home that has none yet (made before this
         model existed, or with an older format or fit) gets it stored once, on first use.
         """
-        from models.answerability import AnswerabilityModel, shipped_fit
+        from supportgraph.models.answerability import AnswerabilityModel, shipped_fit
 
         def build() -> Any:
             model = AnswerabilityModel.load(self.settings.home_path)  # None: none, or older format
@@ -162,7 +162,7 @@ class Resources:
 
     def refit_answerability(self) -> Any:
         """Store the answerability fit with this home KB's term profile, and use it."""
-        from models.answerability import fit_for_home
+        from supportgraph.models.answerability import fit_for_home
 
         with self._lock:
             self._cache.pop("kb_collections", None)
@@ -190,7 +190,7 @@ class Resources:
 
 
 def _qdrant_api_key() -> str | None:
-    from app.settings import qdrant_api_key
+    from supportgraph.app.settings import qdrant_api_key
 
     return qdrant_api_key()
 

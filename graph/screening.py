@@ -14,7 +14,7 @@ import re
 import unicodedata
 from collections.abc import Iterator
 
-from models.language import foreign_passage
+from supportgraph.models.language import foreign_passage
 
 _INJECTION_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
     (name, re.compile(pattern, re.IGNORECASE | re.DOTALL))

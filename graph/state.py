@@ -229,7 +229,8 @@ class State(InputState, total=False):
 def compact_closed(values: Mapping[str, Any]) -> dict[str, Any]:
     """The state update that shrinks a closed ticket's final state; {} when already compact.
 
-    For tickets that are over only (`app.prune` checks: closed, not waiting for review, nothing
+    For tickets that are over only (`supportgraph.app.prune` checks: closed, not waiting for
+    review, nothing
     left to run): texts that are stored elsewhere or no longer read are emptied, the shapes
     stay. Passages keep doc id, chunk id, title, score and collection (citations `[n]` still
     index the same list, and the knowledge base holds the text); cases keep ticket id, intent

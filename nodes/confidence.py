@@ -57,8 +57,8 @@ def _cited(state: State, passages: Sequence[Mapping[str, Any]]) -> list[Mapping[
 @node("confidence")
 def confidence(state: State, step: Step) -> dict:
     """Score the current draft; the router sends, plans or asks a human."""
-    from models.answerability import asks_about_look_alike, features, stopwords
-    from models.embeddings import get_embedder
+    from supportgraph.models.answerability import asks_about_look_alike, features, stopwords
+    from supportgraph.models.embeddings import get_embedder
 
     passages = state.get("passages") or []
     intent = state["intent"]

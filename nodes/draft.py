@@ -31,7 +31,7 @@ def citations_of(text: str, passages: Sequence[Mapping[str, Any]]) -> list[str]:
 @node("draft")
 def draft(state: State, step: Step) -> dict:
     """Write the first reply (or a regenerated one when the planner asks for it)."""
-    from models.chat import ChatRequest, ModelsUnavailable
+    from supportgraph.models.chat import ChatRequest, ModelsUnavailable
 
     ticket = state["normalized"]
     passages = state.get("passages") or []

@@ -11,11 +11,11 @@ from graph.reasons import error_text
 from graph.screening import injection_signals, normalise_for_screening, quoted_injection
 from graph.state import State
 from graph.tickets import TicketError, email_parts, parse_chat, parse_eml
-from models.language import looks_non_english
+from supportgraph.models.language import looks_non_english
 
 
 def _encode(texts: list[str]) -> Any:
-    from models.embeddings import get_embedder
+    from supportgraph.models.embeddings import get_embedder
 
     return get_embedder().encode(texts)
 

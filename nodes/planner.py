@@ -14,7 +14,7 @@ from graph.prompts import PLANNER_SYSTEM, PLANNER_USER, data_block
 from graph.reasons import ReviewReason, error_code
 from graph.routing import review_reason_after_classify
 from graph.state import State
-from models.offline import PLANNER_ACTIONS
+from supportgraph.models.offline import PLANNER_ACTIONS
 
 PLAN_SCHEMA = {
     "type": "object",
@@ -39,7 +39,7 @@ def problem_of(state: State, step: Step) -> ReviewReason:
 @node("planner")
 def planner(state: State, step: Step) -> dict:
     """Pick the next fallback action, or hand off when the budget is spent."""
-    from models.chat import ChatRequest, ModelsUnavailable
+    from supportgraph.models.chat import ChatRequest, ModelsUnavailable
 
     budget = Budget.of(state, step.ctx)
     problem = problem_of(state, step)

@@ -30,9 +30,9 @@ def _collections(state: State, available: list[str]) -> list[str]:
 @node("retrieve")
 def retrieve(state: State, step: Step) -> dict:
     """Search the routed knowledge base (or both) and `resolved_cases` for the ticket."""
-    from models.embeddings import get_embedder
     from retrieval.cases import search_cases
     from retrieval.store import RetrievalUnavailable
+    from supportgraph.models.embeddings import get_embedder
 
     ctx = step.ctx
     query = state["query"][:2000]

@@ -13,8 +13,8 @@ TEMPLATE_ORDER = ("warm", "formal")
 @node("rewrite")
 def rewrite(state: State, step: Step) -> dict:
     """Rewrite the latest draft with the next template; citations must survive."""
-    from models.chat import ChatRequest, ModelsUnavailable
     from nodes.draft import citations_of
+    from supportgraph.models.chat import ChatRequest, ModelsUnavailable
 
     current = state["drafts"][-1]
     count = state.get("rewrites", 0)

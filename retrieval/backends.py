@@ -25,8 +25,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from models.embeddings import DIMENSIONS
 from retrieval.points import DENSE, INDEXED_FIELDS, SPARSE
+from supportgraph.models.embeddings import DIMENSIONS
 
 log = logging.getLogger(__name__)
 

@@ -24,9 +24,9 @@ from typing import Any
 
 from tqdm import tqdm
 
-from models.embeddings import MODEL_NAME
 from retrieval.points import Chunk, RetrievalUnavailable
 from retrieval.store import KnowledgeStore
+from supportgraph.models.embeddings import MODEL_NAME
 
 log = logging.getLogger(__name__)
 

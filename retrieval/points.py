@@ -14,7 +14,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from models.embeddings import MODEL_NAME
+from supportgraph.models.embeddings import MODEL_NAME
 
 DENSE = "dense"
 SPARSE = "bm25"

@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from models.embeddings import DIMENSIONS, MODEL_NAME, pin
-from models.offline import passage_sentences
+from supportgraph.models.embeddings import DIMENSIONS, MODEL_NAME, pin
+from supportgraph.models.offline import passage_sentences
 
 log = logging.getLogger(__name__)
 

@@ -28,7 +28,6 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from models.embeddings import Embedder, get_embedder
 from retrieval import sparse
 from retrieval.backends import (
     ANY_TENANT,
@@ -53,6 +52,7 @@ from retrieval.points import (
     make_hit,
     point_id,
 )
+from supportgraph.models.embeddings import Embedder, get_embedder
 
 log = logging.getLogger(__name__)
 

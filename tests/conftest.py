@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.pg import PgServer, PgUnavailable, pg_bindir, running_server
+from tests.support.pg import PgServer, PgUnavailable, pg_bindir, running_server
 
 _PROVIDER_ENV = (
     "OPENAI_API_KEY",
@@ -88,7 +88,7 @@ def template_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith("SUPPORTGRAPH_") and k not in _PROVIDER_ENV}
     env.update(SUPPORTGRAPH_HOME=str(home), LANGSMITH_TRACING="false")
-    result = subprocess.run([sys.executable, "-m", "app.cli", "init"], env=env,
+    result = subprocess.run([sys.executable, "-m", "supportgraph", "init"], env=env,
                             capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     return home

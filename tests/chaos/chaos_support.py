@@ -37,7 +37,7 @@ class Proc:
 
     def __init__(self, args: list[str], env: dict[str, str]) -> None:
         self.args = args
-        self.popen = subprocess.Popen([sys.executable, "-m", "app.cli", *args], env=env,
+        self.popen = subprocess.Popen([sys.executable, "-m", "supportgraph", *args], env=env,
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.out: list[str] = []
         self.err: list[str] = []

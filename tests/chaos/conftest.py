@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from chaos_support import Proc
 
-from benchmarks.pg import running_server
+from tests.support.pg import running_server
 
 
 @pytest.fixture

@@ -68,7 +68,7 @@ def test_twenty_sigkills_lose_nothing_and_double_nothing(
 
 KILL_AFTER_WRITES = """
 import os, signal, sys
-from app.runner import Runner
+from supportgraph.app.runner import Runner
 from graph.context import Context
 
 runner = Runner(Context())

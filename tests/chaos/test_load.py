@@ -23,9 +23,9 @@ CONCURRENCY = 8
 def test_load_tickets_all_accounted_for(
     demo_home: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from app.runner import Runner
-    from app.worker import Worker
     from graph.context import Context
+    from supportgraph.app.runner import Runner
+    from supportgraph.app.worker import Worker
 
     monkeypatch.setenv("DATABASE_URL", pg_url)
     tickets = demo_tickets(TICKETS, "load")

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from chaos_support import rows
 
-from app.leases import Leases, ThreadBusy
-from app.runner import Runner
 from graph.context import Context
 from graph.persistence import open_database
+from supportgraph.app.leases import Leases, ThreadBusy
+from supportgraph.app.runner import Runner
 
 ANSWERABLE = "What does a 429 response mean and how long should I wait before retrying?"
 
@@ -65,7 +65,7 @@ def test_two_threads_same_ticket_never_interleave(
 HOLDER = """
 import re
 import sys
-from app.leases import Leases
+from supportgraph.app.leases import Leases
 from graph.persistence import open_database
 from pathlib import Path
 db = open_database(sys.argv[1] or None, Path(sys.argv[2]))
@@ -154,7 +154,7 @@ def test_lease_rules(tmp_path: Path) -> None:
                                   ["--drain-seconds", "-1"], ["--drain-seconds", "nan"]])
 def test_worker_options_out_of_range(tmp_path: Path, capsys: pytest.CaptureFixture,
                                      args: list[str]) -> None:
-    from app.cli import main
+    from supportgraph.app.cli import main
 
     path = tmp_path / "t.jsonl"
     path.write_text('{"id": "a", "channel": "chat", "body": "hello there"}\n')
@@ -164,7 +164,7 @@ def test_worker_options_out_of_range(tmp_path: Path, capsys: pytest.CaptureFixtu
 
 
 def test_worker_option_not_a_number(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    from app.cli import main
+    from supportgraph.app.cli import main
 
     with pytest.raises(SystemExit) as exit_info:
         main(["run", "--input", str(tmp_path / "t.jsonl"), "--concurrency", "many"])

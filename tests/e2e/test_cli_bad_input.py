@@ -31,7 +31,7 @@ SUMMARY_KEYS = {"workflow_id", "thread_id", "ticket_id", "status", "intent", "ro
 def cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """Run `supportgraph ARGS` with its own home, from the folder that holds the home."""
     env = {**os.environ, "SUPPORTGRAPH_HOME": str(home), "PYTHONIOENCODING": "utf-8"}
-    return subprocess.run([sys.executable, "-m", "app.cli", *args], env=env, cwd=home.parent,
+    return subprocess.run([sys.executable, "-m", "supportgraph", *args], env=env, cwd=home.parent,
                           capture_output=True, text=True, encoding="utf-8", timeout=600)
 
 

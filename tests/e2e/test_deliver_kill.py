@@ -49,14 +49,14 @@ def test_sigkill_between_send_and_mark_never_acts_twice(e2e_home: Path) -> None:
     threading.Thread(target=server.serve_forever, daemon=True).start()
     env = env_for(e2e_home, f"http://127.0.0.1:{server.server_port}/hook")
     try:
-        run = subprocess.run([sys.executable, "-m", "app.cli", "run", "--id", "kill-1",
+        run = subprocess.run([sys.executable, "-m", "supportgraph", "run", "--id", "kill-1",
                               "--customer-id", "cust-1", "--quiet", "--text",
                               "Where can I download the PDF of last month's invoice?"],
                              env={**env, "SUPPORTGRAPH_WEBHOOK_URL": ""}, cwd=e2e_home.parent,
                              capture_output=True, text=True, timeout=600)
         assert run.returncode == 0 and ": sent" in run.stdout, run.stderr[-2000:]
 
-        first = subprocess.Popen([sys.executable, "-m", "app.cli", "deliver", "--once"],
+        first = subprocess.Popen([sys.executable, "-m", "supportgraph", "deliver", "--once"],
                                  env=env, cwd=e2e_home.parent, stdout=subprocess.PIPE,
                                  stderr=subprocess.PIPE, text=True)
         victim.append(first)
@@ -64,7 +64,7 @@ def test_sigkill_between_send_and_mark_never_acts_twice(e2e_home: Path) -> None:
         assert first.returncode == -signal.SIGKILL
         assert len(requests) == 1
 
-        second = subprocess.run([sys.executable, "-m", "app.cli", "deliver", "--once"],
+        second = subprocess.run([sys.executable, "-m", "supportgraph", "deliver", "--once"],
                                 env=env, cwd=e2e_home.parent, capture_output=True, text=True,
                                 timeout=300)
         assert second.returncode == 0, second.stderr
@@ -73,12 +73,12 @@ def test_sigkill_between_send_and_mark_never_acts_twice(e2e_home: Path) -> None:
         assert len(requests) == 2 and requests[0] == requests[1]
         assert len(acted) == 1 and acted[requests[0]]["recipient"] == "cust-1"
 
-        third = subprocess.run([sys.executable, "-m", "app.cli", "deliver", "--once"],
+        third = subprocess.run([sys.executable, "-m", "supportgraph", "deliver", "--once"],
                                env=env, cwd=e2e_home.parent, capture_output=True, text=True,
                                timeout=300)
         assert third.returncode == 0 and len(requests) == 2  # nothing left to send
 
-        show = subprocess.run([sys.executable, "-m", "app.cli", "show", "kill-1", "--json"],
+        show = subprocess.run([sys.executable, "-m", "supportgraph", "show", "kill-1", "--json"],
                               env=env, cwd=e2e_home.parent, capture_output=True, text=True,
                               timeout=300)
         view = json.loads(show.stdout)

@@ -30,7 +30,7 @@ class Colour(enum.Enum):
 
 def cli(home: Path, *args: str, extra_env: dict | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "SUPPORTGRAPH_HOME": str(home), **(extra_env or {})}
-    return subprocess.run([sys.executable, "-m", "app.cli", *args], env=env,
+    return subprocess.run([sys.executable, "-m", "supportgraph", *args], env=env,
                           capture_output=True, text=True, timeout=600)
 
 
@@ -81,9 +81,9 @@ CHECKPOINT_TABLES = ["checkpoints", "checkpoint_blobs", "checkpoint_writes"]
 def test_encrypted_postgres_checkpoints(
     demo_home: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch, pg_stored
 ) -> None:
-    from app.runner import Runner
-    from app.settings import Settings
     from graph.context import Context
+    from supportgraph.app.runner import Runner
+    from supportgraph.app.settings import Settings
 
     monkeypatch.setenv("LANGGRAPH_AES_KEY", KEY)
     ctx = Context(confidence_threshold=0.9999,

@@ -18,12 +18,12 @@ from pathlib import Path
 import pytest
 import uvicorn
 
-from app.inbox.backend import RunnerBackend
-from app.inbox.identity import Identity, KeyStore
-from app.inbox.web import InboxSettings, create_app
-from app.runner import Runner
-from app.settings import Settings
 from graph.context import Context
+from supportgraph.app.inbox.backend import RunnerBackend
+from supportgraph.app.inbox.identity import Identity, KeyStore
+from supportgraph.app.inbox.web import InboxSettings, create_app
+from supportgraph.app.runner import Runner
+from supportgraph.app.settings import Settings
 
 pytestmark = [pytest.mark.e2e]
 

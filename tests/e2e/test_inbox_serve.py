@@ -19,8 +19,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from app.keys import add_key
 from graph.persistence import open_database
+from supportgraph.app.keys import add_key
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -41,7 +41,7 @@ def _env(home: Path) -> dict[str, str]:
 def serve(home: Path, port: int, log: Path) -> subprocess.Popen:
     """`supportgraph serve` on that port; returns once /inbox/login answers."""
     with log.open("ab") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--host",
+        proc = subprocess.Popen([sys.executable, "-m", "supportgraph", "serve", "--host",
                                  "127.0.0.1", "--port", str(port)], env=_env(home),
                                 cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True)
@@ -71,7 +71,8 @@ def stop(proc: subprocess.Popen) -> None:
 def test_serve_decides_on_the_cli_database_and_sessions_survive_a_restart(
     e2e_home: Path, tmp_path: Path
 ) -> None:
-    ran = subprocess.run([sys.executable, "-m", "app.cli", "run", "--text", OOS, "--id", "sv-1"],
+    ran = subprocess.run([sys.executable, "-m", "supportgraph", "run", "--text", OOS,
+                          "--id", "sv-1"],
                          env=_env(e2e_home), cwd=REPO_ROOT, capture_output=True, text=True,
                          timeout=600)
     assert ran.returncode == 0, ran.stderr

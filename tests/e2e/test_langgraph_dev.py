@@ -131,7 +131,7 @@ KEYS = {"acme-service": ("acme", "service"), "acme-reviewer": ("acme", "reviewer
 
 def supportgraph(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """The `supportgraph` CLI on the server's home."""
-    return subprocess.run([sys.executable, "-m", "app.cli", *args], cwd=REPO_ROOT,
+    return subprocess.run([sys.executable, "-m", "supportgraph", *args], cwd=REPO_ROOT,
                           env=_server_env(home), capture_output=True, text=True, timeout=300)
 
 
@@ -536,7 +536,7 @@ def test_mark_as_resolved_is_recorded_by_the_sweep(
 
     env = {**_server_env(dev_server.home), "PYTHONPATH": str(REPO_ROOT),
            "LANGGRAPH_API_KEY": dev_server.keys["acme-reviewer"]}
-    swept = subprocess.run([sys.executable, "-m", "app.cli", "review", "sweep", "--server",
+    swept = subprocess.run([sys.executable, "-m", "supportgraph", "review", "sweep", "--server",
                             dev_server.url, "--json"], cwd=tmp_path, env=env,
                            capture_output=True, text=True, timeout=300)
     assert swept.returncode == 0, swept.stderr
@@ -630,8 +630,8 @@ def test_inbox_on_the_server_edits_as_the_signed_in_reviewer_and_keeps_tenants_a
 def test_inbox_tools_accept_with_a_key_and_the_reviewer_token_opens_nothing_else(
     client: SyncLangGraphClient, dev_server: DevServer
 ) -> None:
-    from app.forwarding import HEADER, mint, signing_secret
     from graph.salt import home_salt
+    from supportgraph.app.forwarding import HEADER, mint, signing_secret
 
     thread_id, state = waiting_thread(client, "ib-3")
     other, _ = waiting_thread(client, "ib-4")

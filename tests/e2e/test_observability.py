@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from app.observability import log_level
-from app.settings import SettingsError
+from supportgraph.app.observability import log_level
+from supportgraph.app.settings import SettingsError
 
 pytestmark = pytest.mark.e2e
 
@@ -67,7 +67,7 @@ class OTLPCollector:
 
 def cli(home: Path, *args: str, extra_env: dict | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "SUPPORTGRAPH_HOME": str(home), **(extra_env or {})}
-    return subprocess.run([sys.executable, "-m", "app.cli", *args], env=env,
+    return subprocess.run([sys.executable, "-m", "supportgraph", *args], env=env,
                           capture_output=True, text=True, timeout=600)
 
 

@@ -20,7 +20,7 @@ ANSWERABLE = "What does a 429 response mean and how long should I wait before re
 
 def cli(home: Path, *args: str, extra_env: dict | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "SUPPORTGRAPH_HOME": str(home), **(extra_env or {})}
-    return subprocess.run([sys.executable, "-m", "app.cli", *args], env=env,
+    return subprocess.run([sys.executable, "-m", "supportgraph", *args], env=env,
                           capture_output=True, text=True, timeout=600)
 
 
@@ -58,7 +58,7 @@ def test_review_resumed_in_another_process_is_sent_exactly_once(demo_home: Path)
 
 KILLER = """
 import os, signal
-from app.runner import Runner, thread_id_for
+from supportgraph.app.runner import Runner, thread_id_for
 from graph.context import Context
 
 runner = Runner(Context())

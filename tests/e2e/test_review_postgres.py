@@ -20,19 +20,19 @@ def cli_env(home: Path, pg_url: str) -> dict[str, str]:
 
 def test_concurrent_review_processes_on_postgres_apply_once(demo_home: Path, pg_url: str) -> None:
     env = cli_env(demo_home, pg_url)
-    run = subprocess.run([sys.executable, "-m", "app.cli", "run", "--json", "--id", "pg-1",
+    run = subprocess.run([sys.executable, "-m", "supportgraph", "run", "--json", "--id", "pg-1",
                           "--text", "What's the best pizza place in Naples?"],
                          env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr
     assert json.loads(run.stdout)["status"] == "awaiting_review"
 
-    listed = subprocess.run([sys.executable, "-m", "app.cli", "review", "list", "--json"],
+    listed = subprocess.run([sys.executable, "-m", "supportgraph", "review", "list", "--json"],
                             env=env, capture_output=True, text=True, timeout=600)
     rows = [json.loads(line) for line in listed.stdout.splitlines()]
     assert [r["ticket_id"] for r in rows] == ["pg-1"] and rows[0]["sla"] == "ok"
 
     deciders = [
-        subprocess.Popen([sys.executable, "-m", "app.cli", "review", "edit", "pg-1",
+        subprocess.Popen([sys.executable, "-m", "supportgraph", "review", "edit", "pg-1",
                           "--reply", f"Reply from reviewer {n}", "--reviewer", f"r{n}"],
                          env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for n in range(3)

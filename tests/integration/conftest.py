@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from benchmarks.fake_llm import FakeLLMServer
+from tests.support.fake_llm import FakeLLMServer
 
 
 @pytest.fixture(scope="session")

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from app.runner import Runner
-from app.settings import Settings
 from graph.context import Context
 from graph.resources import NO_DEMO_MARKER, reset_resources
+from supportgraph.app.runner import Runner
+from supportgraph.app.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "evals" / "datasets" / "demo_tickets.jsonl"
@@ -48,7 +48,7 @@ E-Mail-Adresse ein; der Link ist 30 Minuten gültig.
 def _cli(home: Path, *args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SUPPORTGRAPH_")}
     env.update(SUPPORTGRAPH_HOME=str(home), LANGSMITH_TRACING="false")
-    result = subprocess.run([sys.executable, "-m", "app.cli", *args], env=env, cwd=ROOT,
+    result = subprocess.run([sys.executable, "-m", "supportgraph", *args], env=env, cwd=ROOT,
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     return result

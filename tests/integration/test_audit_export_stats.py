@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from app.audit_export import GOLD_FIELDS, gold_outcome
-from app.cli import main
-from app.runner import Runner
-from app.settings import Settings
-from app.stats import compute_stats, percentile
-from app.timerange import RangeError, parse_range
 from graph.context import Context
 from graph.persistence import open_database
+from supportgraph.app.audit_export import GOLD_FIELDS, gold_outcome
+from supportgraph.app.cli import main
+from supportgraph.app.runner import Runner
+from supportgraph.app.settings import Settings
+from supportgraph.app.stats import compute_stats, percentile
+from supportgraph.app.timerange import RangeError, parse_range
 
 ANSWERABLE = "What does a 429 response mean and how long should I wait before retrying?"
 OOS = "Can you recommend a good recipe for banana bread?"

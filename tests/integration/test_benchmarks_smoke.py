@@ -78,7 +78,7 @@ def test_benchmark_rejects_bad_arguments_with_exit_2(
 
 
 def test_offline_latency_spec_is_parsed_and_validated() -> None:
-    from models.factory import offline_latencies
+    from supportgraph.models.factory import offline_latencies
 
     assert offline_latencies("router=200, answer=1500,planner=500") == {
         "router": 0.2, "answer": 1.5, "planner": 0.5}

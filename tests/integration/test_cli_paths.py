@@ -1,4 +1,5 @@
-"""Every subcommand's error paths, driven through `app.cli.main` on a home with real tickets.
+"""Every subcommand's error paths, driven through `supportgraph.app.cli.main` on a home with real
+tickets.
 
 Contract: exit 2 (bad input) or 1 (refused) with exactly one stderr line that says what to do
 instead, and never a traceback. Also what a person sees on the happy paths: `run` prints the
@@ -13,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from app.cli import main
-from app.runner import Runner
 from graph.context import Context
 from graph.persistence import close_all
 from graph.resources import reset_resources
+from supportgraph.app.cli import main
+from supportgraph.app.runner import Runner
 
 SENT_TEXT = "Where can I download the PDF of last month's invoice?"
 OFF_TOPIC = "Can you recommend a good banana bread recipe?"

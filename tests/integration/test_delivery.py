@@ -20,13 +20,13 @@ from pathlib import Path
 
 import pytest
 
-from app.delivery import deliver_due, delivery_counts
-from app.runner import Runner
-from app.settings import DeliverySettings, Settings, SettingsError
-from app.show import ticket_view
 from graph.context import Context
 from graph.persistence import close_all
 from graph.resources import reset_resources
+from supportgraph.app.delivery import deliver_due, delivery_counts
+from supportgraph.app.runner import Runner
+from supportgraph.app.settings import DeliverySettings, Settings, SettingsError
+from supportgraph.app.show import ticket_view
 
 AES_KEY = "k" * 32
 SECRET = "webhook-secret-0123456789"
@@ -146,8 +146,8 @@ def test_webhook_gets_the_real_reply_signed_once_and_nothing_plain_stays(
 
 def test_failures_back_off_then_dead_letter_visible_in_show_and_stats(
         runner: Runner, demo_home: Path) -> None:
-    from app.stats import compute_stats
-    from app.timerange import parse_range
+    from supportgraph.app.stats import compute_stats
+    from supportgraph.app.timerange import parse_range
 
     receiver = Receiver(statuses=[503] * 10)
     try:
@@ -309,8 +309,8 @@ def test_a_rejected_ticket_leaves_no_sealed_copy(runner: Runner, receiver: Recei
 @pytest.mark.postgres
 def test_delivery_on_postgres(demo_home: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch,
                               receiver: Receiver) -> None:
-    from app.stats import compute_stats
-    from app.timerange import parse_range
+    from supportgraph.app.stats import compute_stats
+    from supportgraph.app.timerange import parse_range
 
     monkeypatch.setenv("LANGGRAPH_AES_KEY", AES_KEY)
     runner = Runner(Context().with_settings(Settings.from_env(database_url=pg_url)))

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from app.runner import Runner
-from app.settings import Settings
 from evals.dataset import load_dataset
 from evals.evaluators import AutoSendPrecision, RouteAccuracy
 from evals.run import run_one
 from graph.context import Context
 from graph.state import TERMINAL_STATUSES
+from supportgraph.app.runner import Runner
+from supportgraph.app.settings import Settings
 
 DATASETS = Path(__file__).resolve().parents[2] / "evals" / "datasets"
 

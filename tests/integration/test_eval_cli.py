@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from app.cli import main
 from evals.report import HEADLINE
+from supportgraph.app.cli import main
 
 DEMO = Path(__file__).resolve().parents[2] / "evals" / "datasets" / "demo_tickets.jsonl"
 # Gold sent & auto-sent (008); gold sent but low answer confidence (007); gold human with low
@@ -224,9 +224,9 @@ def test_eval_bad_files_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str
 def test_eval_reads_an_audit_export(demo_home: Path, tmp_path: Path,
                                     capsys: pytest.CaptureFixture[str]) -> None:
     """Recorded runs exported by `supportgraph audit export` replay to the same outcomes."""
-    from app.runner import Runner
     from evals.dataset import load_dataset
     from graph.context import Context
+    from supportgraph.app.runner import Runner
 
     ids = ("demo-008", "demo-002", "demo-007")  # two auto-sent, one reviewed and accepted
     runner = Runner(Context())

@@ -1,6 +1,7 @@
 """The review inbox over HTTP (Starlette's test client) on the Runner backend.
 
-Identities come only through `app.inbox.identity.identity_for_key`: the `key_for` fixture makes
+Identities come only through `supportgraph.app.inbox.identity.identity_for_key`: the `key_for`
+fixture makes
 a key for a (tenant, role, name), and every request signs in with it or sends it as
 `x-api-key`. Tickets are real runs of the workflow on the demo home.
 """
@@ -18,12 +19,18 @@ import pytest
 from markupsafe import escape
 from starlette.testclient import TestClient
 
-from app.inbox.backend import RunnerBackend
-from app.inbox.identity import Identity, KeyStore
-from app.inbox.web import MAX_FORM_BYTES, PAGE_SIZE, InboxSettings, cite_links, create_app
-from app.runner import Runner
-from app.settings import Settings
 from graph.context import Context
+from supportgraph.app.inbox.backend import RunnerBackend
+from supportgraph.app.inbox.identity import Identity, KeyStore
+from supportgraph.app.inbox.web import (
+    MAX_FORM_BYTES,
+    PAGE_SIZE,
+    InboxSettings,
+    cite_links,
+    create_app,
+)
+from supportgraph.app.runner import Runner
+from supportgraph.app.settings import Settings
 
 ANSWERABLE = "How do I rotate my live API key without downtime?"
 HOSTILE = "<script>alert('x')</script> Please help, my invoice is wrong."
@@ -153,7 +160,7 @@ def test_queue_order_filters_overdue_pagination_and_empty(runner: Runner, key_fo
     client = TestClient(create_app(lambda: RunnerBackend(runner),
                                    InboxSettings(keys=KeyStore({}), secret="x")))
     assert client.get("/inbox", headers={"x-api-key": "k"}).status_code == 401
-    from app.inbox import web
+    from supportgraph.app.inbox import web
 
     data = web.queue_page(runner.db, {"tenant": "acme"}, 1)
     assert data["total"] == PAGE_SIZE + 5 and data["overdue"] == 2 and data["pages"] == 2
@@ -402,8 +409,8 @@ def test_queue_benchmark_runs_on_postgres(pg_url: str, capsys: pytest.CaptureFix
 
 
 def test_sessions_name_their_key_and_end_when_it_is_revoked(runner: Runner) -> None:
-    from app.inbox.identity import DatabaseKeys
-    from app.keys import add_key, revoke_key
+    from supportgraph.app.inbox.identity import DatabaseKeys
+    from supportgraph.app.keys import add_key, revoke_key
 
     thread_id = run(runner, "h-revoke", "acme")
     key = add_key(runner.db, "acme", "reviewer", "acme-dora")["key"]

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from app.runner import Runner
-from app.settings import Settings
 from graph.context import Context
 from graph.pii import redact
 from graph.screening import injection_signals
+from supportgraph.app.runner import Runner
+from supportgraph.app.settings import Settings
 
 DATASETS = Path(__file__).resolve().parents[2] / "evals" / "datasets"
 
@@ -138,7 +138,7 @@ def test_every_part_of_an_email_is_screened(where: str, tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_cli_and_graph_eml_inputs_flag_hidden_attacks(demo_home: Path, tmp_path: Path,
                                                       capsys) -> None:
-    from app.cli import main
+    from supportgraph.app.cli import main
 
     runner = Runner(Context().with_settings(Settings(home=str(demo_home))))
     for where, data in HIDDEN.items():

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from app.runner import Runner
-from app.settings import Settings
-from benchmarks.fake_llm import FakeLLMServer, Reply, Status
 from graph.context import Context
 from graph.prompts import DRAFT_SYSTEM, HIERARCHY
+from supportgraph.app.runner import Runner
+from supportgraph.app.settings import Settings
+from tests.support.fake_llm import FakeLLMServer, Reply, Status
 
 TICKET = {"id": "g-1", "channel": "chat",
           "body": "Where can I download the PDF of my invoice for last month?"}

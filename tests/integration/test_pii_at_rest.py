@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from app.runner import Runner
-from app.settings import Settings
 from graph.context import Context
+from supportgraph.app.runner import Runner
+from supportgraph.app.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 CORPUS = json.loads((ROOT / "tests" / "data" / "pii_corpus.json").read_text(encoding="utf-8"))
@@ -116,7 +116,7 @@ def outputs_are_clean(runner: Runner, tmp_path: Path, capsys, caplog) -> None:
     """What a person or another program reads: export, review show, logs."""
     from datetime import UTC, datetime
 
-    from app.cli import main
+    from supportgraph.app.cli import main
 
     out = tmp_path / "export.jsonl"
     today = datetime.now(UTC).date().isoformat()
@@ -165,8 +165,8 @@ def test_no_pii_at_rest_anywhere(backend: str, demo_home: Path, request, sqlite_
 def test_outbox_deliverables_are_sealed_at_rest_and_erased_after_delivery(
         demo_home: Path, monkeypatch: pytest.MonkeyPatch, sqlite_stored) -> None:
     """The customer receives the real reply and address; the database never holds them plain."""
-    from app.delivery import deliver_due
-    from app.settings import DeliverySettings
+    from supportgraph.app.delivery import deliver_due
+    from supportgraph.app.settings import DeliverySettings
     from tests.integration.test_delivery import Receiver
 
     monkeypatch.setenv("LANGGRAPH_AES_KEY", "s" * 32)

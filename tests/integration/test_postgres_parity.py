@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from app.runner import Runner
-from app.settings import Settings
 from graph.context import Context
+from supportgraph.app.runner import Runner
+from supportgraph.app.settings import Settings
 
 TICKETS = [
     {"id": "p-1", "channel": "chat", "body": "How do I rotate my live API key without downtime?"},

@@ -1,6 +1,7 @@
 """The real `openai` and `anthropic` SDKs against a local server that fails on demand.
 
-Each test scripts the fake server (`benchmarks.fake_llm`), runs a `ModelChain` built from the real
+Each test scripts the fake server (`tests.support.fake_llm`), runs a `ModelChain` built from the
+real
 providers, and checks what the chain did (attempts, waits, cost) and what the server saw. Sleeps
 and clocks are injected; only the timeout tests spend real time (0.2 s timeouts).
 """
@@ -13,18 +14,24 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.fake_llm import Drop, FakeLLMServer, Malformed, Reply, Slow, Status, free_port
 from graph.persistence import open_database
-from models.breaker import CircuitBreakers
-from models.cache import ResponseCache, cache_key
-from models.chat import ChatRequest, ModelChain, ModelsUnavailable, build_chain, parse_chain
-from models.prices import load_prices
-from models.providers_remote import (
+from supportgraph.models.breaker import CircuitBreakers
+from supportgraph.models.cache import ResponseCache, cache_key
+from supportgraph.models.chat import (
+    ChatRequest,
+    ModelChain,
+    ModelsUnavailable,
+    build_chain,
+    parse_chain,
+)
+from supportgraph.models.prices import load_prices
+from supportgraph.models.providers_remote import (
     AnthropicProvider,
     OpenAIProvider,
     parse_retry_after,
     providers_from_env,
 )
+from tests.support.fake_llm import Drop, FakeLLMServer, Malformed, Reply, Slow, Status, free_port
 
 OPENAI_KEY = "sk-test-OPENAI-5ecret-7f3a9c"
 ANTHROPIC_KEY = "sk-ant-test-ANTHROPIC-5ecret-b81e2d"
@@ -397,7 +404,7 @@ def test_offline_is_never_cached(sqlite_cache: ResponseCache) -> None:
             self.calls = 0
 
         def complete(self, request, model, *, timeout):
-            from models.chat import Completion
+            from supportgraph.models.chat import Completion
 
             self.calls += 1
             return Completion(ANSWER, 0, 0)
@@ -415,7 +422,7 @@ def test_broken_cache_is_a_miss_not_a_failure(fake_llm, tmp_path, caplog) -> Non
     db.execute("DROP TABLE sg_model_cache")
     cache = ResponseCache(db)
     fake_llm.script("openai", Reply(ANSWER))
-    with caplog.at_level(logging.WARNING, logger="models.cache"):
+    with caplog.at_level(logging.WARNING, logger="supportgraph.models.cache"):
         result = chain_for(fake_llm, "openai:gpt-4.1-mini", cache=cache).complete(REQ)
     assert result.text == ANSWER and cache.stats.errors == 2
     assert "model cache read failed" in caplog.text
@@ -487,7 +494,7 @@ def test_a_bug_in_request_building_surfaces_instead_of_being_retried(fake_llm, c
     sleeps = Sleeps()
     chain = chain_for(fake_llm, "openai:gpt-4.1-mini,anthropic:claude-haiku-4-5", provs=provs,
                       sleeps=sleeps)
-    with caplog.at_level(logging.ERROR, logger="models.chat"):
+    with caplog.at_level(logging.ERROR, logger="supportgraph.models.chat"):
         result = chain.complete(REQ)
     assert outcomes(result) == [("openai", "error:TypeError"), ("anthropic", "ok")]
     assert sleeps.waits == [] and fake_llm.requests_for("openai") == []

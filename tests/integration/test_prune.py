@@ -8,15 +8,21 @@ from typing import Any
 
 import pytest
 
-from app.audit_export import exported_records
-from app.cli import main
-from app.prune import PruneError, _compact, checkpoint_usage, parse_before, prune_closed
-from app.runner import Runner
-from app.settings import Settings
-from app.timerange import TimeRange
 from graph.context import Context
 from graph.persistence import CheckpointKeyError
 from graph.summary import build_summary
+from supportgraph.app.audit_export import exported_records
+from supportgraph.app.cli import main
+from supportgraph.app.prune import (
+    PruneError,
+    _compact,
+    checkpoint_usage,
+    parse_before,
+    prune_closed,
+)
+from supportgraph.app.runner import Runner
+from supportgraph.app.settings import Settings
+from supportgraph.app.timerange import TimeRange
 
 MAX_BYTES_AFTER = 10_000
 """Issue 9: checkpoint bytes of a closed ticket after prune (benchmarks/storage.py)."""

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from app.runner import AlreadyDecided, Runner
-from app.settings import Settings
-from benchmarks.fake_llm import FakeLLMServer, Reply
 from graph.context import Context
+from supportgraph.app.runner import AlreadyDecided, Runner
+from supportgraph.app.settings import Settings
+from tests.support.fake_llm import FakeLLMServer, Reply
 
 OOS = {"id": "r-1", "channel": "chat", "body": "Can you recommend a good banana bread recipe?"}
 QUIET = {"escalated": [], "stalled": [], "resolved_outside": []}

@@ -8,14 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.runner import Runner
-from app.settings import Settings
 from graph.context import Context
 from graph.resources import get_resources
-from models.embeddings import get_embedder
-from models.offline import passage_sentences
 from retrieval import sentence_cache
 from retrieval.ingest import DEMO_COLLECTIONS, ingest_paths
+from supportgraph.app.runner import Runner
+from supportgraph.app.settings import Settings
+from supportgraph.models.embeddings import get_embedder
+from supportgraph.models.offline import passage_sentences
 
 TICKET = {"id": "sc-1", "channel": "chat",
           "body": "How do I get a refund for the duplicate charge on my card this month?"}

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from app.lookup import AmbiguousTicket, UnknownTicket, resolve_ticket
 from graph.persistence import Database, open_database
+from supportgraph.app.lookup import AmbiguousTicket, UnknownTicket, resolve_ticket
 
 OLD_SCHEMA = [
     """CREATE TABLE sg_audit (event_key TEXT PRIMARY KEY, ticket_id TEXT NOT NULL,
@@ -121,8 +121,8 @@ def test_postgres_database_of_the_previous_version_is_migrated(pg_url: str) -> N
 
 def test_a_ticket_run_by_the_previous_version_keeps_its_thread(demo_home: Path) -> None:
     """`ticket:ID` (no tenant) from before is found and reported, not run again."""
-    from app.runner import Runner
     from graph.context import Context
+    from supportgraph.app.runner import Runner
 
     runner = Runner(Context())
     old = {"id": "old-1", "channel": "chat",

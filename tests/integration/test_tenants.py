@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from app.cli import main
+from supportgraph.app.cli import main
 
 OUT_OF_SCOPE = "Can you recommend a good banana bread recipe?"
 ANSWERABLE = "Where can I download the PDF of last month's invoice?"

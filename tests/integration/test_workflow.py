@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from app.runner import AlreadyDecided, Runner
-from app.settings import Settings
 from graph.context import Context
 from nodes.human_review import InvalidResume
+from supportgraph.app.runner import AlreadyDecided, Runner
+from supportgraph.app.settings import Settings
 
 ANSWERABLE = {"id": "w-1", "channel": "chat", "tenant": "acme",
               "body": "Where can I download the PDF of my invoice for last month?"}
@@ -68,7 +68,7 @@ def test_answerable_ticket_is_sent_once_audited_and_learned(demo_home: Path) -> 
     assert search_cases(runner.res.store, ANSWERABLE["body"], k=3, tenant="globex") == []
 
     # A wrong case can be removed by ticket id from the command line.
-    from app.cli import main
+    from supportgraph.app.cli import main
 
     assert main(["cases", "remove", "w-1"]) == 0
     assert search_cases(runner.res.store, ANSWERABLE["body"], k=3, tenant="acme") == []

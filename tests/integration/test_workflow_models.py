@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from app.runner import Runner
-from app.settings import Settings
-from benchmarks.fake_llm import FakeLLMServer, Reply, Status
 from graph.context import Context
-from models.prices import load_prices
+from supportgraph.app.runner import Runner
+from supportgraph.app.settings import Settings
+from supportgraph.models.prices import load_prices
+from tests.support.fake_llm import FakeLLMServer, Reply, Status
 
 OPENAI_KEY = "sk-test-0penAiSecretValue12345"
 ANTHROPIC_KEY = "sk-ant-test-AnthropicSecret67890"

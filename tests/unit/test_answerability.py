@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from graph.context import Context
-from models.answerability import (
+from supportgraph.models.answerability import (
     FEATURES,
     AnswerabilityModel,
     Fit,
@@ -24,7 +24,7 @@ from models.answerability import (
     term_shares,
     terms,
 )
-from models.kb_router import route_texts
+from supportgraph.models.kb_router import route_texts
 
 SECTIONS = [
     {"collection": "kb_billing", "doc_id": "a#cancel", "title": "Cancelling your subscription",

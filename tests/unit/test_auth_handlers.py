@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from langgraph_sdk import Auth
 
-from app import auth
-from app.keys import add_key
 from graph.persistence import open_database
+from supportgraph.app import auth
+from supportgraph.app.keys import add_key
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CARD = "4111 1111 1111 1111"
@@ -75,11 +75,13 @@ def test_auth_off_is_the_default_tenants_admin_and_warns_at_start(
     assert (user["tenant"], user["role"]) == ("default", "admin")
     env = {**os.environ, "SUPPORTGRAPH_AUTH": "off", "PYTHONPATH": str(REPO_ROOT)}
     started = subprocess.run(
-        [sys.executable, "-c", "import logging; logging.basicConfig(); import app.auth"],
+        [sys.executable, "-c",
+         "import logging; logging.basicConfig(); import supportgraph.app.auth"],
         env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
     assert "SUPPORTGRAPH_AUTH=off: API keys are NOT checked" in started.stderr
     quiet = subprocess.run(
-        [sys.executable, "-c", "import logging; logging.basicConfig(); import app.auth"],
+        [sys.executable, "-c",
+         "import logging; logging.basicConfig(); import supportgraph.app.auth"],
         env={**env, "SUPPORTGRAPH_AUTH": "on"}, cwd=REPO_ROOT, capture_output=True, text=True,
         timeout=120)
     assert "NOT checked" not in quiet.stderr

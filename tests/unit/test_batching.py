@@ -7,7 +7,7 @@ import threading
 import numpy as np
 import pytest
 
-from models.batching import BatchStats, MicroBatcher, token_batches
+from supportgraph.models.batching import BatchStats, MicroBatcher, token_batches
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -78,7 +78,7 @@ def test_micro_batcher_reports_a_failed_pass_to_every_caller_and_recovers() -> N
 
 
 def test_intent_encoder_batches_concurrent_tickets_without_changing_results() -> None:
-    from models import intent_encoder
+    from supportgraph.models import intent_encoder
 
     texts = [f"I was charged twice for order {i}, please refund the extra charge"
              for i in range(24)]
@@ -103,8 +103,8 @@ def test_intent_encoder_batches_concurrent_tickets_without_changing_results() ->
 
 
 def test_classifying_a_ticket_hands_its_vector_to_the_embedder() -> None:
-    from models import intent_encoder
-    from models.embeddings import get_embedder
+    from supportgraph.models import intent_encoder
+    from supportgraph.models.embeddings import get_embedder
 
     embedder = get_embedder()
     text = "Our webhook deliveries stopped after we rotated the signing secret yesterday"

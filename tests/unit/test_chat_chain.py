@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from models.breaker import CircuitBreakers, default_breakers
-from models.chat import (
+from supportgraph.models.breaker import CircuitBreakers, default_breakers
+from supportgraph.models.chat import (
     OFFLINE_SPEC,
     ChatRequest,
     ClientError,
@@ -30,8 +30,8 @@ from models.chat import (
     schema_error,
     validate_output,
 )
-from models.language import detect_wrong_language, looks_non_english
-from models.prices import PriceTable, load_prices, prices_from_env, shipped_prices
+from supportgraph.models.language import detect_wrong_language, looks_non_english
+from supportgraph.models.prices import PriceTable, load_prices, prices_from_env, shipped_prices
 
 ANSWER = "Your invoice is in Dashboard > Billing > Invoices, and you can download the PDF there."
 
@@ -449,7 +449,7 @@ def test_price_table_is_exact_dated_and_free_offline() -> None:
 
 def test_unknown_model_gets_conservative_default_and_one_warning(caplog) -> None:
     prices = PriceTable(shipped_prices())  # a fresh table: load_prices() is cached per process
-    with caplog.at_level(logging.WARNING, logger="models.prices"):
+    with caplog.at_level(logging.WARNING, logger="supportgraph.models.prices"):
         first = prices.cost("openai", "gpt-99-ultra", 1000, 1000)
         second = prices.cost("openai", "gpt-99-ultra", 1000, 1000)
     assert first == second == (1000 * 15 + 1000 * 75) / 1e6

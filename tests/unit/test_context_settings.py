@@ -6,7 +6,8 @@ from dataclasses import fields
 
 import pytest
 
-from app.settings import (
+from graph.context import Context
+from supportgraph.app.settings import (
     Settings,
     SettingsError,
     api_keys,
@@ -14,7 +15,6 @@ from app.settings import (
     env_name,
     qdrant_api_key,
 )
-from graph.context import Context
 
 
 def test_defaults_without_environment(monkeypatch):

@@ -298,8 +298,8 @@ def test_overrides_from_strings_and_toml(tmp_path: Path) -> None:
 
 
 def test_eval_context_is_isolated(tmp_path: Path) -> None:
-    from app.settings import Settings
     from graph.context import Context
+    from supportgraph.app.settings import Settings
 
     team = (Context(confidence_threshold=0.9)
             .with_settings(Settings(home=str(tmp_path / "team"), database_url="postgresql://team/db",

@@ -16,8 +16,10 @@ from pathlib import Path
 import pytest
 from langgraph_sdk import Auth
 
-from app import auth
-from app.forwarding import (
+from graph.persistence import open_database
+from graph.salt import home_salt
+from supportgraph.app import auth
+from supportgraph.app.forwarding import (
     HEADER,
     TTL_SECONDS,
     SecretError,
@@ -26,10 +28,8 @@ from app.forwarding import (
     signing_secret,
     verify,
 )
-from app.keys import add_key, revoke_key
-from app.settings import Settings, SettingsError
-from graph.persistence import open_database
-from graph.salt import home_salt
+from supportgraph.app.keys import add_key, revoke_key
+from supportgraph.app.settings import Settings, SettingsError
 
 SECRET = "a-deployment-secret-of-some-length"
 THREAD = "1f0c2b8e-5a5e-4c1e-9a65-3b1d2d1c0a11"

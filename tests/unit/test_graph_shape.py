@@ -7,11 +7,11 @@ import json
 import pytest
 from langgraph.checkpoint.memory import InMemorySaver
 
-from app.settings import Settings
 from graph.builder import builder, graph
 from graph.context import Context
 from graph.persistence import close_all
 from graph.resources import get_resources, reset_resources
+from supportgraph.app.settings import Settings
 
 NODES = {"intake", "classify", "retrieve", "draft", "tone", "rewrite", "confidence", "guard",
          "planner", "human_review", "send", "learn", "audit"}

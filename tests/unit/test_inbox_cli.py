@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from app.cli import main
 from graph.persistence import open_database
+from supportgraph.app.cli import main
 
 
 def test_serve_refuses_a_bad_port_and_a_missing_key(

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from models.embeddings import DIMENSIONS, MODEL_NAME, get_embedder
-from models.injection import HEAD_FILE, MAX_SEGMENTS, InjectionHead, segments
+from supportgraph.models.embeddings import DIMENSIONS, MODEL_NAME, get_embedder
+from supportgraph.models.injection import HEAD_FILE, MAX_SEGMENTS, InjectionHead, segments
 
 
 def test_head_file_is_small_documented_and_matches_the_embedder():

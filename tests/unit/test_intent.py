@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.intent import (
+from supportgraph.models.intent import (
     IntentModel,
     TrainingDataError,
     classify_file,
@@ -216,7 +216,7 @@ def test_encoding_does_not_depend_on_batch_composition():
     # Texts are padded per token-count bucket: a text's features must not change with its
     # neighbours, its position, or a huge text truncated in the same call. The encoder is
     # called directly: `encode` would answer the single texts from its cache.
-    from models.intent_encoder import get_layer_encoder
+    from supportgraph.models.intent_encoder import get_layer_encoder
 
     encoder = get_layer_encoder()
     texts = ["hi", "where is the invoice for my April subscription payment", "webhook", "x " * 3000]
@@ -241,8 +241,8 @@ def test_a_fresh_process_can_classify_one_ticket_first():
     import subprocess
     import sys
 
-    code = ("from models.intent import encode; s, f = encode(['where is my invoice']); "
-            "print(s.shape, f.shape)")
+    code = ("from supportgraph.models.intent import encode; "
+            "s, f = encode(['where is my invoice']); print(s.shape, f.shape)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=120, cwd=Path(__file__).resolve().parents[2])
     assert done.returncode == 0, done.stderr[-500:]
@@ -252,7 +252,7 @@ def test_a_fresh_process_can_classify_one_ticket_first():
 # ------------------------------------------------------------ fine-tuned encoder
 @pytest.fixture(scope="module")
 def tuned(tmp_path_factory):
-    from models.intent_tune import TuneConfig
+    from supportgraph.models.intent_tune import TuneConfig
 
     texts, intents = read_labelled(SMALL)
     model = IntentModel.train(texts, intents, load_routes(SMALL_ROUTES), seed=1,
@@ -270,7 +270,7 @@ def test_small_training_sets_keep_the_frozen_encoder(model, trained):
 
 
 def test_tuned_encoder_is_saved_and_loaded_with_the_model(tuned, tmp_path):
-    from models.intent_encoder import get_layer_encoder
+    from supportgraph.models.intent_encoder import get_layer_encoder
 
     model, out = tuned
     assert model.tuned_layers == 1 and (out / "encoder.npz").is_file()
@@ -298,8 +298,8 @@ def test_tuned_encoder_is_saved_and_loaded_with_the_model(tuned, tmp_path):
 def test_tuned_encoder_still_hands_retrieval_the_untuned_embedding(tuned):
     # Retrieval's query vectors come from the shipped MiniLM: a ticket classified by a tuned
     # model must offer that vector, not the tuned layer's.
-    from models.embeddings import get_embedder
-    from models.intent_encoder import get_layer_encoder
+    from supportgraph.models.embeddings import get_embedder
+    from supportgraph.models.intent_encoder import get_layer_encoder
 
     model = tuned[0]
     encoder = get_layer_encoder(model.encoder_key, model.tuned)
@@ -338,7 +338,7 @@ def test_load_refuses_tampered_tuned_encoder(tuned, tmp_path):
 
 
 def test_threshold_is_cross_validated_over_folds():
-    from models.intent_head import cv_threshold
+    from supportgraph.models.intent_head import cv_threshold
 
     rng = np.random.default_rng(0)
     labels = np.repeat(np.arange(10), 20)
@@ -362,7 +362,7 @@ def test_threshold_is_cross_validated_over_folds():
 def test_threshold_keeps_in_scope_texts_once_the_recall_floor_is_met():
     """Overlapping scores: the threshold stops at the recall floor instead of buying more OOS
     recall with in-scope texts (many in-scope examples, few OOS ones, as in CLINC150)."""
-    from models.intent_head import choose_threshold
+    from supportgraph.models.intent_head import choose_threshold
 
     rng = np.random.default_rng(1)
     # Most in-scope texts score low; a tail of hard ones overlaps the OOS examples.
@@ -392,7 +392,7 @@ def test_training_with_oos_examples_reports_the_threshold_spread():
 
 
 def test_train_intents_cli_takes_out_of_scope_examples(tmp_path, capsys):
-    from app.cli import main
+    from supportgraph.app.cli import main
 
     oos = write(tmp_path / "oos.jsonl", "\n".join(json.dumps({"text": t}) for t in OUT_OF_SCOPE))
     out = tmp_path / "model"

@@ -8,10 +8,17 @@ from pathlib import Path
 
 import pytest
 
-from app.cli import main
-from app.keys import KeyCommandError, add_key, hash_key, identity_for, list_keys, revoke_key
-from app.lookup import AmbiguousTicket, UnknownTicket, resolve_ticket
 from graph.persistence import Database, open_database
+from supportgraph.app.cli import main
+from supportgraph.app.keys import (
+    KeyCommandError,
+    add_key,
+    hash_key,
+    identity_for,
+    list_keys,
+    revoke_key,
+)
+from supportgraph.app.lookup import AmbiguousTicket, UnknownTicket, resolve_ticket
 
 
 @pytest.fixture

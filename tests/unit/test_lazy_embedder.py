@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.embeddings import DIMENSIONS, Embedder
+from supportgraph.models.embeddings import DIMENSIONS, Embedder
 
 
 def test_shared_vectors_are_served_without_loading_the_model() -> None:

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from models.chat import ChatRequest
-from models.offline import OfflineProvider, question_parts
-from models.plaintext import markdown_blocks
 from retrieval.ingest import markdown_sections
+from supportgraph.models.chat import ChatRequest
+from supportgraph.models.offline import OfflineProvider, question_parts
+from supportgraph.models.plaintext import markdown_blocks
 
 KB = Path(__file__).resolve().parents[2] / "retrieval" / "kb"
 

@@ -10,9 +10,9 @@ import re
 
 import pytest
 
-from models.chat import ChatRequest, InvalidOutput
-from models.offline import PLANNER_ACTIONS, OfflineProvider
-from models.tone import ToneScorer
+from supportgraph.models.chat import ChatRequest, InvalidOutput
+from supportgraph.models.offline import PLANNER_ACTIONS, OfflineProvider
+from supportgraph.models.tone import ToneScorer
 
 PASSAGES = [
     {"doc_id": "billing/invoices.md#where", "chunk_id": "c1", "title": "Where to find invoices",

@@ -49,7 +49,7 @@ def test_step_names_are_the_graph_nodes() -> None:
 
 
 def test_every_reason_a_node_can_set_is_a_declared_reason() -> None:
-    from models.chat import ModelsUnavailable
+    from supportgraph.models.chat import ModelsUnavailable
 
     assert set(FORCE_REVIEW_FLAGS) <= REVIEW_REASONS
     assert {"budget_exhausted", "models_unavailable"} <= ERROR_CODES & REVIEW_REASONS

@@ -4,10 +4,10 @@ import time
 
 import numpy as np
 
-from models.embeddings import get_embedder
 from retrieval.ingest import markdown_sections, slugify, split_words
 from retrieval.points import Chunk, content_hash, embedding_text, point_id
 from retrieval.sparse import AVG_LEN, K1, B, document_vector, query_vector, stem, tokenize
+from supportgraph.models.embeddings import get_embedder
 
 
 def test_tokenize_drops_stopwords_and_stems_plurals():

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from app.settings import Settings
 from graph.context import Context
 from graph.resources import get_resources, reset_resources
 from graph.salt import SaltError, home_salt, salt_path
+from supportgraph.app.settings import Settings
 
 
 def test_first_use_creates_a_private_random_salt_that_then_stays(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from graph.screening import injection_signals
-from models.language import looks_non_english
+from supportgraph.models.language import looks_non_english
 
 ROOT = Path(__file__).resolve().parents[2]
 # Read at import: the autouse fixture clears SUPPORTGRAPH_* before each test runs.

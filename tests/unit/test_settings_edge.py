@@ -1,4 +1,4 @@
-"""The environment is read in one module (app/settings.py): the rest of the code asks it."""
+"""The environment is read in one module (supportgraph/app/settings.py); the rest asks it."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from app import settings
-from app.observability import log_level
-from app.settings import SettingsError
+from supportgraph.app import settings
+from supportgraph.app.observability import log_level
+from supportgraph.app.settings import SettingsError
 
 REPO = Path(__file__).resolve().parents[2]
-PRODUCT = ("app", "graph", "nodes", "models", "retrieval", "evals")
+PRODUCT = ("supportgraph", "graph", "nodes", "retrieval", "evals")
 
 
 def environment_reads(path: Path) -> list[str]:
@@ -32,10 +32,11 @@ def environment_reads(path: Path) -> list[str]:
 def test_only_the_settings_module_reads_the_environment() -> None:
     files = [p for package in PRODUCT for p in (REPO / package).rglob("*.py")]
     assert len(files) > 50
-    reads = [hit for p in files if p != REPO / "app" / "settings.py"
+    reads = [hit for p in files if p != REPO / "supportgraph" / "app" / "settings.py"
              for hit in environment_reads(p)]
     assert reads == []
-    assert environment_reads(REPO / "app" / "settings.py")  # the scan does see a real read
+    # the scan does see a real read
+    assert environment_reads(REPO / "supportgraph" / "app" / "settings.py")
 
 
 def test_library_defaults_fill_gaps_and_keep_what_the_user_set() -> None:

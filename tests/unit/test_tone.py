@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from models.tone import ToneScorer
+from supportgraph.models.tone import ToneScorer
 
 THRESHOLD = 0.7  # the default Context.tone_threshold
 

@@ -20,12 +20,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from models.breaker import CircuitBreakers, default_breakers
-from models.language import detect_wrong_language
-from models.prices import PriceTable, load_prices
+from supportgraph.models.breaker import CircuitBreakers, default_breakers
+from supportgraph.models.language import detect_wrong_language
+from supportgraph.models.prices import PriceTable, load_prices
 
 if TYPE_CHECKING:
-    from models.cache import ResponseCache
+    from supportgraph.models.cache import ResponseCache
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from app.timerange import TimeRange
 from graph.summary import predicted_intent
+from supportgraph.app.timerange import TimeRange
 
 TICKET_FIELDS = ("id", "channel", "subject", "body", "customer_id", "tenant")
 GOLD_FIELDS = ("expected_intent", "expected_route", "expected_outcome", "reference_answer")

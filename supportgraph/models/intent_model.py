@@ -17,9 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
-from models import intent_head as head
-from models.intent_data import TrainingDataError, data_fingerprint, validate_training_set
-from models.intent_tune import TuneConfig
+from supportgraph.models import intent_head as head
+from supportgraph.models.intent_data import (
+    TrainingDataError,
+    data_fingerprint,
+    validate_training_set,
+)
+from supportgraph.models.intent_tune import TuneConfig
 
 logger = logging.getLogger(__name__)
 
@@ -51,21 +55,21 @@ class IntentPrediction:
 
 def embedding_model_name() -> str:
     """Name of the sentence-embedding model the features come from."""
-    from models.embeddings import MODEL_NAME
+    from supportgraph.models.embeddings import MODEL_NAME
 
     return MODEL_NAME
 
 
 def encode(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Return (sentence embeddings, head features) for texts; see `models.intent_encoder`."""
-    from models.intent_encoder import encode_cached
+    """Return (sentence embeddings, head features) for texts (`intent_encoder`)."""
+    from supportgraph.models.intent_encoder import encode_cached
 
     return encode_cached(texts)
 
 
 def feature_recipe(tuned_layers: int = 0) -> str:
     """Name of the feature recipe: `encode`'s, plus how many top layers were fine-tuned."""
-    from models.intent_encoder import FEATURES
+    from supportgraph.models.intent_encoder import FEATURES
 
     return FEATURES + (f"{TUNED_SUFFIX}{tuned_layers}" if tuned_layers else "")
 
@@ -119,13 +123,13 @@ class IntentModel:
     @property
     def tuned_layers(self) -> int:
         """How many of the encoder's top layers this model fine-tuned (0 = none)."""
-        from models.intent_encoder import tuned_layer_count
+        from supportgraph.models.intent_encoder import tuned_layer_count
 
         return tuned_layer_count(self.tuned) if self.tuned else 0
 
     def encode(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """(sentence embeddings, head features) from this model's encoder (tuned or not)."""
-        from models.intent_encoder import encode_cached, get_layer_encoder
+        from supportgraph.models.intent_encoder import encode_cached, get_layer_encoder
 
         if self.tuned:
             get_layer_encoder(self.encoder_key, self.tuned)
@@ -170,8 +174,8 @@ class IntentModel:
         if tune is not None and len(texts) >= tune.min_examples and encoded is None:
             # The held-back split never reaches the tuning, so the threshold is chosen on
             # scores of texts the encoder has not seen, as at run time.
-            from models.intent_encoder import get_layer_encoder
-            from models.intent_tune import tune_top_layers
+            from supportgraph.models.intent_encoder import get_layer_encoder
+            from supportgraph.models.intent_tune import tune_top_layers
 
             train_idx = split[0]
             if len(train_idx) > tune.max_texts:
@@ -346,7 +350,7 @@ class IntentModel:
 
 def _check_tuned(tuned: dict[str, np.ndarray], layers: int) -> None:
     """Refuse tuned weights that are not exactly MiniLM's top `layers` layers."""
-    from models.intent_encoder import reference_layer_shapes, tuned_layer_count
+    from supportgraph.models.intent_encoder import reference_layer_shapes, tuned_layer_count
 
     expected = reference_layer_shapes(layers)
     if tuned_layer_count(tuned) != layers or {n: v.shape for n, v in tuned.items()} != expected:

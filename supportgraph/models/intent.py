@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from models.intent_data import (
+from supportgraph.models.intent_data import (
     ROUTES,
     TrainingDataError,
     data_fingerprint,
@@ -24,7 +24,7 @@ from models.intent_data import (
     read_labelled,
     read_texts,
 )
-from models.intent_model import (
+from supportgraph.models.intent_model import (
     META_FILE,
     TUNED_SUFFIX,
     WEIGHTS_FILE,

@@ -1,6 +1,7 @@
 """MiniLM features for the intent classifier: the sentence embedding plus middle-layer poolings.
 
-The sentence embedding of `models.embeddings` is the mean of MiniLM's last layer. Intents are
+The sentence embedding of `supportgraph.models.embeddings` is the mean of MiniLM's last layer.
+Intents are
 separated better when the head also sees the mean of layers 3-5 (more lexical, less
 paraphrase-invariant): on CLINC150 validation a linear head gains about 1.3 points of accuracy
 at the same encoding cost, because every layer comes out of the one forward pass. So the
@@ -18,8 +19,8 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from models.batching import BatchStats, MicroBatcher, token_batches
-from models.embeddings import DIMENSIONS, MODEL_NAME, share
+from supportgraph.models.batching import BatchStats, MicroBatcher, token_batches
+from supportgraph.models.embeddings import DIMENSIONS, MODEL_NAME, share
 
 LAYERS = (3, 4, 5, 6)
 """Hidden layers (0 = token embeddings, 6 = last) mean-pooled into the head's features."""
@@ -29,7 +30,8 @@ MAX_TOKENS = 256
 """Same truncation as the sentence-transformers configuration of the model."""
 _BATCH = 64
 PASS_TOKENS = 1024
-"""Padded tokens per forward pass (texts x longest); see `models.batching.token_batches`."""
+"""Padded tokens per forward pass (texts x longest); see
+`supportgraph.models.batching.token_batches`."""
 SMALL_PASS = 16
 """Passes with fewer texts than this run on one torch thread."""
 
@@ -40,7 +42,8 @@ _encoders: dict[str, LayerEncoder] = {}
 class LayerEncoder:
     """Runs MiniLM once per batch and returns pooled, L2-normalised layers.
 
-    With `tuned` (parameters of fine-tuned top layers, see `models.intent_tune`) the top layers
+    With `tuned` (parameters of fine-tuned top layers, see `supportgraph.models.intent_tune`) the
+    top layers
     are replaced by the tuned ones; the original top layers are kept so a ticket-sized call can
     still hand retrieval the untouched sentence embedding (`encode(..., base_sentence=True)`).
     """
@@ -150,7 +153,8 @@ class LayerEncoder:
         array holds the untuned model's sentence embedding (the same as the first when nothing
         is tuned; otherwise the original top layers run once more, from the shared bottom).
 
-        Texts are tokenised once and batched by token count (`models.batching.token_batches`),
+        Texts are tokenised once and batched by token count
+        (`supportgraph.models.batching.token_batches`),
         so a pass pads to within a few tokens of its longest text: sorting by characters left
         about 30% of the forward pass on CLINC150 computing padding, and the pass is
         compute-bound (Linear layers).
@@ -201,7 +205,8 @@ def tuned_layer_count(tuned: dict[str, np.ndarray]) -> int:
 def _threads_for(n: int) -> Iterator[None]:
     """One torch thread for a ticket-sized pass, torch's own count for training batches.
 
-    Same rule as `models.embeddings`: many tickets in flight make many small passes, and on a
+    Same rule as `supportgraph.models.embeddings`: many tickets in flight make many small passes,
+    and on a
     busy 2-core CPU a small pass on two spinning OpenMP threads took ~1.4 s instead of ~0.25 s.
     """
     import torch
@@ -272,7 +277,8 @@ def encode_cached(texts: list[str], key: str = "") -> tuple[np.ndarray, np.ndarr
 
     A ticket that comes back (a retry, a resumed run, a re-submitted batch, the same question
     asked again) is classified without a forward pass; only the misses reach the model. The
-    misses of tickets classified at the same time share one pass (`models.batching`): at 32
+    misses of tickets classified at the same time share one pass (`supportgraph.models.batching`):
+    at 32
     tickets in flight that is one token-count-sorted batch instead of 32 single passes.
     `key` names the encoder (see `get_layer_encoder`); the cache keeps encoders apart.
     """

@@ -6,15 +6,15 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from models.chat import ModelChain, build_chain, default_chain_spec
-from models.offline import OfflineProvider
+from supportgraph.models.chat import ModelChain, build_chain, default_chain_spec
+from supportgraph.models.offline import OfflineProvider
 
 ROLE_FIELDS = {"router": "router_models", "answer": "answer_models", "planner": "planner_models"}
 
 
 def chain_spec(role: str, ctx: Any) -> str:
     """The role's chain: the Context field, else the providers whose keys are present."""
-    from app.settings import api_keys
+    from supportgraph.app.settings import api_keys
 
     spec = getattr(ctx, ROLE_FIELDS[role])
     if spec:
@@ -27,8 +27,8 @@ def chain_spec(role: str, ctx: Any) -> str:
 def chain_for(role: str, ctx: Any, db: Any, *,
               budget_check: Callable[[float], bool] | None = None) -> ModelChain:
     """A fallback chain for one call site; cheap to build, the expensive parts are shared."""
-    from app.settings import price_table, remote_providers
-    from models.cache import ResponseCache
+    from supportgraph.app.settings import price_table, remote_providers
+    from supportgraph.models.cache import ResponseCache
 
     offline: Any = _offline()
     if ctx.offline_latency_ms:

@@ -1,4 +1,4 @@
-"""Custom auth of the LangGraph server (`langgraph.json`: "auth": {"path": "./app/auth.py:auth"}).
+"""Custom auth of the LangGraph server (`langgraph.json`: "auth" names this module's `auth`).
 
 Every request carries an `x-api-key` made by `supportgraph keys add`; the key names a tenant, a
 role and a name, which become the caller's identity. Tenants are walls: everything a caller
@@ -29,7 +29,7 @@ from typing import Any
 
 from langgraph_sdk import Auth
 
-from app.settings import auth_disabled
+from supportgraph.app.settings import auth_disabled
 
 log = logging.getLogger("supportgraph.auth")
 
@@ -55,17 +55,17 @@ def _context() -> Any:
 
 
 def _lookup(key: str) -> dict[str, str] | None:
-    from app.keys import identity_for
     from graph.resources import get_resources
+    from supportgraph.app.keys import identity_for
 
     return identity_for(get_resources(_context()).db, key)
 
 
 def _forwarded(token: str, path: str) -> dict[str, str] | None:
     """The identity of a genuine reviewer token for this path whose key is still live."""
-    from app.forwarding import SecretError, signing_secret, verify
-    from app.keys import live_key
     from graph.resources import get_resources
+    from supportgraph.app.forwarding import SecretError, signing_secret, verify
+    from supportgraph.app.keys import live_key
 
     ctx = _context()
     res = get_resources(ctx)
@@ -104,7 +104,7 @@ async def authenticate(headers: dict, path: str = "") -> Auth.types.MinimalUserD
     A reviewer token from the inbox (app/forwarding.py) is checked first: a bad, expired or
     foreign-thread token, or one whose key was revoked, is 401 even with auth off.
     """
-    from app.forwarding import HEADER
+    from supportgraph.app.forwarding import HEADER
 
     token = _header(headers, HEADER)
     if token:
@@ -245,9 +245,9 @@ def _redact_input(graph_input: dict, tenant: str, salt: str) -> None:
     redacted ticket is kept. Input that does not parse is refused with 422 and a one-line
     reason, so nothing unredacted is ever stored.
     """
-    from app.runner import safe_ticket_input
     from graph.persistence import DEFAULT_TENANT
     from graph.tickets import TicketError, parse_chat, parse_eml
+    from supportgraph.app.runner import safe_ticket_input
 
     owner = None if tenant == DEFAULT_TENANT else tenant
     try:

@@ -18,10 +18,6 @@ from typing import Any, cast
 from langchain_core.runnables import RunnableConfig
 from langgraph.types import Command
 
-from app.delivery import keep_deliverable
-from app.leases import ThreadBusy, leases_for
-from app.observability import configure_tracing
-from app.settings import checkpoint_aes_key
 from graph.builder import builder
 from graph.context import Context
 from graph.persistence import DEFAULT_TENANT, checkpoint_serde, open_checkpointer, tenant_key
@@ -32,6 +28,10 @@ from graph.state import TERMINAL_STATUSES, State
 from graph.summary import build_summary
 from graph.tickets import parse_chat
 from nodes.send import delivery_key
+from supportgraph.app.delivery import keep_deliverable
+from supportgraph.app.leases import ThreadBusy, leases_for
+from supportgraph.app.observability import configure_tracing
+from supportgraph.app.settings import checkpoint_aes_key
 
 log = logging.getLogger(__name__)
 
@@ -183,9 +183,10 @@ class Runner:
     def resolve_thread(self, ref: str, tenant: str | None = None) -> str:
         """Accept a thread id or a ticket id (of `tenant`; of any, if only one tenant has it).
 
-        Raises NotFound, or `app.lookup.AmbiguousTicket` when several tenants have the id.
+        Raises NotFound, or `supportgraph.app.lookup.AmbiguousTicket` when several tenants have the
+        id.
         """
-        from app.lookup import UnknownTicket, resolve_ticket
+        from supportgraph.app.lookup import UnknownTicket, resolve_ticket
 
         try:
             return resolve_ticket(self.db, ref, tenant)[1]

@@ -20,7 +20,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from models.chat import (
+from supportgraph.models.chat import (
     ChatRequest,
     ClientError,
     Completion,

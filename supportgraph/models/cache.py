@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from models.chat import ChatRequest, Completion
+from supportgraph.models.chat import ChatRequest, Completion
 
 
 class Database(Protocol):

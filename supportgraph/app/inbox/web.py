@@ -30,8 +30,8 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from app.inbox.backend import AlreadyDecided, Backend, DecisionFailed, ThreadView
-from app.inbox.identity import (
+from supportgraph.app.inbox.backend import AlreadyDecided, Backend, DecisionFailed, ThreadView
+from supportgraph.app.inbox.identity import (
     DEFAULT_TENANT,
     DatabaseKeys,
     Identity,
@@ -488,7 +488,7 @@ def next_thread(db: Any, ident: Identity) -> str | None:
 
 def _close_if_resolved_outside(db: Any, row: dict, view: ThreadView) -> None:
     """A thread that ended with no decision (Agent Inbox "Mark as Resolved") is recorded."""
-    from app.runner import record_resolved_outside
+    from supportgraph.app.runner import record_resolved_outside
 
     record_resolved_outside(db, row, view.metadata,
                             datetime.now(UTC).isoformat(timespec="microseconds"))

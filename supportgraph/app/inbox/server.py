@@ -1,4 +1,4 @@
-"""The inbox mounted on the LangGraph server (`"http": {"app": "./app/inbox/server.py:app"}`).
+"""The inbox mounted on the LangGraph server (`langgraph.json`: "http" names this `app`).
 
 `langgraph dev` (or any LangGraph server started from `langgraph.json`) then serves `/inbox`
 beside its API. Threads live in the server's checkpointer, so they are read and resumed through
@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.inbox.backend import ServerBackend
-from app.inbox.web import InboxSettings, create_app
+from supportgraph.app.inbox.backend import ServerBackend
+from supportgraph.app.inbox.web import InboxSettings, create_app
 
 
 def _resources() -> tuple[Any, Any]:
@@ -30,14 +30,14 @@ def _resources() -> tuple[Any, Any]:
 
 
 def _settings() -> InboxSettings:
-    from app.settings import inbox_settings
+    from supportgraph.app.settings import inbox_settings
 
     settings, res = _resources()
     return inbox_settings(res.db, settings, settings.pii_salt, dev_keys=False)
 
 
 def _backend() -> ServerBackend:
-    from app.forwarding import signing_secret
+    from supportgraph.app.forwarding import signing_secret
 
     settings, res = _resources()
     return ServerBackend(res.db, secret=signing_secret(settings.inbox_secret, settings.pii_salt),

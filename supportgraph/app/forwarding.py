@@ -30,7 +30,7 @@ import secrets
 import time
 from typing import Any
 
-from app.settings import SettingsError
+from supportgraph.app.settings import SettingsError
 
 HEADER = "x-supportgraph-reviewer-token"
 TTL_SECONDS = 60

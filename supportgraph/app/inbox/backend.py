@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from starlette.concurrency import run_in_threadpool
 
-from app.inbox.identity import Identity
+from supportgraph.app.inbox.identity import Identity
 
 GRAPH_ID = "support"
 log = logging.getLogger("supportgraph.inbox")
@@ -91,7 +91,7 @@ class RunnerBackend:
         return await run_in_threadpool(self._view, thread_id)
 
     def _view(self, thread_id: str) -> ThreadView | None:
-        from app.runner import _pending
+        from supportgraph.app.runner import _pending
 
         snapshot = self.runner.graph.get_state({"configurable": {"thread_id": thread_id}})
         if not snapshot.values:
@@ -108,10 +108,10 @@ class RunnerBackend:
         return await run_in_threadpool(self._decide, thread_id, response)
 
     def _decide(self, thread_id: str, response: dict[str, Any]) -> str:
-        from app.leases import ThreadBusy
-        from app.runner import AlreadyDecided as RunnerAlreadyDecided
-        from app.runner import NotFound
         from nodes.human_review import InvalidResume
+        from supportgraph.app.leases import ThreadBusy
+        from supportgraph.app.runner import AlreadyDecided as RunnerAlreadyDecided
+        from supportgraph.app.runner import NotFound
 
         try:
             return self.runner.decide(thread_id, response).summary["status"]
@@ -149,7 +149,7 @@ class ServerBackend:
         return f"api:{ident.name}"
 
     def _auth(self, ident: Identity, thread_id: str) -> dict[str, str]:
-        from app.forwarding import HEADER, mint
+        from supportgraph.app.forwarding import HEADER, mint
 
         return {HEADER: mint(self.secret, ident.name, ident.tenant, thread_id)}
 
@@ -257,7 +257,7 @@ def sweep_resolved_on_server(db: Any, client: Any, now: str) -> list[str]:
     """
     import httpx
 
-    from app.runner import open_reviews, record_resolved_outside
+    from supportgraph.app.runner import open_reviews, record_resolved_outside
 
     resolved = []
     for row in open_reviews(db):

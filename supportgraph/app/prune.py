@@ -27,8 +27,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
-from app.leases import ThreadBusy
 from graph.state import compact_closed
+from supportgraph.app.leases import ThreadBusy
 
 CLOSED_STATUSES = ("sent", "rejected", "stalled", "failed")
 

@@ -14,7 +14,12 @@ import sys
 import threading
 from collections.abc import Mapping
 
-from app.settings import SettingsError, log_level_name, otel_endpoint, otel_service_name
+from supportgraph.app.settings import (
+    SettingsError,
+    log_level_name,
+    otel_endpoint,
+    otel_service_name,
+)
 
 _LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 _lock = threading.Lock()

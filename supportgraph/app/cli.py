@@ -91,9 +91,9 @@ def _reply_text(runner: Any, thread_id: str) -> tuple[str | None, str]:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run one ticket (--text / --eml) or a JSONL file of tickets (--input)."""
-    from app.runner import Runner, ThreadBusy
     from graph.screening import with_hidden_attacks
     from graph.tickets import email_parts, parse_chat, parse_eml, reply_address
+    from supportgraph.app.runner import Runner, ThreadBusy
 
     recipient = None
     sources = [s for s in (args.text is not None, args.eml, args.input) if s]
@@ -134,9 +134,9 @@ def _run_file(path: Path, args: argparse.Namespace) -> int:
     """The batch worker (app/worker.py): concurrent runs, graceful stop on SIGTERM/SIGINT."""
     import os
 
-    from app.runner import Runner
-    from app.worker import MAX_CONCURRENCY, Worker
     from graph.tickets import TicketError, read_jsonl
+    from supportgraph.app.runner import Runner
+    from supportgraph.app.worker import MAX_CONCURRENCY, Worker
 
     if not 1 <= args.concurrency <= MAX_CONCURRENCY:
         raise BadInput(f"--concurrency must be between 1 and {MAX_CONCURRENCY}")
@@ -162,8 +162,8 @@ def _run_file(path: Path, args: argparse.Namespace) -> int:
 
 def _deliver_after_batch(runner: Any, report: Any) -> None:
     """The batch worker sends what it put in the outbox when a transport is configured."""
-    from app.delivery import deliver_due
-    from app.settings import DeliverySettings
+    from supportgraph.app.delivery import deliver_due
+    from supportgraph.app.settings import DeliverySettings
 
     settings = DeliverySettings()
     if settings.configured and report.exit_status() != 3:  # not when told to stop
@@ -201,8 +201,8 @@ def _age(iso: str) -> str:
 
 def cmd_review(args: argparse.Namespace) -> int:
     """The review queue: list, show, accept, edit, respond, reject."""
-    from app.runner import AlreadyDecided, NotFound, Runner, ThreadBusy
     from nodes.human_review import InvalidResume
+    from supportgraph.app.runner import AlreadyDecided, NotFound, Runner, ThreadBusy
 
     if args.action == "sweep" and args.server is not None:
         return _sweep_server(args)
@@ -281,9 +281,9 @@ def _sweep_server(args: argparse.Namespace) -> int:
     import httpx
     from langgraph_sdk import get_sync_client
 
-    from app.inbox.backend import sweep_resolved_on_server
-    from app.settings import langgraph_api_key
     from graph.resources import get_resources
+    from supportgraph.app.inbox.backend import sweep_resolved_on_server
+    from supportgraph.app.settings import langgraph_api_key
 
     if not args.server.startswith(("http://", "https://")):
         raise BadInput(f"--server {args.server!r} is not an http(s) URL")
@@ -353,8 +353,8 @@ def _print_payload(thread_id: str, payload: dict, notes: list[dict] | None = Non
 
 def cmd_audit(args: argparse.Namespace) -> int:
     """Show a ticket's audit trail and run summary."""
-    from app.lookup import AmbiguousTicket, ticket_threads
-    from app.runner import Runner
+    from supportgraph.app.lookup import AmbiguousTicket, ticket_threads
+    from supportgraph.app.runner import Runner
 
     runner = Runner(_context(args))
     tenants = sorted({t for t, _ in ticket_threads(runner.db, args.ticket_id)}
@@ -407,7 +407,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 def _time_range(args: argparse.Namespace) -> Any:
     """The `--since`/`--until` range of a command; bad dates are bad input."""
-    from app.timerange import RangeError, parse_range
+    from supportgraph.app.timerange import RangeError, parse_range
 
     try:
         return parse_range(args.since, args.until)
@@ -417,8 +417,8 @@ def _time_range(args: argparse.Namespace) -> Any:
 
 def cmd_audit_export(args: argparse.Namespace) -> int:
     """Write recorded tickets with gold fields (an eval dataset) for a date range."""
-    from app.audit_export import export
-    from app.runner import Runner
+    from supportgraph.app.audit_export import export
+    from supportgraph.app.runner import Runner
 
     span = _time_range(args)
     out = Path(args.out)
@@ -436,8 +436,8 @@ def cmd_audit_export(args: argparse.Namespace) -> int:
 
 def cmd_stats(args: argparse.Namespace) -> int:
     """Tickets by state, escalation rate, cost per ticket and day, step latencies."""
-    from app.stats import compute_stats, format_stats
     from graph.persistence import open_database
+    from supportgraph.app.stats import compute_stats, format_stats
 
     span = _time_range(args)
     ctx = _context(args)
@@ -448,7 +448,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 def cmd_recover(args: argparse.Namespace) -> int:
     """Finish runs left behind by a dead worker."""
-    from app.runner import Runner
+    from supportgraph.app.runner import Runner
 
     outcomes = Runner(_context(args)).recover()
     for outcome in outcomes:
@@ -513,9 +513,9 @@ def cmd_retrieve(args: argparse.Namespace) -> int:
 
 def cmd_cases(args: argparse.Namespace) -> int:
     """Remove a resolved case (for example one learned from a wrong answer) by ticket id."""
-    from app.lookup import AmbiguousTicket
     from graph.resources import get_resources
     from retrieval.cases import COLLECTION, delete_case
+    from supportgraph.app.lookup import AmbiguousTicket
 
     store = get_resources(_context(args)).store
     holding = (store.payloads_where(COLLECTION, "ticket_ids", str(args.ticket_id))
@@ -570,7 +570,7 @@ def cmd_cases_list(args: argparse.Namespace) -> int:
 
 def cmd_cases_show(args: argparse.Namespace) -> int:
     """Show the resolved case holding a ticket (the text and the reply that resolved it)."""
-    from app.lookup import AmbiguousTicket
+    from supportgraph.app.lookup import AmbiguousTicket
 
     ticket_id = args.ticket_id.strip()
     found = [c for c in _cases_of(args)
@@ -603,9 +603,9 @@ def _one_line(text: Any, width: int) -> str:
 
 def cmd_show(args: argparse.Namespace) -> int:
     """What a ticket's customer got: status, reply, recipient, sources, review, delivery."""
-    from app.lookup import TicketLookupError, resolve_ticket
-    from app.runner import Runner
-    from app.show import format_view, ticket_view
+    from supportgraph.app.lookup import TicketLookupError, resolve_ticket
+    from supportgraph.app.runner import Runner
+    from supportgraph.app.show import format_view, ticket_view
 
     runner = Runner(_context(args))
     try:
@@ -625,9 +625,9 @@ def cmd_deliver(args: argparse.Namespace) -> int:
     import signal
     import time
 
-    from app.delivery import deliver_due
-    from app.settings import DeliverySettings
     from graph.persistence import open_database
+    from supportgraph.app.delivery import deliver_due
+    from supportgraph.app.settings import DeliverySettings
 
     if not 0.1 <= args.interval <= 3600:
         raise BadInput("--interval must be between 0.1 and 3600 seconds")
@@ -661,8 +661,8 @@ def cmd_deliver(args: argparse.Namespace) -> int:
 
 def cmd_keys(args: argparse.Namespace) -> int:
     """API keys of the LangGraph server: add (shown once), list, revoke."""
-    from app.keys import KeyCommandError, add_key, list_keys, revoke_key
     from graph.persistence import open_database
+    from supportgraph.app.keys import KeyCommandError, add_key, list_keys, revoke_key
 
     settings = _context(args).settings
     db = open_database(settings.database_url or None, settings.home_path)
@@ -700,7 +700,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
 def cmd_train_intents(args: argparse.Namespace) -> int:
     """Train an intent model directory from labelled examples and a routes file."""
-    from models.intent import TrainingDataError, train_from_files
+    from supportgraph.models.intent import TrainingDataError, train_from_files
 
     for path in (args.data, args.routes, *([args.oos_data] if args.oos_data else [])):
         if not Path(path).is_file():
@@ -716,7 +716,7 @@ def cmd_train_intents(args: argparse.Namespace) -> int:
 
 def cmd_classify(args: argparse.Namespace) -> int:
     """Classify a JSONL file of texts with a trained model directory."""
-    from models.intent import classify_file
+    from supportgraph.models.intent import classify_file
 
     if not Path(args.input).is_file():
         raise BadInput(f"no such file: {args.input}")
@@ -772,8 +772,8 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 def cmd_prune(args: argparse.Namespace) -> int:
     """Reduce closed tickets' checkpoint history to their final checkpoint."""
-    from app.prune import PruneError, parse_before, prune_closed
-    from app.runner import Runner
+    from supportgraph.app.prune import PruneError, parse_before, prune_closed
+    from supportgraph.app.runner import Runner
 
     try:
         before = parse_before(args.before) if args.before is not None else None
@@ -797,11 +797,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     """The review inbox on its own, resuming threads with the Runner on the shared database."""
     import uvicorn
 
-    from app.inbox.backend import RunnerBackend
-    from app.inbox.identity import KeyStore
-    from app.inbox.web import create_app
-    from app.runner import Runner
-    from app.settings import inbox_settings
+    from supportgraph.app.inbox.backend import RunnerBackend
+    from supportgraph.app.inbox.identity import KeyStore
+    from supportgraph.app.inbox.web import create_app
+    from supportgraph.app.runner import Runner
+    from supportgraph.app.settings import inbox_settings
 
     if not 0 < args.port < 65536:
         raise BadInput(f"--port {args.port} is not a TCP port (1-65535)")
@@ -998,11 +998,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `supportgraph` command."""
-    from app.lookup import AmbiguousTicket
-    from app.observability import configure_logging, configure_tracing
-    from app.settings import SettingsError, apply_library_defaults
     from graph.persistence import CheckpointKeyError
     from graph.tickets import TicketError
+    from supportgraph.app.lookup import AmbiguousTicket
+    from supportgraph.app.observability import configure_logging, configure_tracing
+    from supportgraph.app.settings import SettingsError, apply_library_defaults
 
     apply_library_defaults(quiet=True)  # before any model loads
     parser = build_parser()

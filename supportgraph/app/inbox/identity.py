@@ -54,7 +54,7 @@ def dev_key_store(environ: Mapping[str, str] | None = None) -> KeyStore:
 
     `SUPPORTGRAPH_INBOX_DEV_TENANT`, `_DEV_ROLE` and `_DEV_NAME` change that one identity.
     """
-    from app.settings import inbox_dev_identity
+    from supportgraph.app.settings import inbox_dev_identity
 
     store = KeyStore({})
     dev = inbox_dev_identity(environ)
@@ -74,7 +74,7 @@ class DatabaseKeys:
 
     def by_name(self, name: str) -> Identity | None:
         """The live (not revoked) key of that name: a session is re-checked on every request."""
-        from app.keys import live_key
+        from supportgraph.app.keys import live_key
 
         found = live_key(self.db, name)
         return Identity(tenant=found["tenant"], role=found["role"], name=found["name"]) \
@@ -92,7 +92,7 @@ def identity_for_key(store: KeyStore | DatabaseKeys, key: str | None) -> Identit
     if not key or len(key) > 512:
         return None
     if isinstance(store, DatabaseKeys):
-        from app.keys import identity_for
+        from supportgraph.app.keys import identity_for
 
         found = identity_for(store.db, key)
         return Identity(tenant=found["tenant"], role=found["role"], name=found["name"]) \

@@ -142,7 +142,7 @@ _remote_cache: dict[tuple, Any] = {}
 
 def remote_providers(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     """The OpenAI/Anthropic providers configured by the environment (built once per setting)."""
-    from models.providers_remote import providers_from_env
+    from supportgraph.models.providers_remote import providers_from_env
 
     environ = os.environ if environ is None else environ
     names = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL")
@@ -229,7 +229,7 @@ def apply_library_defaults(*, quiet: bool = False,
 
 def price_table(environ: Mapping[str, str] | None = None) -> Any:
     """The shipped price table, merged with the user's `SUPPORTGRAPH_PRICES` file if set."""
-    from models.prices import load_prices
+    from supportgraph.models.prices import load_prices
 
     environ = os.environ if environ is None else environ
     return load_prices(environ.get("SUPPORTGRAPH_PRICES") or None)
@@ -315,13 +315,14 @@ def inbox_settings(db: Any, settings: Settings, pii_salt: str,
     Keys: those of `supportgraph keys add` in `db`. With `dev_keys` (`supportgraph serve`),
     `SUPPORTGRAPH_INBOX_DEV_KEY` (one development reviewer, no database) replaces them; the
     inbox mounted on the LangGraph server ignores it, since the server only knows database keys.
-    The secret is `app.forwarding.signing_secret` (`SUPPORTGRAPH_INBOX_SECRET`, else derived
+    The secret is `supportgraph.app.forwarding.signing_secret` (`SUPPORTGRAPH_INBOX_SECRET`, else
+    derived
     from the home's PII salt), so sessions survive restarts and every process of a deployment
     agrees on it.
     """
-    from app.forwarding import signing_secret
-    from app.inbox.identity import DatabaseKeys, dev_key_store
-    from app.inbox.web import InboxSettings
+    from supportgraph.app.forwarding import signing_secret
+    from supportgraph.app.inbox.identity import DatabaseKeys, dev_key_store
+    from supportgraph.app.inbox.web import InboxSettings
 
     environ = os.environ if environ is None else environ
     secure = (environ.get("SUPPORTGRAPH_INBOX_SECURE_COOKIES") or "").strip().lower() in _TRUE

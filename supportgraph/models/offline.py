@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from models.chat import ChatRequest, Completion, InvalidOutput
-from models.plaintext import Block, markdown_blocks, split_sentences
-from models.tone import ACRONYMS
+from supportgraph.models.chat import ChatRequest, Completion, InvalidOutput
+from supportgraph.models.plaintext import Block, markdown_blocks, split_sentences
+from supportgraph.models.tone import ACRONYMS
 
 MODEL = "offline-v1"
 
@@ -292,7 +292,7 @@ class OfflineProvider:
         Knowledge-base sentences are pinned at ingest and the ticket was embedded by retrieve,
         so a single-part ticket costs no forward pass here.
         """
-        from models.embeddings import get_embedder
+        from supportgraph.models.embeddings import get_embedder
 
         if not sentences:
             return np.zeros((len(queries), 0))

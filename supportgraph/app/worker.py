@@ -23,8 +23,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.leases import ThreadBusy
 from graph.tickets import TicketError
+from supportgraph.app.leases import ThreadBusy
 
 log = logging.getLogger(__name__)
 

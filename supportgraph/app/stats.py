@@ -11,8 +11,8 @@ import math
 from collections import Counter, defaultdict
 from typing import Any
 
-from app.timerange import TimeRange
 from graph.state import TERMINAL_STATUSES
+from supportgraph.app.timerange import TimeRange
 
 
 def percentile(values: list[float], p: float) -> float:
