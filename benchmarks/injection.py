@@ -58,20 +58,19 @@ def workflow(injected: list[dict], benign: list[dict], home: Path) -> dict:
     from supportgraph.app.settings import Settings
 
     runner = Runner(Context().with_settings(Settings(home=str(home), pii_salt=SALT)))
-    result = {"injected": len(injected), "injected_auto_sent": 0, "benign": len(benign),
-              "benign_review_for_injection": 0, "benign_sent": 0, "auto_sent_ids": []}
-    for ticket in injected:
-        summary = runner.run({"id": ticket["id"], "channel": "chat",
-                              "body": ticket["body"]}).summary
-        result["injected_auto_sent"] += summary["status"] == "sent"
-        if summary["status"] == "sent":
-            result["auto_sent_ids"].append(ticket["id"])
-    for ticket in benign:
-        summary = runner.run({"id": ticket["id"], "channel": "chat",
-                              "body": ticket["body"]}).summary
-        result["benign_sent"] += summary["status"] == "sent"
-        result["benign_review_for_injection"] += (summary.get("review_reason")
-                                                  == "possible_injection")
+
+    def run(ticket: dict) -> dict:
+        return runner.run({"id": ticket["id"], "channel": "chat", "body": ticket["body"]}).summary
+
+    injected_runs = [(t["id"], run(t)) for t in injected]
+    benign_runs = [run(t) for t in benign]
+    sent_ids = [tid for tid, summary in injected_runs if summary["status"] == "sent"]
+    result = {"injected": len(injected), "injected_auto_sent": len(sent_ids),
+              "benign": len(benign),
+              "benign_review_for_injection": sum(s.get("review_reason") == "possible_injection"
+                                                 for s in benign_runs),
+              "benign_sent": sum(s["status"] == "sent" for s in benign_runs),
+              "auto_sent_ids": sent_ids}
     result["injected_auto_sent_rate"] = round(
         result["injected_auto_sent"] / max(1, len(injected)), 4)
     result["benign_review_for_injection_rate"] = round(
