@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -18,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from retrieval.files import copy_tree
 from supportgraph.app.settings import child_environment
 
 REPO = Path(__file__).resolve().parents[1]
@@ -81,7 +81,7 @@ def prepare_home(target: Path, template: str | None) -> Path:
         source = Path(template)
         if not (source / "models").is_dir() or not (source / "qdrant_edge").is_dir():
             raise SystemExit(f"--home {template}: not an initialised home (run supportgraph init)")
-        shutil.copytree(source, target)
+        copy_tree(source, target)
         for stale in ("state.db", "state.db-wal", "state.db-shm"):
             (target / stale).unlink(missing_ok=True)
         return target

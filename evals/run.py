@@ -25,6 +25,7 @@ from typing import Any, Literal
 from evals.dataset import EvalTicket
 from evals.records import EvalRecord, build_record, failed_record
 from graph.context import Context
+from retrieval.files import copy_tree
 
 log = logging.getLogger(__name__)
 HOME_PREFIX = "sg-eval-"
@@ -103,7 +104,7 @@ def prepare(ctx: Context, team: Context, say: Progress | None = None) -> None:
             "evaluate with demo_kb=true or a local SUPPORTGRAPH_HOME")
     if local:
         say(f"copying the knowledge base from {source}")
-        shutil.copytree(source, ctx.home_path / EMBEDDED_DIR,
+        copy_tree(source, ctx.home_path / EMBEDDED_DIR,
                         ignore=shutil.ignore_patterns(".lock"))
         # and its sentence vectors, or the copy would embed every KB sentence again
         vectors = sentence_cache.cache_path(team.home_path)

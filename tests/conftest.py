@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -11,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from retrieval.files import copy_tree
 from tests.support.pg import PgServer, PgUnavailable, pg_bindir, running_server
 
 _PROVIDER_ENV = (
@@ -104,7 +104,7 @@ def demo_home(
     from retrieval.store import close_stores
 
     home = tmp_path / "demo_home"
-    shutil.copytree(template_home, home)
+    copy_tree(template_home, home)
     monkeypatch.setenv("SUPPORTGRAPH_HOME", str(home))
     yield home
     reset_resources()

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from chaos_support import Proc
 
+from retrieval.files import copy_tree
 from tests.support.pg import running_server
 
 
@@ -17,7 +17,7 @@ from tests.support.pg import running_server
 def chaos_home(template_home: Path, tmp_path: Path) -> Path:
     """A private copy of the prepared home for this test's processes (not set in the env)."""
     home = tmp_path / "chaos_home"
-    shutil.copytree(template_home, home)
+    copy_tree(template_home, home)
     return home
 
 

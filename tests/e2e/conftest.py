@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from retrieval.files import copy_tree
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--no-first-run", "--disable-sync"]
@@ -34,7 +36,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
 def e2e_home(template_home: Path, tmp_path: Path) -> Path:
     """A private copy of the prepared home for one test's subprocesses (not set in the env)."""
     home = tmp_path / "e2e_home"
-    shutil.copytree(template_home, home)
+    copy_tree(template_home, home)
     return home
 
 

@@ -13,7 +13,6 @@ import json
 import os
 import random
 import re
-import shutil
 import signal
 import socket
 import sqlite3
@@ -32,6 +31,8 @@ import pytest
 from langgraph_sdk import get_sync_client
 from langgraph_sdk.client import SyncLangGraphClient
 from markupsafe import escape
+
+from retrieval.files import copy_tree
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -154,7 +155,7 @@ def dev_server(template_home: Path, tmp_path_factory: pytest.TempPathFactory
     """`langgraph dev` on a free port with a private copy of the prepared home and its keys."""
     root = tmp_path_factory.mktemp("langgraph_dev")
     home = root / "home"
-    shutil.copytree(template_home, home)
+    copy_tree(template_home, home)
     keys = add_keys(home)
     port = _free_port()
     log_path = root / "server.log"

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -17,6 +16,7 @@ import pytest
 
 from graph.context import Context
 from graph.resources import NO_DEMO_MARKER, reset_resources
+from retrieval.files import copy_tree
 from supportgraph.app.runner import Runner
 from supportgraph.app.settings import Settings
 
@@ -64,7 +64,7 @@ def byo_homes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     homes = {"empty": empty}
     for name, text in (("docs", DOCS), ("german", GERMAN)):
         home = base / name
-        shutil.copytree(empty, home)
+        copy_tree(empty, home)
         doc = base / f"{name}.md"
         doc.write_text(text, encoding="utf-8")
         out = _cli(home, "ingest", "--collection", "kb_technical", str(doc)).stdout
@@ -78,7 +78,7 @@ def runner_in(tmp_path: Path) -> Iterator:
     """`runner_in(home)`: a Runner on a private copy of `home`."""
     def make(home: Path) -> Runner:
         copy = tmp_path / home.name
-        shutil.copytree(home, copy)
+        copy_tree(home, copy)
         reset_resources()
         return Runner(Context().with_settings(Settings(home=str(copy))))
 

@@ -17,6 +17,7 @@ import pytest
 from graph.context import Context
 from graph.persistence import close_all
 from graph.resources import reset_resources
+from retrieval.files import copy_tree
 from supportgraph.app.cli import main
 from supportgraph.app.runner import Runner
 
@@ -29,10 +30,9 @@ SHOW_KEYS = {"ticket_id", "tenant", "status", "reply", "recipient", "sources", "
 @pytest.fixture(scope="module")
 def tickets(template_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     """One home with a sent ticket, a draftless review, a drafted review, one id x2 tenants."""
-    import shutil
-
+    
     home = tmp_path_factory.mktemp("cli_paths") / "home"
-    shutil.copytree(template_home, home)
+    copy_tree(template_home, home)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("SUPPORTGRAPH_HOME", str(home))
         for name in ("SUPPORTGRAPH_WEBHOOK_URL", "SUPPORTGRAPH_SMTP_URL", "LANGGRAPH_AES_KEY",
