@@ -18,6 +18,7 @@ import logging
 import os
 import re
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -303,31 +304,51 @@ class ClientBackend:
         self.client = client if server else _Serialized(client)
         self.location = location
         self.server = server
-        self._dense_only: dict[str, bool] = {}
+        self._dense_only: dict[str, tuple[bool, float]] = {}
 
     def exists(self, name: str) -> bool:
         """Whether the collection exists."""
         return bool(self.client.collection_exists(check_name(name)))
 
+    def _aliases(self) -> dict[str, str]:
+        """Collection name -> the alias it is known by (upgraded collections)."""
+        return {a.collection_name: a.alias_name
+                for a in self.client.get_aliases().aliases}
+
     def names(self) -> list[str]:
-        """Every collection (the bookkeeping one left out)."""
-        return sorted(c.name for c in self.client.get_collections().collections
+        """Every collection, by the name callers use (the bookkeeping one left out)."""
+        aliases = self._aliases()
+        return sorted(aliases.get(c.name, c.name)
+                      for c in self.client.get_collections().collections
                       if c.name != META_COLLECTION)
 
-    def dense_only(self, name: str) -> bool:
+    def dense_only(self, name: str, *, fresh: bool = False) -> bool:
         """Whether `name` predates BM25 sparse vectors (a server collection of an older release).
 
         Such a collection keeps answering, dense only, instead of failing every search; a
-        warning says so once. Re-ingesting into a new collection brings BM25 back.
+        warning says so and names `supportgraph migrate`, which upgrades it. The answer is
+        looked up again after a minute, so workers pick an upgrade up without a restart.
         """
-        if name not in self._dense_only:
+        known = self._dense_only.get(name)
+        if fresh or known is None or (known[0] and time.monotonic() - known[1] > 60):
             info = self.client.get_collection(name)
             old = SPARSE not in (info.config.params.sparse_vectors or {})
-            if old:
+            if old and known is None:
                 log.warning("collection %s at %s has no %s sparse vectors (made by an older "
-                            "release): searching it dense only", name, self.location, SPARSE)
-            self._dense_only[name] = old
-        return self._dense_only[name]
+                            "release): searching it dense only until `supportgraph migrate` "
+                            "upgrades it", name, self.location, SPARSE)
+            self._dense_only[name] = known = (old, time.monotonic())
+        return known[0]
+
+    def alias(self, name: str, target: str) -> None:
+        """Drop collection `name` and make `name` an alias of `target` (after an upgrade)."""
+        m = self.m
+        if name not in self._aliases().values():
+            self.client.delete_collection(name)
+        self.client.update_collection_aliases(change_aliases_operations=[
+            m.CreateAliasOperation(create_alias=m.CreateAlias(collection_name=target,
+                                                              alias_name=name))])
+        self._dense_only.pop(name, None)
 
     def create(self, name: str) -> None:
         """Create the collection: dense + BM25 sparse (IDF) vectors, keyword payload indexes."""
@@ -344,9 +365,13 @@ class ClientBackend:
                 self.client.create_payload_index(name, key, field_schema=schema)
 
     def drop(self, name: str) -> None:
-        """Remove the collection and its points."""
+        """Remove the collection and its points (an upgraded one with its alias)."""
         self._dense_only.pop(name, None)
-        self.client.delete_collection(check_name(name))
+        real = {alias: real for real, alias in self._aliases().items()}.get(check_name(name))
+        if real is not None:
+            self.client.update_collection_aliases(change_aliases_operations=[
+                self.m.DeleteAliasOperation(delete_alias=self.m.DeleteAlias(alias_name=name))])
+        self.client.delete_collection(real or name)
 
     def _filter(self, where: Where) -> Any:
         m = self.m

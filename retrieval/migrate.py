@@ -6,6 +6,11 @@ BM25 sparse vector, and gets the id of today's scheme (tenant in the id: two ten
 one ticket id stay two cases). Ids are deterministic, so a migration cut short (SIGKILL) is
 simply run again on the next open; it is recorded as finished only after every collection was
 copied and counted. The old folder is left in place (it is the backup); nothing reads it again.
+
+`upgrade_server_collections` does the same for collections on a Qdrant server made by an older
+release (dense vectors only, ids without the tenant): `supportgraph migrate` copies each into
+`<name>.bm25` with BM25 vectors and today's ids, checks the count, drops the old collection
+and makes `<name>` an alias of the new one, so every worker keeps using the name it knows.
 """
 
 from __future__ import annotations
@@ -54,8 +59,10 @@ def migrate_local_mode(store: Any, folder: Path) -> dict[str, int] | None:
     return copied
 
 
-def _copy(store: Any, client: Any, name: str) -> int:
-    store.ensure_collection(name)
+def _copy(store: Any, client: Any, name: str, target: str | None = None) -> int:
+    """Copy collection `name` read through `client` into `target` (default: same name)."""
+    target = target or name
+    store.ensure_collection(target)
     offset = None
     ids: set[str] = set()
     while True:
@@ -74,14 +81,41 @@ def _copy(store: Any, client: Any, name: str) -> int:
                 sparse=sparse.document_vector(str(payload.get("title", "")),
                                               str(payload.get("text", "")))))
         if batch:
-            store._call("migrate", lambda batch=batch: store.backend.upsert(name, batch))
+            store._call("migrate", lambda batch=batch: store.backend.upsert(target, batch))
             ids.update(point.id for point in batch)
         if offset is None:
             break
-    stored = store.count(name)
+    stored = store.count(target)
     if stored < len(ids):  # never record a migration that lost a point
         raise RetrievalUnavailable(f"migrating {name}: {len(ids)} points read, {stored} stored")
     return len(ids)
+
+
+UPGRADED_SUFFIX = ".bm25"
+
+
+def upgrade_server_collections(store: Any) -> dict[str, int]:
+    """Upgrade every dense-only collection of a server store; returns points per collection.
+
+    Run it while no worker writes (a deploy step): a case learned into the old collection
+    after its copy was read would not be carried over. Re-running is safe: ids are
+    deterministic, a finished collection is no longer dense-only, and an upgrade cut short
+    before the swap is simply copied again.
+    """
+    backend = store.backend
+    if not hasattr(backend, "alias"):
+        raise ValueError("only a Qdrant server's collections are upgraded this way")
+    done: dict[str, int] = {}
+    for name in backend.names():
+        if name.endswith(UPGRADED_SUFFIX) or not backend.dense_only(name, fresh=True):
+            continue
+        target = name + UPGRADED_SUFFIX
+        check_name(target)
+        done[name] = _copy(store, backend.client, name, target)
+        backend.alias(name, target)
+        log.warning("upgraded collection %s at %s: %d points now in %s (alias %s)",
+                    name, store.location, done[name], target, name)
+    return done
 
 
 def _copy_meta(store: Any, client: Any) -> None:

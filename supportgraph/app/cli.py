@@ -491,6 +491,24 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_migrate(args: argparse.Namespace) -> int:
+    """Upgrade a Qdrant server's collections made by an older release (a deploy step)."""
+    from graph.resources import get_resources
+    from retrieval.migrate import upgrade_server_collections
+
+    ctx = _context(args)
+    if not ctx.settings.qdrant_url:
+        print("nothing to migrate: an embedded home migrates itself when it is opened")
+        return EXIT_OK
+    upgraded = upgrade_server_collections(get_resources(ctx).store)
+    for name, points in upgraded.items():
+        print(f"{name}: {points} points copied with BM25 vectors; {name} now names "
+              f"{name}.bm25")
+    if not upgraded:
+        print(f"every collection at {ctx.settings.qdrant_url} is up to date")
+    return EXIT_OK
+
+
 def cmd_retrieve(args: argparse.Namespace) -> int:
     """Answer a JSONL file of queries with the K best distinct documents each."""
     from graph.resources import get_resources
@@ -909,6 +927,9 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("paths", nargs="+")
     ingest.set_defaults(func=cmd_ingest)
 
+    migrate = sub.add_parser("migrate", help="upgrade an older release's collections on a "
+                                             "Qdrant server (run with workers stopped)")
+    migrate.set_defaults(func=cmd_migrate)
     retrieve = sub.add_parser("retrieve", help="retrieve the K best documents per query")
     retrieve.add_argument("--collection", required=True)
     retrieve.add_argument("--input", required=True)

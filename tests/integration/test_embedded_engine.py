@@ -213,3 +213,67 @@ def test_a_migration_cut_short_runs_again_and_is_idempotent(tmp_path):
         assert migrate_local_mode(store, home / "qdrant") is None  # recorded now
     finally:
         close_stores()
+
+
+def test_an_old_server_collection_is_upgraded_behind_its_name_and_loses_no_case(tmp_path, caplog):
+    """`supportgraph migrate`'s work: BM25 and tenant ids for an older release's collections.
+
+    qdrant-client's local mode stands in for the server (same aliases and Query API).
+    """
+    from qdrant_client import QdrantClient
+
+    from retrieval.migrate import upgrade_server_collections
+    from retrieval.store import open_client_store
+
+    server = tmp_path / "server"
+    server.mkdir()
+    cases = [{"doc_id": f"case:t{i}", "chunk": 0, "n_chunks": 1, "title": "", "source": "auto",
+              "text": f"old case {i} about refunds", "hash": "h", "kind": "case",
+              "ticket_id": f"t{i}", "ticket_ids": [f"t{i}"], "intent": "refund",
+              "reply": f"reply {i}", "resolved_at": "2026-01-01",
+              "tenant": ("acme", "globex")[i % 2]} for i in range(20)]
+    kb = [{"doc_id": "billing/refunds.md#refunds", "chunk": c, "n_chunks": 2,
+           "title": "Refunds", "source": "billing/refunds.md", "text": f"refund part {c}",
+           "hash": "h"} for c in range(2)]
+    old_local_mode_home(server, cases, kb)  # same layout an old server held
+    (server / "qdrant").rename(server / "data")
+    store = open_client_store(QdrantClient(path=str(server / "data")), location="old-server",
+                              server=False)
+    try:
+        assert store.search("kb_billing", "refund part", k=5, mode="lexical") == []  # no BM25
+        assert "until `supportgraph migrate`" in caplog.text
+        assert upgrade_server_collections(store) == {"resolved_cases": 20, "kb_billing": 2}
+        assert store.collections() == ["kb_billing", "resolved_cases"]  # the names callers use
+        assert store.count(COLLECTION) == 20 and store.count("kb_billing") == 2
+        assert {h.chunk for h in store.search("kb_billing", "refund part", k=5,
+                                              mode="lexical")} == {0, 1}
+        for tenant in ("acme", "globex"):
+            found = search_cases(store, "old case about refunds", k=50, tenant=tenant)
+            assert len(found) == 10 and all(c.tenant == tenant for c in found)
+        # today's ids: an old ticket's learn step finds its case instead of adding a twin
+        assert upsert_case(store, ticket_id="t0", text=cases[0]["text"], reply="reply 0",
+                           intent="refund", tenant="acme", resolved_at="now",
+                           source="auto") == "unchanged"
+        assert store.count(COLLECTION) == 20
+        assert upgrade_server_collections(store) == {}  # re-running finds nothing to do
+        store.delete_collection("kb_billing")  # an upgraded collection drops with its alias
+        assert store.collections() == ["resolved_cases"]
+    finally:
+        store.close()
+
+
+def test_migrate_command_on_an_embedded_home_and_on_a_dead_server(tmp_path):
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SUPPORTGRAPH_")
+           and k != "QDRANT_URL"}
+    env["SUPPORTGRAPH_HOME"] = str(tmp_path / "home")
+    done = subprocess.run([sys.executable, "-m", "supportgraph", "migrate"], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "embedded home migrates itself" in done.stdout
+    env["QDRANT_URL"] = "http://127.0.0.1:9"  # nothing listens there
+    dead = subprocess.run([sys.executable, "-m", "supportgraph", "migrate"], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert dead.returncode != 0 and "Traceback" not in dead.stderr
+    assert len(dead.stderr.strip().splitlines()) == 1 and "qdrant" in dead.stderr.lower()
