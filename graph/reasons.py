@@ -38,6 +38,11 @@ ReviewReason = Literal[
 ]
 """Why a human is (or was) asked to look at a ticket: `review_reason`, `sg_reviews.reason`."""
 
+PlannerAction = Literal["reformulate_and_retrieve", "search_other_kb", "search_resolved_cases",
+                        "regenerate_stronger", "ask_clarifying_question", "handoff"]
+"""What the planner may choose when the fixed path fails; anything else becomes `handoff`."""
+PLANNER_ACTIONS: tuple[PlannerAction, ...] = get_args(PlannerAction)
+
 ERROR_CODES: frozenset[str] = frozenset(get_args(ErrorCode))
 STEP_NAMES: frozenset[str] = frozenset(get_args(StepName))
 REVIEW_REASONS: frozenset[str] = frozenset(get_args(ReviewReason))

@@ -11,10 +11,9 @@ import json
 from graph.budget import Budget
 from graph.instrument import Step, node
 from graph.prompts import PLANNER_SYSTEM, PLANNER_USER, data_block
-from graph.reasons import ReviewReason, error_code
+from graph.reasons import PLANNER_ACTIONS, ReviewReason, error_code
 from graph.routing import review_reason_after_classify
 from graph.state import State
-from supportgraph.models.offline import PLANNER_ACTIONS
 
 PLAN_SCHEMA = {
     "type": "object",

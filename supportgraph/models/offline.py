@@ -44,12 +44,6 @@ _CONNECTIVE = {"step": "Here is how to do it:\n", "bullet": "Here are the detail
                "table": "Here are the details:\n"}
 _PART_OPENING = re.compile(r"^(also|and also|plus|additionally|secondly|second)\b", re.I)
 
-PLANNER_ACTIONS = (
-    "reformulate_and_retrieve", "search_other_kb", "search_resolved_cases",
-    "regenerate_stronger", "ask_clarifying_question", "handoff",
-)
-
-
 def _tokens(text: str) -> set[str]:
     return {t for t in _TOKEN.findall(text.lower()) if t not in _STOP and len(t) > 1}
 
@@ -326,7 +320,8 @@ class OfflineProvider:
     def _plan(self, data: dict[str, Any]) -> str:
         reason = data.get("reason", "")
         tried = set(data.get("tried") or [])
-        allowed = [a for a in data.get("allowed") or PLANNER_ACTIONS if a in PLANNER_ACTIONS]
+        # the workflow sends the actions it allows; the policy names only real ones
+        allowed = set(data.get("allowed") or ()) if "allowed" in data else None
         policy = {
             "low_intent_confidence": ["search_other_kb", "handoff"],
             "nothing_retrieved": ["reformulate_and_retrieve", "search_other_kb", "handoff"],
@@ -334,7 +329,7 @@ class OfflineProvider:
             "invalid_output": ["regenerate_stronger", "handoff"],
         }.get(reason, ["handoff"])
         for action in policy:
-            if action not in tried and action in allowed:
+            if action not in tried and (allowed is None or action in allowed):
                 return json.dumps({"action": action, "reason": f"offline policy for {reason}"})
         return json.dumps({"action": "handoff", "reason": f"policy exhausted for {reason}"})
 

@@ -10,8 +10,9 @@ import re
 
 import pytest
 
+from graph.reasons import PLANNER_ACTIONS
 from supportgraph.models.chat import ChatRequest, InvalidOutput
-from supportgraph.models.offline import PLANNER_ACTIONS, OfflineProvider
+from supportgraph.models.offline import OfflineProvider
 from supportgraph.models.tone import ToneScorer
 
 PASSAGES = [
