@@ -29,10 +29,10 @@ def _read(path: Path) -> list[dict]:
 
 def screen(tickets: list[dict]) -> list[dict]:
     """Rules and learned verdicts for each ticket, on the text intake screens."""
-    from graph.pii import redact
-    from graph.screening import injection_signals, normalise_for_screening
     from supportgraph.models.embeddings import get_embedder
     from supportgraph.models.injection import InjectionHead
+    from supportgraph.text.pii import redact
+    from supportgraph.text.screening import injection_signals, normalise_for_screening
 
     head = InjectionHead.load()
     encode = get_embedder().encode

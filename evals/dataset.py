@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from graph.tickets import MAX_BODY_BYTES, TicketError, parse_chat
+from supportgraph.text.tickets import MAX_BODY_BYTES, TicketError, parse_chat
 
 ROUTES = ("billing", "technical", "human")
 OUTCOMES = ("sent", "human")

@@ -22,10 +22,10 @@ from langgraph.runtime import Runtime
 
 from graph.context import Context
 from graph.persistence import DEFAULT_TENANT, tenant_key
-from graph.pii import redact_obj
 from graph.reasons import step_failure_text
 from graph.resources import Resources, get_resources
 from graph.state import State, StepUsage
+from supportgraph.text.pii import redact_obj
 
 log = logging.getLogger("supportgraph.steps")
 

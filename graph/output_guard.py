@@ -16,7 +16,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from graph.pii import find_pii
+from supportgraph.text.pii import find_pii
 
 _URL = re.compile(
     r"(?i)\b(?:https?://|ftp://|www\.)[^\s<>\"'`\])]+"

@@ -6,12 +6,13 @@ from typing import Any
 
 from graph.instrument import Step, node, now_iso
 from graph.persistence import DEFAULT_TENANT
-from graph.pii import redact
 from graph.reasons import error_text
-from graph.screening import injection_signals, normalise_for_screening, quoted_injection
 from graph.state import State
-from graph.tickets import TicketError, email_parts, parse_chat, parse_eml
-from supportgraph.models.language import looks_non_english
+from supportgraph.text.language import looks_non_english
+from supportgraph.text.mail import email_parts, parse_eml
+from supportgraph.text.pii import redact
+from supportgraph.text.screening import injection_signals, normalise_for_screening, quoted_injection
+from supportgraph.text.tickets import TicketError, parse_chat
 
 
 def _encode(texts: list[str]) -> Any:

@@ -13,9 +13,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from graph.instrument import Step, node, now_iso
-from graph.pii import redact
 from graph.state import State
 from nodes.send import reply_of
+from supportgraph.text.pii import redact
 
 
 def trusted(state: State, threshold: float) -> str | None:

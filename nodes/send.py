@@ -11,8 +11,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from graph.instrument import Step, node, now_iso
-from graph.pii import redact
 from graph.state import State
+from supportgraph.text.pii import redact
 
 
 def reply_of(state: State) -> str:

@@ -24,6 +24,7 @@ import numpy as np
 from retrieval.backends import ANY_TENANT, AnyTenant
 from retrieval.points import Chunk, embedding_text, point_id
 from retrieval.store import KnowledgeStore
+from supportgraph.text.pii import scrub
 
 log = logging.getLogger(__name__)
 
@@ -50,11 +51,6 @@ class CaseHit:
 
 def _redact(text: str) -> str:
     """Run the project's PII redaction; the caller should have done it, this is a safety net."""
-    try:
-        from graph.pii import scrub
-    except ImportError:  # the workflow package is optional for retrieval-only use
-        log.warning("graph.pii not importable; storing case text as given (caller redacted)")
-        return text
     return scrub(text)
 
 

@@ -216,7 +216,7 @@ async def on_run_create(ctx: Auth.types.AuthContext,
     elif graph_input is not None and not isinstance(graph_input, dict):
         raise Auth.exceptions.HTTPException(status_code=422, detail=BAD_INPUT)
     if isinstance(command, dict) and "resume" in command:
-        from graph.pii import redact_obj
+        from supportgraph.text.pii import redact_obj
 
         command["resume"] = redact_obj(command["resume"], salt=salt)
     return _stamp(ctx, value)
@@ -246,8 +246,9 @@ def _redact_input(graph_input: dict, tenant: str, salt: str) -> None:
     reason, so nothing unredacted is ever stored.
     """
     from graph.persistence import DEFAULT_TENANT
-    from graph.tickets import TicketError, parse_chat, parse_eml
     from supportgraph.app.runner import safe_ticket_input
+    from supportgraph.text.mail import parse_eml
+    from supportgraph.text.tickets import TicketError, parse_chat
 
     owner = None if tenant == DEFAULT_TENANT else tenant
     try:

@@ -91,9 +91,10 @@ def _reply_text(runner: Any, thread_id: str) -> tuple[str | None, str]:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run one ticket (--text / --eml) or a JSONL file of tickets (--input)."""
-    from graph.screening import with_hidden_attacks
-    from graph.tickets import email_parts, parse_chat, parse_eml, reply_address
     from supportgraph.app.runner import Runner, ThreadBusy
+    from supportgraph.text.mail import email_parts, parse_eml, reply_address
+    from supportgraph.text.screening import with_hidden_attacks
+    from supportgraph.text.tickets import parse_chat
 
     recipient = None
     sources = [s for s in (args.text is not None, args.eml, args.input) if s]
@@ -134,9 +135,9 @@ def _run_file(path: Path, args: argparse.Namespace) -> int:
     """The batch worker (app/worker.py): concurrent runs, graceful stop on SIGTERM/SIGINT."""
     import os
 
-    from graph.tickets import TicketError, read_jsonl
     from supportgraph.app.runner import Runner
     from supportgraph.app.worker import MAX_CONCURRENCY, Worker
+    from supportgraph.text.tickets import TicketError, read_jsonl
 
     if not 1 <= args.concurrency <= MAX_CONCURRENCY:
         raise BadInput(f"--concurrency must be between 1 and {MAX_CONCURRENCY}")
@@ -1020,10 +1021,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `supportgraph` command."""
     from graph.persistence import CheckpointKeyError
-    from graph.tickets import TicketError
     from supportgraph.app.lookup import AmbiguousTicket
     from supportgraph.app.observability import configure_logging, configure_tracing
     from supportgraph.app.settings import SettingsError, apply_library_defaults
+    from supportgraph.text.tickets import TicketError
 
     apply_library_defaults(quiet=True)  # before any model loads
     parser = build_parser()

@@ -37,7 +37,7 @@ from email.message import EmailMessage
 from email.utils import parseaddr
 from typing import Any
 
-from graph.pii import _token, find_pii
+from supportgraph.text.pii import _token, find_pii
 
 log = logging.getLogger(__name__)
 

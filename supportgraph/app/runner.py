@@ -21,17 +21,17 @@ from langgraph.types import Command
 from graph.builder import builder
 from graph.context import Context
 from graph.persistence import DEFAULT_TENANT, checkpoint_serde, open_checkpointer, tenant_key
-from graph.pii import redact, redact_obj
 from graph.resources import get_resources
-from graph.screening import quoted_injection
 from graph.state import TERMINAL_STATUSES, State
 from graph.summary import build_summary
-from graph.tickets import parse_chat
 from nodes.send import delivery_key
 from supportgraph.app.delivery import keep_deliverable
 from supportgraph.app.leases import ThreadBusy, leases_for
 from supportgraph.app.observability import configure_tracing
 from supportgraph.app.settings import checkpoint_aes_key
+from supportgraph.text.pii import redact, redact_obj
+from supportgraph.text.screening import quoted_injection
+from supportgraph.text.tickets import parse_chat
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +100,7 @@ class Runner:
         return result
 
     def run(self, raw_ticket: dict, recipient: str | None = None) -> Outcome:
-        """Run (or continue) one ticket; raises `graph.tickets.TicketError` on bad input.
+        """Run (or continue) one ticket; raises `TicketError` (supportgraph.text) on bad input.
 
         `recipient`: where the reply goes when it is not the ticket's `customer_id` (an
         email's Reply-To or From). It is never stored in clear: see app/delivery.py.

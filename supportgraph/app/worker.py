@@ -23,8 +23,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from graph.tickets import TicketError
 from supportgraph.app.leases import ThreadBusy
+from supportgraph.text.tickets import TicketError
 
 log = logging.getLogger(__name__)
 

@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from supportgraph.models.breaker import CircuitBreakers, default_breakers
-from supportgraph.models.language import detect_wrong_language
 from supportgraph.models.prices import PriceTable, load_prices
+from supportgraph.text.language import detect_wrong_language
 
 if TYPE_CHECKING:
     from supportgraph.models.cache import ResponseCache

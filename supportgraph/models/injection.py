@@ -1,11 +1,12 @@
 """Learned prompt-injection detector: a logistic-regression head on MiniLM sentence embeddings.
 
-Beside the rules of graph/screening.py, which name known attack wordings, this head recognises
-instruction-like text addressed to the assistant in wordings no rule lists. A ticket is scored
-as a whole and sentence window by sentence window (an attack appended to a real question is
-one window), and the highest probability counts. The head is a small JSON file of coefficients
-(`models/data/injection_head.json`) fitted by `python -m benchmarks.injection_train`, which
-records where its data came from, its licence and its cross-validated threshold.
+Beside the rules of supportgraph/text/screening.py, which name known attack wordings, this head
+recognises instruction-like text addressed to the assistant in wordings no rule lists. A ticket
+is scored as a whole and sentence window by sentence window (an attack appended to a real
+question is one window), and the highest probability counts. The head is a small JSON file of
+coefficients (`models/data/injection_head.json`) fitted by
+`python -m benchmarks.injection_train`, which records where its data came from, its licence
+and its cross-validated threshold.
 """
 
 from __future__ import annotations

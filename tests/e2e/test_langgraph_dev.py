@@ -725,8 +725,8 @@ def test_files_the_dev_server_keeps_hold_no_raw_pii(dev_server: DevServer) -> No
     _stop(dev_server.process)
     folder = REPO_ROOT / ".langgraph_api"
     stored = b"".join(path.read_bytes() for path in folder.iterdir() if path.is_file())
-    from graph.pii import redact
     from graph.salt import home_salt
+    from supportgraph.text.pii import redact
 
     salt = home_salt(dev_server.home)  # the server's home: its salt file keys the tokens
     for token in (redact(CARD, salt=salt), redact(EMAIL, salt=salt)):  # the ticket, redacted

@@ -42,7 +42,7 @@ def tickets(prefix: str) -> list[dict]:
 
 
 def test_survivors_are_not_pii_and_overlap_no_secret() -> None:
-    from graph.pii import redact
+    from supportgraph.text.pii import redact
 
     for survivor in SURVIVORS:
         assert redact(survivor, salt="test-salt-0123456789") == survivor

@@ -30,8 +30,8 @@ from supportgraph.models.chat import (
     schema_error,
     validate_output,
 )
-from supportgraph.models.language import detect_wrong_language, looks_non_english
 from supportgraph.models.prices import PriceTable, load_prices, prices_from_env, shipped_prices
+from supportgraph.text.language import detect_wrong_language, looks_non_english
 
 ANSWER = "Your invoice is in Dashboard > Billing > Invoices, and you can download the PDF there."
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from graph.pii import (
+from supportgraph.text.pii import (
     KINDS,
     EmptySalt,
     find_pii,
@@ -285,7 +285,7 @@ def test_adversarial_input_is_fast(text):
 
 
 def test_cached_short_texts_redact_exactly_like_long_ones_and_per_salt():
-    from graph import pii
+    from supportgraph.text import pii
 
     value = "mail me at ana@example.com or call +44 20 7946 0958"
     assert len(value) <= pii.SHORT_TEXT

@@ -1,4 +1,4 @@
-"""Ticket screening (graph/screening.py): prompt-injection signals and the English check."""
+"""Ticket screening (supportgraph/text/screening.py): injection signals and the English check."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from graph.screening import injection_signals
-from supportgraph.models.language import looks_non_english
+from supportgraph.text.language import looks_non_english
+from supportgraph.text.screening import injection_signals
 
 ROOT = Path(__file__).resolve().parents[2]
 # Read at import: the autouse fixture clears SUPPORTGRAPH_* before each test runs.
@@ -313,7 +313,7 @@ def test_benign_wordings_that_used_to_look_like_attacks(text):
 def test_normalisation_is_safe_on_empty_huge_and_hostile_input():
     import time
 
-    from graph.screening import normalise_for_screening
+    from supportgraph.text.screening import normalise_for_screening
 
     assert normalise_for_screening("") == "" and normalise_for_screening(None) == ""
     start = time.perf_counter()

@@ -9,16 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from graph.tickets import (
+from supportgraph.text.html import html_to_text
+from supportgraph.text.mail import parse_eml
+from supportgraph.text.quotes import strip_quotes_and_signature
+from supportgraph.text.tickets import (
     MAX_BODY_BYTES,
     MAX_SUBJECT_CHARS,
     TicketError,
-    html_to_text,
     normalise_text,
     parse_chat,
-    parse_eml,
     read_jsonl,
-    strip_quotes_and_signature,
 )
 
 KEYS = {"id", "channel", "subject", "body", "customer_id", "tenant", "extra"}

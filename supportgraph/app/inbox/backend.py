@@ -184,8 +184,8 @@ class ServerBackend:
         """Claim the review, then resume the thread with a run on the server, as the reviewer."""
         import httpx
 
-        from graph.pii import redact_obj
         from nodes.human_review import InvalidResume, parse_resume
+        from supportgraph.text.pii import redact_obj
 
         view = await self.view(thread_id, ident)
         if view is None:

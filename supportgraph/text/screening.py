@@ -2,7 +2,7 @@
 
 Ticket text is data, never instructions. These checks do not try to "clean" an injection; they
 flag it so the ticket is never auto-sent and a human sees why. Which language a ticket is written
-in is models/language.py (one detector for tickets and model replies).
+in is supportgraph/text/language.py (one detector for tickets and model replies).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import re
 import unicodedata
 from collections.abc import Iterator
 
-from supportgraph.models.language import foreign_passage
+from supportgraph.text.language import foreign_passage
 
 _INJECTION_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
     (name, re.compile(pattern, re.IGNORECASE | re.DOTALL))
