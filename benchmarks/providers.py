@@ -20,7 +20,8 @@ from pathlib import Path
 from graph.persistence import open_database
 from supportgraph.models.breaker import CircuitBreakers
 from supportgraph.models.cache import ResponseCache
-from supportgraph.models.chat import ChatRequest, Completion, ModelChain, build_chain
+from supportgraph.models.chain import ModelChain, build_chain
+from supportgraph.models.chat import ChatRequest, Completion
 from supportgraph.models.prices import load_prices
 from supportgraph.models.providers_remote import AnthropicProvider, OpenAIProvider
 from tests.support.fake_llm import FakeLLMServer

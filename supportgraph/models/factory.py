@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from supportgraph.models.chat import ModelChain, build_chain, default_chain_spec
+from supportgraph.models.chain import ModelChain, build_chain, default_chain_spec
 from supportgraph.models.offline import OfflineProvider
 
 ROLE_FIELDS = {"router": "router_models", "answer": "answer_models", "planner": "planner_models"}

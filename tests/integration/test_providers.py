@@ -17,13 +17,8 @@ import pytest
 from graph.persistence import open_database
 from supportgraph.models.breaker import CircuitBreakers
 from supportgraph.models.cache import ResponseCache, cache_key
-from supportgraph.models.chat import (
-    ChatRequest,
-    ModelChain,
-    ModelsUnavailable,
-    build_chain,
-    parse_chain,
-)
+from supportgraph.models.chain import ModelChain, build_chain, parse_chain
+from supportgraph.models.chat import ChatRequest, ModelsUnavailable
 from supportgraph.models.prices import load_prices
 from supportgraph.models.providers_remote import (
     AnthropicProvider,
@@ -494,7 +489,7 @@ def test_a_bug_in_request_building_surfaces_instead_of_being_retried(fake_llm, c
     sleeps = Sleeps()
     chain = chain_for(fake_llm, "openai:gpt-4.1-mini,anthropic:claude-haiku-4-5", provs=provs,
                       sleeps=sleeps)
-    with caplog.at_level(logging.ERROR, logger="supportgraph.models.chat"):
+    with caplog.at_level(logging.ERROR, logger="supportgraph.models.chain"):
         result = chain.complete(REQ)
     assert outcomes(result) == [("openai", "error:TypeError"), ("anthropic", "ok")]
     assert sleeps.waits == [] and fake_llm.requests_for("openai") == []

@@ -12,25 +12,26 @@ from pathlib import Path
 import pytest
 
 from supportgraph.models.breaker import CircuitBreakers, default_breakers
-from supportgraph.models.chat import (
+from supportgraph.models.chain import (
     OFFLINE_SPEC,
+    ModelChain,
+    build_chain,
+    default_chain_spec,
+    parse_chain,
+)
+from supportgraph.models.chat import (
     ChatRequest,
     ClientError,
     Completion,
     ConnectionFailed,
     InvalidOutput,
-    ModelChain,
     ModelsUnavailable,
     RateLimited,
     ServerError,
     Timeout,
-    build_chain,
-    default_chain_spec,
-    parse_chain,
-    schema_error,
-    validate_output,
 )
 from supportgraph.models.prices import PriceTable, load_prices, prices_from_env, shipped_prices
+from supportgraph.models.validation import schema_error, validate_output
 from supportgraph.text.language import detect_wrong_language, looks_non_english
 
 ANSWER = "Your invoice is in Dashboard > Billing > Invoices, and you can download the PDF there."
