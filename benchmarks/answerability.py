@@ -45,6 +45,7 @@ import sys
 import tempfile
 import time
 import tomllib
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -138,7 +139,10 @@ def run_set(home: Path, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     from supportgraph.app.settings import Settings
 
     reset_resources()
-    runner = Runner(Context().with_settings(Settings(home=str(home))))
+    # Learning off, as in the eval: a ticket's outcome must not depend on which tickets (of this
+    # run or of an earlier run in a kept --workdir) were sent before it.
+    runner = Runner(replace(Context(), learn_enabled=False).with_settings(
+        Settings(home=str(home))))
     out = []
     for item in items:
         ticket = {**item["ticket"], "id": f"{item['ticket']['id']}-{time.time_ns()}"}
@@ -161,7 +165,9 @@ def run_set(home: Path, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     "status": summary["status"], "route_out": summary.get("route"),
                     "reason": summary.get("review_reason"), "confidence": conf,
                     "eligible": eligible(conf, summary.get("review_reason")),
-                    "right": right, "cited_titles": titles,
+                    "right": right, "cited_titles": titles, "cited": cited,
+                    "oos": (state.get("intent") or {}).get("oos_score"),
+                    "planner": [s["action"] for s in state.get("planner_steps") or []],
                     "signals": (state.get("confidence") or {}).get("signals")})
     reset_resources()
     return out

@@ -191,7 +191,8 @@ class State(InputState, total=False):
     route: Route
     """Current route: from the classifier, possibly changed by the planner."""
     query: str
-    """The retrieval query (ticket text cleaned of email noise, maybe reformulated)."""
+    """What the models read: the redacted ticket text cleaned of email noise, with the salted
+    digits of redaction tokens dropped (`graph.pii.model_text`)."""
     passages: list[Passage]
     """Knowledge-base passages retrieved for the draft."""
     cases: list[CaseHit]

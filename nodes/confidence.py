@@ -79,6 +79,7 @@ def confidence(state: State, step: Step) -> dict:
         values, missing = features(query, _cited(state, passages), model.profile,
                                    route=state.get("route") or "", embed=get_embedder().encode,
                                    intent_confidence=float(intent["confidence"]),
+                                   oos_score=float(intent.get("oos_score") or 0.0),
                                    stop=stopwords())
         values["evidence"] = max((float(p["score"]) for p in passages), default=0.0)
         values["grounding"] = signals["grounding"]

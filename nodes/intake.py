@@ -6,7 +6,7 @@ from typing import Any
 
 from graph.instrument import Step, node, now_iso
 from graph.persistence import DEFAULT_TENANT
-from graph.pii import redact
+from graph.pii import model_text, redact
 from graph.reasons import error_text
 from graph.screening import injection_signals, normalise_for_screening, quoted_injection
 from graph.state import State
@@ -57,7 +57,8 @@ def intake(state: State, step: Step) -> dict:
     # when `learned_injection_flags` is on: at its cross-validated threshold it flagged 18% of
     # the clean demo tickets (trained on one-line benign texts), so by default it is recorded,
     # not enforced (see README, "Prompt injection").
-    probability, _ = step.res.injection_head.score(normalise_for_screening(text), _encode)
+    probability, _ = step.res.injection_head.score(normalise_for_screening(model_text(text)),
+                                                   _encode)
     learned = probability >= step.res.injection_head.threshold
     step.detail.update(injection_probability=round(probability, 4), injection_learned=learned)
     if learned and step.ctx.learned_injection_flags:
@@ -69,5 +70,7 @@ def intake(state: State, step: Step) -> dict:
         flags.append("non_english")
     step.detail.update(channel=normalized["channel"], flags=flags, chars=len(normalized["body"]))
     # The raw input channels are overwritten so later checkpoints hold only redacted text.
-    return {"normalized": normalized, "ticket": dict(normalized), "eml": "", "query": text,
+    # What the models read: the same in every home (no salted token digits).
+    return {"normalized": normalized, "ticket": dict(normalized), "eml": "",
+            "query": model_text(text),
             "flags": flags, "status": "processing", "started_at": now_iso(), "rewrites": 0}

@@ -42,7 +42,8 @@ FIT_FILE = Path(__file__).resolve().parent / "data" / "answerability_fit.json"
 MIN_ASK_TERMS = 3
 """Fewer key terms than this in the ticket's questions: the whole ticket's terms count."""
 FEATURES = ("evidence", "relevance", "title_relevance", "coverage", "term_coverage",
-            "kb_terms", "route_agree", "intent", "grounding", "look_alike", "asks")
+            "kb_terms", "route_agree", "intent", "grounding", "look_alike", "asks",
+            "oos", "title_terms", "topic_terms", "part_title", "salient")
 """Every signal the model may combine (shown to the reviewer, recorded in the run):
 `evidence` is the best retrieved passage's score and `grounding` the share of the draft's
 answer sentences the passages support (both computed by the confidence node); the rest by
@@ -201,7 +202,7 @@ def term_shares(ask_terms: Sequence[str], cited_text: str, profile: KbProfile,
 
 def features(question: str, cited: Sequence[Mapping[str, Any]], profile: KbProfile, *,
              route: str, intent_confidence: float, embed: Callable[[list[str]], np.ndarray],
-             stop: frozenset[str]) -> tuple[dict[str, float], list[str]]:
+             stop: frozenset[str], oos_score: float = 0.0) -> tuple[dict[str, float], list[str]]:
     """The answerability features of a question and the sections a reply cites.
 
     `cited`: passages with `title`, `text`, `collection`. Returns (features, key terms of the
@@ -215,6 +216,7 @@ def features(question: str, cited: Sequence[Mapping[str, Any]], profile: KbProfi
     if not cited or not parts:
         zero = dict.fromkeys(FEATURES, 0.0)
         zero["intent"] = float(intent_confidence)
+        zero["oos"] = float(oos_score)
         zero["look_alike"] = float(any(t in others for t in ask_terms))
         zero["asks"] = float(len(parts))
         return zero, ask_terms
@@ -236,8 +238,59 @@ def features(question: str, cited: Sequence[Mapping[str, Any]], profile: KbProfi
         "intent": float(intent_confidence),
         "look_alike": float(any(t in others for t in missing)),
         "asks": float(len(parts)),
+        "oos": float(oos_score),
+        "title_terms": title_share(ask_terms, [str(p["title"]) for p in cited], profile, stop),
+        "topic_terms": topic_share(question, [str(p["title"]) for p in cited], profile, stop),
+        "part_title": float(_cos(part_vecs, title_vecs).max(axis=1).min()),
+        "salient": salient(ask_terms, cited, profile, stop),
     }
     return values, missing
+
+
+def salient(ask_terms: Sequence[str], cited: Sequence[Mapping[str, Any]], profile: KbProfile,
+            stop: frozenset[str]) -> float:
+    """1 when the ticket's most specific key term is what a cited section is about.
+
+    The most specific term is the one rarest in the KB; "about" means in a cited title or said
+    at least twice, not a passing mention: "cancel a purchase" against a subscription article
+    that mentions an "annual purchase" once.
+    """
+    known = [t for t in ask_terms if profile.df.get(t)]
+    if not known:
+        return 0.0
+    top = max(known, key=profile.idf)
+    if top in terms(" ".join(str(p["title"]) for p in cited), stop):
+        return 1.0
+    said = [w for p in cited for w in _WORD.findall(str(p["text"]).lower())
+            if len(w) >= 3 and w not in stop and stem(w) == top]
+    return float(len(said) >= 2)
+
+
+def title_share(ask_terms: Sequence[str], titles: Sequence[str], profile: KbProfile,
+                stop: frozenset[str]) -> float:
+    """IDF-weighted share of the ask's key terms that a cited section's title names."""
+    if not ask_terms:
+        return 0.0
+    named = set(terms(" ".join(titles), stop))
+    weights = [profile.idf(t) for t in ask_terms]
+    return sum(w for t, w in zip(ask_terms, weights, strict=True) if t in named) / sum(weights)
+
+
+def topic_share(question: str, titles: Sequence[str], profile: KbProfile,
+                stop: frozenset[str]) -> float:
+    """The best cited title's IDF-weighted share of key terms that the ticket names.
+
+    Is the ticket about what the section is about ("Cancelling your subscription")?
+    """
+    asked = set(terms(question, stop))
+    best = 0.0
+    for title in titles:
+        topic = terms(title, stop)
+        if topic:
+            weights = [profile.idf(t) for t in topic]
+            best = max(best, sum(w for t, w in zip(topic, weights, strict=True) if t in asked)
+                       / sum(weights))
+    return best
 
 
 # ---------------------------------------------------------------------- the model
