@@ -192,7 +192,8 @@ class State(InputState, total=False):
     """Current route: from the classifier, possibly changed by the planner."""
     query: str
     """What the models read: the redacted ticket text cleaned of email noise, with the salted
-    digits of redaction tokens dropped (`graph.pii.model_text`)."""
+    digits of redaction tokens dropped (`graph.pii.model_text`); typos corrected to the KB's
+    words when the planner reformulates after nothing was retrieved."""
     passages: list[Passage]
     """Knowledge-base passages retrieved for the draft."""
     cases: list[CaseHit]

@@ -86,7 +86,7 @@ def confidence(state: State, step: Step) -> dict:
         signals.update({k: round(v, 4) for k, v in values.items()})
         score = model.probability(values)
         signals["logit"] = round(model.logit(values), 4)
-        if score < step.ctx.confidence_threshold and asks_about_look_alike(query, stopwords()):
+        if score < step.ctx.confidence_threshold and asks_about_look_alike(query):
             # Look-alike out of domain: the KB answered another business's question; no retry
             # can help. (A confident reply that merely mentions a delivery is sent.)
             update.update(review_reason="off_knowledge_base", route="human")

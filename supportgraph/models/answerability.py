@@ -36,7 +36,7 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 MODEL_FILE = "answerability.json"
-FORMAT = 4
+FORMAT = 5
 """Bumped whenever features or term stemming change: an older stored model is fitted again."""
 FIT_FILE = Path(__file__).resolve().parent / "data" / "answerability_fit.json"
 MIN_ASK_TERMS = 3
@@ -98,13 +98,30 @@ def terms(text: str, stop: frozenset[str]) -> list[str]:
 
 
 @functools.cache
-def look_alike_terms() -> frozenset[str]:
-    """Stems of other businesses' nouns (orders, parcels, flights).
+def look_alike_words() -> frozenset[str]:
+    """Other businesses' nouns (orders, parcels, flights), as written in the lexicon.
 
     When a ticket asks about one and the cited sections do not mention it, the reply answers a
     look-alike question.
     """
-    return frozenset(stem(w) for line in _load_words("off_kb_terms.txt") for w in line.split())
+    return frozenset(w.lower() for line in _load_words("off_kb_terms.txt") for w in line.split())
+
+
+def named_look_alikes(text: str) -> set[str]:
+    """Stems of the lexicon nouns a text names, in the noun's own forms (order, orders).
+
+    Matched by form, not by stem: "closing the books" is not a booking, "the delivered count"
+    is not a delivery question the way "delivery options" is.
+    """
+    lexicon = look_alike_words()
+    named = set()
+    for word in _WORD.findall(text.lower()):
+        forms = {word, word[:-1] if word.endswith("s") else word,
+                 word[:-2] if word.endswith("es") else word,
+                 word[:-3] + "y" if word.endswith("ies") else word}
+        if forms & lexicon:
+            named.add(stem(word))
+    return named
 
 
 def ask_parts(text: str) -> list[str]:
@@ -114,15 +131,14 @@ def ask_parts(text: str) -> list[str]:
     return asks or ([text.strip()] if text.strip() else [])
 
 
-def asks_about_look_alike(text: str, stop: frozenset[str]) -> bool:
+def asks_about_look_alike(text: str) -> bool:
     """True when the questions (or a one-sentence ticket) name another business's thing.
 
     A backstory sentence ("this is costing us orders") is not a question about orders.
     """
     parts = [s.strip() for s in _SENTENCE.split(text) if len(s.split()) >= 3]
     asks = [s for s in parts if _ASK.search(s)] or (parts if len(parts) == 1 else [])
-    others = look_alike_terms()
-    return any(t in others for t in terms(" ".join(asks), stop))
+    return bool(named_look_alikes(" ".join(asks)))
 
 
 # ---------------------------------------------------------------------- the KB's terms
@@ -132,6 +148,8 @@ class KbProfile:
 
     sections: int = 0
     df: dict[str, int] = field(default_factory=dict)
+    words: list[str] = field(default_factory=list)
+    """The KB's own words, as spelt there (what a misspelt word is corrected to)."""
 
     def idf(self, term: str) -> float:
         """Rare-in-KB and absent terms weigh most: they say what a ticket is about."""
@@ -168,12 +186,53 @@ def kb_collections(store: Any) -> list[str]:
 
 
 def profile_of(sections: Sequence[dict[str, Any]], stop: frozenset[str]) -> KbProfile:
-    """Count in how many sections each key term occurs (title and text)."""
+    """Count in how many sections each key term occurs (title and text); keep its words."""
     df: dict[str, int] = {}
+    words: set[str] = set()
     for section in sections:
-        for term in set(terms(f"{section['title']} {section['text']}", stop)):
+        text = f"{section['title']} {section['text']}"
+        for term in set(terms(text, stop)):
             df[term] = df.get(term, 0) + 1
-    return KbProfile(sections=len(sections), df=df)
+        words.update(w for w in _WORD.findall(text.lower()) if len(w) >= 3 and w not in stop)
+    return KbProfile(sections=len(sections), df=df, words=sorted(words))
+
+
+def _edits(a: str, b: str) -> int:
+    """Optimal string alignment distance: insertions, deletions, substitutions, swaps."""
+    prev2: list[int] = []
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        row = [i] + [0] * len(b)
+        for j, cb in enumerate(b, 1):
+            row[j] = min(prev[j] + 1, row[j - 1] + 1, prev[j - 1] + (ca != cb))
+            if i > 1 and j > 1 and ca == b[j - 2] and a[i - 2] == cb:
+                row[j] = min(row[j], prev2[j - 2] + 1)
+        prev2, prev = prev, row
+    return prev[-1]
+
+
+def correct_spelling(text: str, profile: KbProfile, stop: frozenset[str]) -> str:
+    """The text with words the KB never uses replaced by the KB word one typo away.
+
+    "i want to upgarde, does it take efect immediatly" -> "upgrade ... effect immediately":
+    one edit for words of five to seven letters, two for longer ones; ties and short words
+    are left alone. What `reformulate_and_retrieve` searches with when nothing was found.
+    """
+    by_length: dict[int, list[str]] = {}
+    for word in profile.words:
+        by_length.setdefault(len(word), []).append(word)
+
+    def fix(match: re.Match[str]) -> str:
+        word = match.group(0)
+        low = word.lower()
+        if len(low) < 5 or low in stop or profile.df.get(stem(low)):
+            return word
+        budget = 1 if len(low) <= 7 else 2
+        near = {w for n in range(len(low) - budget, len(low) + budget + 1)
+                for w in by_length.get(n, []) if _edits(low, w) <= budget}
+        return near.pop() if len(near) == 1 else word
+
+    return _WORD.sub(fix, text)
 
 
 # ---------------------------------------------------------------------- features
@@ -209,10 +268,11 @@ def features(question: str, cited: Sequence[Mapping[str, Any]], profile: KbProfi
     question the cited sections do not contain).
     """
     parts = ask_parts(question)
-    ask_terms = terms(" ".join(parts), stop)
+    ask_text = " ".join(parts)
+    ask_terms = terms(ask_text, stop)
     if len(ask_terms) < MIN_ASK_TERMS:  # "which one makes sense?": the context says what
-        ask_terms = terms(question, stop)
-    others = look_alike_terms()
+        ask_text, ask_terms = question, terms(question, stop)
+    others = named_look_alikes(ask_text)
     if not cited or not parts:
         zero = dict.fromkeys(FEATURES, 0.0)
         zero["intent"] = float(intent_confidence)
@@ -372,7 +432,8 @@ class AnswerabilityModel:
         path.parent.mkdir(parents=True, exist_ok=True)
         data = {"format": FORMAT, "fit": self.fit.to_json(), "fingerprint": self.fingerprint,
                 "report": self.report,
-                "profile": {"sections": self.profile.sections, "df": self.profile.df}}
+                "profile": {"sections": self.profile.sections, "df": self.profile.df,
+                            "words": self.profile.words}}
         fd, tmp = tempfile.mkstemp(prefix=".answerability-", dir=path.parent)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             json.dump(data, fh)
@@ -388,7 +449,8 @@ class AnswerabilityModel:
             if data.get("format") != FORMAT:
                 return None
             profile = KbProfile(sections=int(data["profile"]["sections"]),
-                                df={str(k): int(v) for k, v in data["profile"]["df"].items()})
+                                df={str(k): int(v) for k, v in data["profile"]["df"].items()},
+                                words=[str(w) for w in data["profile"].get("words") or []])
             return cls(fit=Fit.from_json(data["fit"]), profile=profile,
                        fingerprint=str(data.get("fingerprint", "")),
                        report=dict(data.get("report") or {}))
