@@ -39,6 +39,8 @@ MODEL_FILE = "answerability.json"
 FORMAT = 5
 """Bumped whenever features or term stemming change: an older stored model is fitted again."""
 FIT_FILE = Path(__file__).resolve().parent / "data" / "answerability_fit.json"
+SHORT_ASK_TERMS = 4
+"""An ask of at most this many key terms is short: its rarest term is what it is about."""
 MIN_ASK_TERMS = 3
 """Fewer key terms than this in the ticket's questions: the whole ticket's terms count."""
 FEATURES = ("evidence", "relevance", "title_relevance", "coverage", "term_coverage",
@@ -309,13 +311,16 @@ def features(question: str, cited: Sequence[Mapping[str, Any]], profile: KbProfi
 
 def salient(ask_terms: Sequence[str], cited: Sequence[Mapping[str, Any]], profile: KbProfile,
             stop: frozenset[str]) -> float:
-    """1 when the ticket's most specific key term is what a cited section is about.
+    """For a short ask: 1 when its most specific key term is what a cited section is about.
 
     The most specific term is the one rarest in the KB; "about" means in a cited title or said
     at least twice, not a passing mention: "cancel a purchase" against a subscription article
-    that mentions an "annual purchase" once.
+    that mentions an "annual purchase" once. A longer ticket names many terms, and its rarest
+    one is often backstory: 1 (no evidence either way).
     """
     known = [t for t in ask_terms if profile.df.get(t)]
+    if len(ask_terms) > SHORT_ASK_TERMS:
+        return 1.0
     if not known:
         return 0.0
     top = max(known, key=profile.idf)
