@@ -19,6 +19,7 @@ from supportgraph.models.answerability import (
     correct_spelling,
     features,
     profile_of,
+    salient,
     shipped_fit,
     stem,
     stopwords,
@@ -172,3 +173,22 @@ def test_typos_are_corrected_to_the_kbs_own_words() -> None:
     assert correct_spelling("my invoise is wrong", profile, stop) == "my invoice is wrong"
     assert correct_spelling("abcdefgh zzz", profile, stop) == "abcdefgh zzz"
     assert correct_spelling("", profile, stop) == ""
+
+
+def test_salient_asks_whether_the_cited_section_is_about_the_rarest_term() -> None:
+    """A passing mention ("your first annual purchase") is not what the section is about."""
+    stop = stopwords()
+    article = {"title": "Cancelling your subscription",
+               "text": "Cancel in Dashboard > Billing > Plan. If this is your first annual "
+                       "purchase and you cancel within 14 days, ask for a refund."}
+    other = {"title": "Buying credits", "text": "A purchase of credits. Each purchase is final."}
+    profile = profile_of([article, *SECTIONS], stop)
+
+    def about(text: str) -> float:
+        return salient(terms(text, stop), [article], profile, stop)
+    assert about("how to cancel a purchase") == 0.0
+    assert about("how do I cancel my subscription") == 1.0
+    assert salient(terms("how to cancel a purchase", stop), [other], profile, stop) == 1.0
+    # A long ask: its rarest term is often backstory, so no evidence either way.
+    assert about("we bought credits last year, our purchase team wants to cancel, the "
+                 "finance lead agrees, what now") == 1.0
