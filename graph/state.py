@@ -191,7 +191,9 @@ class State(InputState, total=False):
     route: Route
     """Current route: from the classifier, possibly changed by the planner."""
     query: str
-    """The retrieval query (ticket text cleaned of email noise, maybe reformulated)."""
+    """What the models read: the redacted ticket text cleaned of email noise, with the salted
+    digits of redaction tokens dropped (`supportgraph.text.pii.model_text`); typos corrected to
+    the KB's words when the planner reformulates after nothing was retrieved."""
     passages: list[Passage]
     """Knowledge-base passages retrieved for the draft."""
     cases: list[CaseHit]

@@ -16,6 +16,7 @@ import re
 
 from graph.instrument import Step, node
 from graph.state import State
+from supportgraph.text.pii import model_text
 
 MULTI_INTENT_CONFIDENCE = 0.9
 _SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
@@ -34,7 +35,7 @@ def sentences_of(text: str) -> list[str]:
 def classify(state: State, step: Step) -> dict:
     """Route the ticket text and its sentences (intent model or retrieval evidence)."""
     text = state["query"][:4000]
-    parts = sentences_of(state["normalized"]["body"])
+    parts = sentences_of(model_text(state["normalized"]["body"]))
     if step.res.routing == "retrieval" and not step.res.kb_collections():
         intent = {"intent": "no_knowledge_base", "confidence": 0.0, "route": "human",
                   "out_of_scope": True, "oos_score": 1.0}

@@ -79,13 +79,14 @@ def confidence(state: State, step: Step) -> dict:
         values, missing = features(query, _cited(state, passages), model.profile,
                                    route=state.get("route") or "", embed=get_embedder().encode,
                                    intent_confidence=float(intent["confidence"]),
+                                   oos_score=float(intent.get("oos_score") or 0.0),
                                    stop=stopwords())
         values["evidence"] = max((float(p["score"]) for p in passages), default=0.0)
         values["grounding"] = signals["grounding"]
         signals.update({k: round(v, 4) for k, v in values.items()})
         score = model.probability(values)
         signals["logit"] = round(model.logit(values), 4)
-        if score < step.ctx.confidence_threshold and asks_about_look_alike(query, stopwords()):
+        if score < step.ctx.confidence_threshold and asks_about_look_alike(query):
             # Look-alike out of domain: the KB answered another business's question; no retry
             # can help. (A confident reply that merely mentions a delivery is sent.)
             update.update(review_reason="off_knowledge_base", route="human")

@@ -10,7 +10,7 @@ from graph.reasons import error_text
 from graph.state import State
 from supportgraph.text.language import looks_non_english
 from supportgraph.text.mail import email_parts, parse_eml
-from supportgraph.text.pii import redact
+from supportgraph.text.pii import model_text, redact
 from supportgraph.text.screening import injection_signals, normalise_for_screening, quoted_injection
 from supportgraph.text.tickets import TicketError, parse_chat
 
@@ -58,7 +58,8 @@ def intake(state: State, step: Step) -> dict:
     # when `learned_injection_flags` is on: at its cross-validated threshold it flagged 18% of
     # the clean demo tickets (trained on one-line benign texts), so by default it is recorded,
     # not enforced (see README, "Prompt injection").
-    probability, _ = step.res.injection_head.score(normalise_for_screening(text), _encode)
+    probability, _ = step.res.injection_head.score(normalise_for_screening(model_text(text)),
+                                                   _encode)
     learned = probability >= step.res.injection_head.threshold
     step.detail.update(injection_probability=round(probability, 4), injection_learned=learned)
     if learned and step.ctx.learned_injection_flags:
@@ -70,5 +71,7 @@ def intake(state: State, step: Step) -> dict:
         flags.append("non_english")
     step.detail.update(channel=normalized["channel"], flags=flags, chars=len(normalized["body"]))
     # The raw input channels are overwritten so later checkpoints hold only redacted text.
-    return {"normalized": normalized, "ticket": dict(normalized), "eml": "", "query": text,
+    # What the models read: the same in every home (no salted token digits).
+    return {"normalized": normalized, "ticket": dict(normalized), "eml": "",
+            "query": model_text(text),
             "flags": flags, "status": "processing", "started_at": now_iso(), "rewrites": 0}

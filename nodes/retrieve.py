@@ -14,15 +14,19 @@ from graph.state import State
 COLLECTIONS = {"billing": "kb_billing", "technical": "kb_technical"}
 
 
+def _action(state: State) -> str | None:
+    """The planner's last action, if any."""
+    steps = state.get("planner_steps") or []
+    return steps[-1]["action"] if steps else None
+
+
 def _collections(state: State, available: list[str]) -> list[str]:
     """The route's `kb_<route>` collection, else every KB collection.
 
     Every collection also when the planner asks to search the other KBs.
     """
-    steps = state.get("planner_steps") or []
-    action = steps[-1]["action"] if steps else None
     routed = f"kb_{state.get('route')}"
-    if action == "search_other_kb" or routed not in available:
+    if _action(state) == "search_other_kb" or routed not in available:
         return available
     return [routed]
 
@@ -32,14 +36,24 @@ def retrieve(state: State, step: Step) -> dict:
     """Search the routed knowledge base (or both) and `resolved_cases` for the ticket."""
     from retrieval.cases import search_cases
     from retrieval.store import RetrievalUnavailable
+    from supportgraph.models.answerability import correct_spelling, stopwords
     from supportgraph.models.embeddings import get_embedder
 
     ctx = step.ctx
     query = state["query"][:2000]
     tenant = state["normalized"].get("tenant")
+    update: dict = {}
     try:
         if ctx.demo_kb:
             step.res.demo_kb_ready()
+        if _action(state) == "reformulate_and_retrieve" and step.res.answerability is not None:
+            # Nothing was found: search again with the ticket's typos corrected to the KB's
+            # own words ("upgarde" -> "upgrade"); later steps read the corrected text too.
+            corrected = correct_spelling(state["query"], step.res.answerability.profile,
+                                         stopwords())
+            if corrected != state["query"]:
+                query, update["query"] = corrected[:2000], corrected
+                step.detail["reformulated"] = True
         collections = _collections(state, step.res.kb_collections())
         vector = get_embedder().encode_one(query)
         hits = []
@@ -65,4 +79,4 @@ def retrieve(state: State, step: Step) -> dict:
     ]
     step.detail.update(collections=collections, passages=[p["doc_id"] for p in passages],
                        scores=[p["score"] for p in passages], cases=len(case_hits))
-    return {"passages": passages, "cases": case_hits}
+    return {**update, "passages": passages, "cases": case_hits}

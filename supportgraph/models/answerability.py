@@ -36,13 +36,16 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 MODEL_FILE = "answerability.json"
-FORMAT = 4
+FORMAT = 5
 """Bumped whenever features or term stemming change: an older stored model is fitted again."""
 FIT_FILE = Path(__file__).resolve().parent / "data" / "answerability_fit.json"
+SHORT_ASK_TERMS = 4
+"""An ask of at most this many key terms is short: its rarest term is what it is about."""
 MIN_ASK_TERMS = 3
 """Fewer key terms than this in the ticket's questions: the whole ticket's terms count."""
 FEATURES = ("evidence", "relevance", "title_relevance", "coverage", "term_coverage",
-            "kb_terms", "route_agree", "intent", "grounding", "look_alike", "asks")
+            "kb_terms", "route_agree", "intent", "grounding", "look_alike", "asks",
+            "oos", "title_terms", "topic_terms", "part_title", "salient")
 """Every signal the model may combine (shown to the reviewer, recorded in the run):
 `evidence` is the best retrieved passage's score and `grounding` the share of the draft's
 answer sentences the passages support (both computed by the confidence node); the rest by
@@ -97,13 +100,30 @@ def terms(text: str, stop: frozenset[str]) -> list[str]:
 
 
 @functools.cache
-def look_alike_terms() -> frozenset[str]:
-    """Stems of other businesses' nouns (orders, parcels, flights).
+def look_alike_words() -> frozenset[str]:
+    """Other businesses' nouns (orders, parcels, flights), as written in the lexicon.
 
     When a ticket asks about one and the cited sections do not mention it, the reply answers a
     look-alike question.
     """
-    return frozenset(stem(w) for line in _load_words("off_kb_terms.txt") for w in line.split())
+    return frozenset(w.lower() for line in _load_words("off_kb_terms.txt") for w in line.split())
+
+
+def named_look_alikes(text: str) -> set[str]:
+    """Stems of the lexicon nouns a text names, in the noun's own forms (order, orders).
+
+    Matched by form, not by stem: "closing the books" is not a booking, "the delivered count"
+    is not a delivery question the way "delivery options" is.
+    """
+    lexicon = look_alike_words()
+    named = set()
+    for word in _WORD.findall(text.lower()):
+        forms = {word, word[:-1] if word.endswith("s") else word,
+                 word[:-2] if word.endswith("es") else word,
+                 word[:-3] + "y" if word.endswith("ies") else word}
+        if forms & lexicon:
+            named.add(stem(word))
+    return named
 
 
 def ask_parts(text: str) -> list[str]:
@@ -113,15 +133,14 @@ def ask_parts(text: str) -> list[str]:
     return asks or ([text.strip()] if text.strip() else [])
 
 
-def asks_about_look_alike(text: str, stop: frozenset[str]) -> bool:
+def asks_about_look_alike(text: str) -> bool:
     """True when the questions (or a one-sentence ticket) name another business's thing.
 
     A backstory sentence ("this is costing us orders") is not a question about orders.
     """
     parts = [s.strip() for s in _SENTENCE.split(text) if len(s.split()) >= 3]
     asks = [s for s in parts if _ASK.search(s)] or (parts if len(parts) == 1 else [])
-    others = look_alike_terms()
-    return any(t in others for t in terms(" ".join(asks), stop))
+    return bool(named_look_alikes(" ".join(asks)))
 
 
 # ---------------------------------------------------------------------- the KB's terms
@@ -131,6 +150,8 @@ class KbProfile:
 
     sections: int = 0
     df: dict[str, int] = field(default_factory=dict)
+    words: list[str] = field(default_factory=list)
+    """The KB's own words, as spelt there (what a misspelt word is corrected to)."""
 
     def idf(self, term: str) -> float:
         """Rare-in-KB and absent terms weigh most: they say what a ticket is about."""
@@ -167,12 +188,53 @@ def kb_collections(store: Any) -> list[str]:
 
 
 def profile_of(sections: Sequence[dict[str, Any]], stop: frozenset[str]) -> KbProfile:
-    """Count in how many sections each key term occurs (title and text)."""
+    """Count in how many sections each key term occurs (title and text); keep its words."""
     df: dict[str, int] = {}
+    words: set[str] = set()
     for section in sections:
-        for term in set(terms(f"{section['title']} {section['text']}", stop)):
+        text = f"{section['title']} {section['text']}"
+        for term in set(terms(text, stop)):
             df[term] = df.get(term, 0) + 1
-    return KbProfile(sections=len(sections), df=df)
+        words.update(w for w in _WORD.findall(text.lower()) if len(w) >= 3 and w not in stop)
+    return KbProfile(sections=len(sections), df=df, words=sorted(words))
+
+
+def _edits(a: str, b: str) -> int:
+    """Optimal string alignment distance: insertions, deletions, substitutions, swaps."""
+    prev2: list[int] = []
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        row = [i] + [0] * len(b)
+        for j, cb in enumerate(b, 1):
+            row[j] = min(prev[j] + 1, row[j - 1] + 1, prev[j - 1] + (ca != cb))
+            if i > 1 and j > 1 and ca == b[j - 2] and a[i - 2] == cb:
+                row[j] = min(row[j], prev2[j - 2] + 1)
+        prev2, prev = prev, row
+    return prev[-1]
+
+
+def correct_spelling(text: str, profile: KbProfile, stop: frozenset[str]) -> str:
+    """The text with words the KB never uses replaced by the KB word one typo away.
+
+    "i want to upgarde, does it take efect immediatly" -> "upgrade ... effect immediately":
+    one edit for words of five to seven letters, two for longer ones; ties and short words
+    are left alone. What `reformulate_and_retrieve` searches with when nothing was found.
+    """
+    by_length: dict[int, list[str]] = {}
+    for word in profile.words:
+        by_length.setdefault(len(word), []).append(word)
+
+    def fix(match: re.Match[str]) -> str:
+        word = match.group(0)
+        low = word.lower()
+        if len(low) < 5 or low in stop or profile.df.get(stem(low)):
+            return word
+        budget = 1 if len(low) <= 7 else 2
+        near = {w for n in range(len(low) - budget, len(low) + budget + 1)
+                for w in by_length.get(n, []) if _edits(low, w) <= budget}
+        return near.pop() if len(near) == 1 else word
+
+    return _WORD.sub(fix, text)
 
 
 # ---------------------------------------------------------------------- features
@@ -201,20 +263,22 @@ def term_shares(ask_terms: Sequence[str], cited_text: str, profile: KbProfile,
 
 def features(question: str, cited: Sequence[Mapping[str, Any]], profile: KbProfile, *,
              route: str, intent_confidence: float, embed: Callable[[list[str]], np.ndarray],
-             stop: frozenset[str]) -> tuple[dict[str, float], list[str]]:
+             stop: frozenset[str], oos_score: float = 0.0) -> tuple[dict[str, float], list[str]]:
     """The answerability features of a question and the sections a reply cites.
 
     `cited`: passages with `title`, `text`, `collection`. Returns (features, key terms of the
     question the cited sections do not contain).
     """
     parts = ask_parts(question)
-    ask_terms = terms(" ".join(parts), stop)
+    ask_text = " ".join(parts)
+    ask_terms = terms(ask_text, stop)
     if len(ask_terms) < MIN_ASK_TERMS:  # "which one makes sense?": the context says what
-        ask_terms = terms(question, stop)
-    others = look_alike_terms()
+        ask_text, ask_terms = question, terms(question, stop)
+    others = named_look_alikes(ask_text)
     if not cited or not parts:
         zero = dict.fromkeys(FEATURES, 0.0)
         zero["intent"] = float(intent_confidence)
+        zero["oos"] = float(oos_score)
         zero["look_alike"] = float(any(t in others for t in ask_terms))
         zero["asks"] = float(len(parts))
         return zero, ask_terms
@@ -236,8 +300,62 @@ def features(question: str, cited: Sequence[Mapping[str, Any]], profile: KbProfi
         "intent": float(intent_confidence),
         "look_alike": float(any(t in others for t in missing)),
         "asks": float(len(parts)),
+        "oos": float(oos_score),
+        "title_terms": title_share(ask_terms, [str(p["title"]) for p in cited], profile, stop),
+        "topic_terms": topic_share(question, [str(p["title"]) for p in cited], profile, stop),
+        "part_title": float(_cos(part_vecs, title_vecs).max(axis=1).min()),
+        "salient": salient(ask_terms, cited, profile, stop),
     }
     return values, missing
+
+
+def salient(ask_terms: Sequence[str], cited: Sequence[Mapping[str, Any]], profile: KbProfile,
+            stop: frozenset[str]) -> float:
+    """For a short ask: 1 when its most specific key term is what a cited section is about.
+
+    The most specific term is the one rarest in the KB; "about" means in a cited title or said
+    at least twice, not a passing mention: "cancel a purchase" against a subscription article
+    that mentions an "annual purchase" once. A longer ticket names many terms, and its rarest
+    one is often backstory: 1 (no evidence either way).
+    """
+    known = [t for t in ask_terms if profile.df.get(t)]
+    if len(ask_terms) > SHORT_ASK_TERMS:
+        return 1.0
+    if not known:
+        return 0.0
+    top = max(known, key=profile.idf)
+    if top in terms(" ".join(str(p["title"]) for p in cited), stop):
+        return 1.0
+    said = [w for p in cited for w in _WORD.findall(str(p["text"]).lower())
+            if len(w) >= 3 and w not in stop and stem(w) == top]
+    return float(len(said) >= 2)
+
+
+def title_share(ask_terms: Sequence[str], titles: Sequence[str], profile: KbProfile,
+                stop: frozenset[str]) -> float:
+    """IDF-weighted share of the ask's key terms that a cited section's title names."""
+    if not ask_terms:
+        return 0.0
+    named = set(terms(" ".join(titles), stop))
+    weights = [profile.idf(t) for t in ask_terms]
+    return sum(w for t, w in zip(ask_terms, weights, strict=True) if t in named) / sum(weights)
+
+
+def topic_share(question: str, titles: Sequence[str], profile: KbProfile,
+                stop: frozenset[str]) -> float:
+    """The best cited title's IDF-weighted share of key terms that the ticket names.
+
+    Is the ticket about what the section is about ("Cancelling your subscription")?
+    """
+    asked = set(terms(question, stop))
+    best = 0.0
+    for title in titles:
+        topic = terms(title, stop)
+        if topic:
+            weights = [profile.idf(t) for t in topic]
+            best = max(best, sum(w for t, w in zip(topic, weights, strict=True) if t in asked)
+                       / sum(weights))
+    return best
 
 
 # ---------------------------------------------------------------------- the model
@@ -319,7 +437,8 @@ class AnswerabilityModel:
         path.parent.mkdir(parents=True, exist_ok=True)
         data = {"format": FORMAT, "fit": self.fit.to_json(), "fingerprint": self.fingerprint,
                 "report": self.report,
-                "profile": {"sections": self.profile.sections, "df": self.profile.df}}
+                "profile": {"sections": self.profile.sections, "df": self.profile.df,
+                            "words": self.profile.words}}
         fd, tmp = tempfile.mkstemp(prefix=".answerability-", dir=path.parent)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             json.dump(data, fh)
@@ -335,7 +454,8 @@ class AnswerabilityModel:
             if data.get("format") != FORMAT:
                 return None
             profile = KbProfile(sections=int(data["profile"]["sections"]),
-                                df={str(k): int(v) for k, v in data["profile"]["df"].items()})
+                                df={str(k): int(v) for k, v in data["profile"]["df"].items()},
+                                words=[str(w) for w in data["profile"].get("words") or []])
             return cls(fit=Fit.from_json(data["fit"]), profile=profile,
                        fingerprint=str(data.get("fingerprint", "")),
                        report=dict(data.get("report") or {}))

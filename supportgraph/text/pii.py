@@ -21,8 +21,8 @@ import secrets
 from collections.abc import Callable, Iterator
 from typing import Any
 
-__all__ = ["KINDS", "find_pii", "iban_ok", "luhn_ok", "redact", "redact_obj", "scrub", "EmptySalt",
-           "ssn_ok", "uk_nino_ok"]
+__all__ = ["KINDS", "find_pii", "iban_ok", "luhn_ok", "model_text", "redact", "redact_obj",
+           "scrub", "EmptySalt", "ssn_ok", "uk_nino_ok"]
 
 KINDS = ("email", "phone", "card", "iban", "secret", "natid", "name", "address", "dob")
 
@@ -468,6 +468,16 @@ _DETECTORS: list[tuple[str, Callable[[str], Iterator[tuple[int, int]]]]] = [
     ("address", _addresses),
     ("name", _names),
 ]
+
+
+def model_text(text: str) -> str:
+    """Redacted text as the models read it: ``[NAME:1a2b3c4d]`` becomes ``[NAME]``.
+
+    The 8 hex digits depend on the home's salt, so a model reading them would classify, retrieve
+    and score one ticket differently in every home (an eval's isolated home has a new salt each
+    run). The kind of value is kept, the salted digits are not.
+    """
+    return _TOKEN_RE.sub(lambda m: m.group(0).split(":", 1)[0] + "]", text)
 
 
 def find_pii(text: str) -> list[Span]:

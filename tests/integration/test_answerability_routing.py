@@ -145,6 +145,35 @@ def test_confidence_is_the_answerability_probability(demo_home: Path) -> None:
     assert (demo_home / "answerability.json").is_file()
 
 
+def test_same_ticket_same_outcome_whatever_the_homes_salt(demo_home: Path,
+                                                          tmp_path: Path) -> None:
+    """demo-005 signs with a name; its redaction token's digits depend on the home's salt.
+
+    The models read the token without the digits, so two homes (an eval's isolated home gets a
+    new salt each run) route and score the ticket alike. With the digits, the intent confidence
+    was 0.33 in one home and 0.26 in another.
+    """
+    other = tmp_path / "other_home"
+    copy_tree(demo_home, other)
+    (other / "pii_salt").write_text("another-salt-" + "7" * 40 + "\n", encoding="ascii")
+    row = next(json.loads(line) for line in DEMO.read_text().splitlines()
+               if json.loads(line)["id"] == "demo-005")
+    ticket = {k: row[k] for k in ("id", "channel", "body", "subject", "tenant") if k in row}
+    seen = []
+    for home in (demo_home, other):
+        reset_resources()
+        runner = Runner(Context().with_settings(Settings(home=str(home))))
+        outcome = runner.run(dict(ticket))
+        state = runner.graph.get_state({"configurable": {"thread_id": outcome.thread_id}}).values
+        seen.append((state["normalized"]["body"], state["query"], state["intent"],
+                     state["confidence"], outcome.summary["status"]))
+    reset_resources()
+    (body_a, query_a, *rest_a), (body_b, query_b, *rest_b) = seen
+    assert rest_a == rest_b  # intent, confidence (score and signals), status
+    assert "[NAME:" in body_a and body_a != body_b  # stored tokens are salted per home
+    assert "[NAME]" in query_a and query_a == query_b
+
+
 # ------------------------------------------------------------------ bring your own KB
 def test_init_no_demo_makes_an_empty_home(byo_homes: dict[str, Path]) -> None:
     empty = byo_homes["empty"]

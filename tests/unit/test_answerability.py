@@ -16,8 +16,10 @@ from supportgraph.models.answerability import (
     KbProfile,
     ask_parts,
     asks_about_look_alike,
+    correct_spelling,
     features,
     profile_of,
+    salient,
     shipped_fit,
     stem,
     stopwords,
@@ -147,6 +149,46 @@ def test_no_collection_routes_every_text_to_a_person() -> None:
      "FIX YOUR API.", False),
     ("We send 3k texts for delivery notifications. Which plan makes sense?", False),
     ("", False),
+    # demo-010: the books an accountant closes are not a booking (stems collided: book).
+    ("Our accountant needs the invoice PDF for closing the books, where do I get it?", False),
+    ("Where is my booking? I need to change my bookings", True),
+    ("Can you track my orders and parcels?", True),
 ])
 def test_only_a_question_about_a_look_alike_term_counts(text: str, asks: bool) -> None:
-    assert asks_about_look_alike(text, stopwords()) is asks
+    assert asks_about_look_alike(text) is asks
+
+
+def test_typos_are_corrected_to_the_kbs_own_words() -> None:
+    """demo-044: "upgarde" retrieved nothing; the reformulated search reads "upgrade"."""
+    stop = stopwords()
+    profile = profile_of([
+        {"title": "Upgrading your plan", "text": "Upgrade from Starter to Scale; the upgrade "
+                                                 "takes effect immediately."},
+        {"title": "Invoices", "text": "Download an invoice from Billing > Invoices."},
+    ], stop)
+    text = "hi i want to upgarde to scale right now, does it take efect immediatly?"
+    assert correct_spelling(text, profile, stop) == (
+        "hi i want to upgrade to scale right now, does it take effect immediately?")
+    # Known words, short words and words with no single close KB word stay as written.
+    assert correct_spelling("my invoise is wrong", profile, stop) == "my invoice is wrong"
+    assert correct_spelling("abcdefgh zzz", profile, stop) == "abcdefgh zzz"
+    assert correct_spelling("", profile, stop) == ""
+
+
+def test_salient_asks_whether_the_cited_section_is_about_the_rarest_term() -> None:
+    """A passing mention ("your first annual purchase") is not what the section is about."""
+    stop = stopwords()
+    article = {"title": "Cancelling your subscription",
+               "text": "Cancel in Dashboard > Billing > Plan. If this is your first annual "
+                       "purchase and you cancel within 14 days, ask for a refund."}
+    other = {"title": "Buying credits", "text": "A purchase of credits. Each purchase is final."}
+    profile = profile_of([article, *SECTIONS], stop)
+
+    def about(text: str) -> float:
+        return salient(terms(text, stop), [article], profile, stop)
+    assert about("how to cancel a purchase") == 0.0
+    assert about("how do I cancel my subscription") == 1.0
+    assert salient(terms("how to cancel a purchase", stop), [other], profile, stop) == 1.0
+    # A long ask: its rarest term is often backstory, so no evidence either way.
+    assert about("we bought credits last year, our purchase team wants to cancel, the "
+                 "finance lead agrees, what now") == 1.0

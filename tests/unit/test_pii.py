@@ -15,6 +15,7 @@ from supportgraph.text.pii import (
     find_pii,
     iban_ok,
     luhn_ok,
+    model_text,
     redact,
     redact_obj,
     scrub,
@@ -335,3 +336,12 @@ def test_uk_nino_rules(value, ok):
 ])
 def test_prose_near_the_new_kinds_survives(text):
     assert find_pii(text) == [], find_pii(text)
+
+
+def test_models_read_redaction_tokens_without_the_salted_digits() -> None:
+    text = "Cheers, Elif. Mail me at elif@example.com"
+    a, b = redact(text, salt="salt-one-" + "1" * 40), redact(text, salt="salt-two-" + "2" * 40)
+    assert a != b and TOKEN.search(a)
+    assert model_text(a) == model_text(b) == "Cheers, [NAME]. Mail me at [EMAIL]"
+    assert model_text("order [NAME:zz] and [NOTE:1a2b3c4d] stay") == (
+        "order [NAME:zz] and [NOTE:1a2b3c4d] stay")
