@@ -1,7 +1,12 @@
-"""100 tickets; the worker is SIGKILLed at 20 seeded random points; new processes finish it."""
+"""100 tickets; the worker is SIGKILLed at seeded random points; new processes finish it.
+
+The suite kills 10 times (two of them during `recover`), which keeps CI inside its 15 minutes;
+`CHAOS_KILLS=20 python -m pytest tests/chaos/test_kill_resume.py` runs the longer version.
+"""
 
 from __future__ import annotations
 
+import os
 import random
 import time
 from pathlib import Path
@@ -14,14 +19,14 @@ from chaos_support import (
     write_jsonl,
 )
 
-# ~22 process starts (each loads the models): minutes on a loaded 2-core machine.
+# ~KILLS + 2 process starts (each loads the models): minutes on a loaded 2-core machine.
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.timeout(1800)]
 
-KILLS = 20
+KILLS = int(os.environ.get("CHAOS_KILLS", "10"))
 SEED = 20261125
 
 
-def test_twenty_sigkills_lose_nothing_and_double_nothing(
+def test_repeated_sigkills_lose_nothing_and_double_nothing(
     spawn, chaos_home: Path, pg_url: str, tmp_path: Path
 ) -> None:
     tickets = demo_tickets(100, "kill")
