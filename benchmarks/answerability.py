@@ -133,11 +133,11 @@ def offtopic_tickets(n: int) -> list[dict[str, Any]]:
 def run_set(home: Path, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Run each ticket through the workflow in `home`; what a threshold sweep needs."""
     from graph.context import Context
-    from graph.resources import reset_resources
     from supportgraph.app.runner import Runner
+    from supportgraph.app.services import close_services
     from supportgraph.app.settings import Settings
 
-    reset_resources()
+    close_services()
     runner = Runner(Context().with_settings(Settings(home=str(home))))
     out = []
     for item in items:
@@ -163,7 +163,7 @@ def run_set(home: Path, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     "eligible": eligible(conf, summary.get("review_reason")),
                     "right": right, "cited_titles": titles,
                     "signals": (state.get("confidence") or {}).get("signals")})
-    reset_resources()
+    close_services()
     return out
 
 

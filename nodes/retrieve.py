@@ -38,8 +38,6 @@ def retrieve(state: State, step: Step) -> dict:
     query = state["query"][:2000]
     tenant = state["normalized"].get("tenant")
     try:
-        if ctx.demo_kb:
-            step.res.demo_kb_ready()
         collections = _collections(state, step.res.kb_collections())
         vector = get_embedder().encode_one(query)
         hits = []

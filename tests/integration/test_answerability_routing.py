@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from graph.context import Context
-from graph.resources import NO_DEMO_MARKER, reset_resources
 from retrieval.files import copy_tree
 from supportgraph.app.runner import Runner
+from supportgraph.app.services import NO_DEMO_MARKER, close_services
 from supportgraph.app.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -79,11 +79,10 @@ def runner_in(tmp_path: Path) -> Iterator:
     def make(home: Path) -> Runner:
         copy = tmp_path / home.name
         copy_tree(home, copy)
-        reset_resources()
         return Runner(Context().with_settings(Settings(home=str(copy))))
 
     yield make
-    reset_resources()
+    close_services()
 
 
 def _run(runner: Runner, body: str, n: int = 0) -> tuple[dict, dict]:
