@@ -493,14 +493,14 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 def cmd_migrate(args: argparse.Namespace) -> int:
     """Upgrade a Qdrant server's collections made by an older release (a deploy step)."""
-    from graph.resources import get_resources
     from retrieval.migrate import upgrade_server_collections
+    from supportgraph.app.services import run_services
 
     ctx = _context(args)
     if not ctx.settings.qdrant_url:
         print("nothing to migrate: an embedded home migrates itself when it is opened")
         return EXIT_OK
-    upgraded = upgrade_server_collections(get_resources(ctx).store)
+    upgraded = upgrade_server_collections(run_services(ctx).store)
     for name, points in upgraded.items():
         print(f"{name}: {points} points copied with BM25 vectors; {name} now names "
               f"{name}.bm25")
