@@ -17,6 +17,7 @@ Either way `graph.instrument.node` finds it and gives each step `step.res`, a pe
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import dataclasses
 import logging
@@ -487,13 +488,18 @@ def close_services() -> None:
         services.close()
 
 
-def server_graph() -> Any:
+async def server_graph() -> Any:
     """`langgraph.json`'s graph factory: the workflow bound to this server process's root.
 
     LangGraph's server calls a factory for every run, state read and schema fetch (checked in
     langgraph-api 0.16: `get_graph` invokes it each time), so this only looks the root up; it is
-    opened, and its start-up work done, on the first call of the process.
+    opened, and its start-up work done, on the first call of the process. In a worker thread:
+    opening files and databases would block the server's event loop.
     """
+    return await asyncio.to_thread(_process_graph)
+
+
+def _process_graph() -> Any:
     services = services_for(app_settings.read_settings())
     services.prepare(Context())
     return services.server_graph()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -86,7 +87,8 @@ def test_server_factory_binds_one_root_per_process(tmp_path: Path,
     (home / NO_DEMO_MARKER).write_text("test\n", encoding="utf-8")
     monkeypatch.setenv("SUPPORTGRAPH_HOME", str(home))
     try:
-        first, second = server_graph(), server_graph()  # LangGraph calls it per request
+        first = asyncio.run(server_graph())
+        second = asyncio.run(server_graph())  # LangGraph calls it per request
         assert first is second
         bound = first.config["configurable"][SERVICES_KEY]
         assert bound is services_for(Settings(home=str(home)))
