@@ -138,11 +138,11 @@ def offtopic_tickets(n: int) -> list[dict[str, Any]]:
 def run_set(home: Path, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Run each ticket through the workflow in `home`; what a threshold sweep needs."""
     from graph.context import Context
-    from graph.resources import reset_resources
     from supportgraph.app.runner import Runner
+    from supportgraph.app.services import close_services
     from supportgraph.app.settings import Settings
 
-    reset_resources()
+    close_services()
     # Learning off, as in the eval: a ticket's outcome must not depend on which tickets (of this
     # run or of an earlier run in a kept --workdir) were sent before it.
     runner = Runner(replace(Context(), learn_enabled=False).with_settings(
@@ -173,7 +173,7 @@ def run_set(home: Path, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     "oos": (state.get("intent") or {}).get("oos_score"),
                     "planner": [s["action"] for s in state.get("planner_steps") or []],
                     "signals": (state.get("confidence") or {}).get("signals")})
-    reset_resources()
+    close_services()
     return out
 
 

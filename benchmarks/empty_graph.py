@@ -33,7 +33,7 @@ def build(db: Any, answer_s: float) -> Any:
     """The empty-node graph, compiled with our Postgres checkpointer on `db`."""
     from langgraph.graph import END, START, StateGraph
 
-    from graph.persistence import open_checkpointer
+    from graph.persistence import checkpoint_serde, open_checkpointer
 
     def step(name: str) -> Any:
         def run(state: EmptyState) -> dict:
@@ -56,7 +56,7 @@ def build(db: Any, answer_s: float) -> Any:
     builder.add_edge(STEPS[-1], "learn")
     builder.add_edge(["send", "learn"], "audit")
     builder.add_edge("audit", END)
-    return builder.compile(checkpointer=open_checkpointer(db))
+    return builder.compile(checkpointer=open_checkpointer(db, checkpoint_serde(None)))
 
 
 def run_wave(graph: Any, n: int, in_flight: int, prefix: str,

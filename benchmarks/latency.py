@@ -134,9 +134,8 @@ def main(argv: list[str] | None = None) -> None:
     quiet_logs()
 
     from graph.context import Context
-    from graph.persistence import close_all
-    from retrieval.store import close_stores
     from supportgraph.app.runner import Runner
+    from supportgraph.app.services import close_services
     from supportgraph.app.settings import Settings
 
     figures: dict[str, Any] = {"benchmark": "latency", "quick": args.quick, "in_flight": in_flight,
@@ -161,8 +160,7 @@ def main(argv: list[str] | None = None) -> None:
         floor = empty_graph.run_wave(empty, in_flight, in_flight, f"c{in_flight}",
                                      delays["answer"])
         figures["load_after"] = load_average()
-        close_all()
-        close_stores()
+        close_services()
     for key, value in serial.items():
         figures[f"c1_{key}"] = value
     for key, value in wave.items():

@@ -44,9 +44,8 @@ def main(argv: list[str] | None = None) -> None:
     import psycopg
 
     from graph.context import Context
-    from graph.persistence import close_all
-    from retrieval.store import close_stores
     from supportgraph.app.runner import Runner
+    from supportgraph.app.services import close_services
     from supportgraph.app.settings import Settings
     from supportgraph.app.worker import Worker
 
@@ -68,8 +67,7 @@ def main(argv: list[str] | None = None) -> None:
                 "SELECT status, count(*) FROM sg_runs GROUP BY status").fetchall()))
             outbox = conn.execute(
                 "SELECT count(*), count(DISTINCT ticket_id) FROM sg_outbox").fetchone()
-        close_all()
-        close_stores()
+        close_services()
     accounted = (report.exit_status() == 0 and len(report.finished) == count
                  and not report.left and not report.errors
                  and sum(states.values()) == count and set(states) <= TERMINAL

@@ -56,9 +56,8 @@ def main(argv: list[str] | None = None) -> None:
     quiet_logs()
 
     from graph.context import Context
-    from graph.persistence import close_all
-    from retrieval.store import close_stores
     from supportgraph.app.runner import Runner
+    from supportgraph.app.services import close_services
     from supportgraph.app.settings import Settings
     from supportgraph.models.embeddings import get_embedder
 
@@ -83,8 +82,7 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"  after {count} tickets: RSS {figures[f'rss_mb_{count}']:.1f} MB "
                       f"({figures[f'elapsed_s_{count}']:.0f} s)", flush=True)
         figures["load_after"] = load_average()
-        close_all()
-        close_stores()
+        close_services()
     first, last = counts[0], counts[-1]
     growth = figures[f"rss_mb_{last}"] / figures[f"rss_mb_{first}"] - 1
     figures["growth"] = round(growth, 4)

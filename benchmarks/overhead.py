@@ -173,9 +173,8 @@ def main(argv: list[str] | None = None) -> None:
     quiet_logs()
 
     from graph.context import Context
-    from graph.persistence import close_all
-    from retrieval.store import close_stores
     from supportgraph.app.runner import Runner
+    from supportgraph.app.services import close_services
     from supportgraph.app.settings import Settings
 
     with tempfile.TemporaryDirectory() as tmp, throwaway_postgres(args.database_url) as url:
@@ -184,8 +183,7 @@ def main(argv: list[str] | None = None) -> None:
         load_before = load_average()
         figures = measure(runner, n, warmup)
         load_after = load_average()
-        close_all()
-        close_stores()
+        close_services()
 
     figures.update(benchmark="overhead", quick=args.quick, target_ratio=TARGET_RATIO,
                    meets_target=figures["ratio_p50"] <= TARGET_RATIO

@@ -76,9 +76,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--tickets must be >= 1")
     quiet_logs()
 
-    from graph.persistence import close_all
-    from graph.resources import reset_resources
-    from retrieval.store import close_stores
+    from supportgraph.app.services import close_services
 
     load_before = load_average()
     figures: dict[str, Any] = {"benchmark": "storage", "quick": args.quick,
@@ -90,9 +88,7 @@ def main(argv: list[str] | None = None) -> None:
             result = measure(home, db_url, n)
             for key, value in result.items():
                 figures[f"{dialect}_{key}"] = value
-            reset_resources()
-            close_all()
-            close_stores()
+            close_services()
     figures.update(load_before=load_before, load_after=load_average())
     missed = [f"{d} {what}" for d in ("postgres", "sqlite") for what, ok in (
         ("before", figures[f"{d}_kb_per_ticket_before"] <= TARGET_BEFORE_KB),

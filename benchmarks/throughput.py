@@ -128,9 +128,8 @@ def main(argv: list[str] | None = None) -> None:
     quiet_logs()
 
     from graph.context import Context
-    from graph.persistence import close_all
-    from retrieval.store import close_stores
     from supportgraph.app.runner import Runner
+    from supportgraph.app.services import close_services
     from supportgraph.app.settings import Settings
 
     figures: dict[str, Any] = {"benchmark": "throughput", "quick": args.quick,
@@ -168,8 +167,7 @@ def main(argv: list[str] | None = None) -> None:
         figures["ceiling_tickets_per_s"] = round(max(rates) / per_ticket, 3)
         figures["model_texts_per_ticket"] = per_ticket
         figures["load_after"] = load_average()
-        close_all()
-        close_stores()
+        close_services()
 
     ceiling = figures["ceiling_tickets_per_s"]
     for level in levels:

@@ -89,9 +89,9 @@ def prepare(ctx: Context, team: Context, say: Progress | None = None) -> None:
     scratch costs a minute of embedding, a copy milliseconds. The demo KB is then brought up
     to date in the copy (a fingerprint check when it already is).
     """
-    from graph.resources import NO_DEMO_MARKER, get_resources
     from retrieval import sentence_cache
     from retrieval.store import EMBEDDED_DIR
+    from supportgraph.app.services import NO_DEMO_MARKER, run_services
 
     say = say or Progress(enabled=False)
 
@@ -112,7 +112,7 @@ def prepare(ctx: Context, team: Context, say: Progress | None = None) -> None:
             sentence_cache.cache_path(ctx.home_path).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(vectors, sentence_cache.cache_path(ctx.home_path))
     say("opening the isolated home's knowledge base")
-    res = get_resources(ctx)
+    res = run_services(ctx)
     if local and res.store.exists(CASES):
         res.store.delete_collection(CASES)
     for name in ("answerability.json", NO_DEMO_MARKER):  # a KB-only home stays KB-only
@@ -122,6 +122,7 @@ def prepare(ctx: Context, team: Context, say: Progress | None = None) -> None:
         say("checking the demo knowledge base" if local else
             "ingesting the demo knowledge base (about a minute)")
         res.demo_kb_ready()
+    res.services.prepare(ctx)  # the demo intent model, when the demo is in use
     if res.routing == "intent":
         say("loading the intent model")
         res.intent_model.predict(["warm-up"])
@@ -192,8 +193,6 @@ def run_eval(ctx: Context, team: Context, tickets: Sequence[EvalTicket], *,
 
 def release(ctx: Context) -> None:
     """Close the isolated home's database and Qdrant (frees the local folder lock)."""
-    from graph.resources import get_resources
+    from supportgraph.app.services import services_for
 
-    res = get_resources(ctx)
-    res.store.close()
-    res.db.close()
+    services_for(ctx.settings).close()

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from supportgraph.app.settings import Settings
+    from graph.settings import Settings
 
 
 @dataclass(kw_only=True)
@@ -93,9 +93,9 @@ class Context:
     )
 
     def __post_init__(self) -> None:
-        from supportgraph.app.settings import Settings, env_defaults
+        from supportgraph.app.settings import env_defaults, read_settings
 
-        object.__setattr__(self, "_settings", Settings.from_env())
+        object.__setattr__(self, "_settings", read_settings())
 
         explicit: frozenset[str] = getattr(self, "_explicit", frozenset())
         for f in fields(self):
@@ -118,6 +118,20 @@ class Context:
     def pii_salt(self) -> str:
         """The salt of redaction hashes (a deployment setting)."""
         return self.settings.pii_salt
+
+    @property
+    def services(self) -> Any:
+        """The composition root (`supportgraph.app.services.Services`) a caller attached.
+
+        Never part of the schema, so no API caller can supply it.
+        """
+        return self.__dict__.get("_services")
+
+    def with_services(self, services: Any) -> Context:
+        """A copy of this context whose nodes use `services` (opened for its settings)."""
+        clone = copy.copy(self)
+        object.__setattr__(clone, "_services", services)
+        return clone
 
     def with_settings(self, settings: Settings) -> Context:
         """A copy of this context that runs against `settings` (the edge decides, not the run)."""

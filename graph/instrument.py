@@ -23,11 +23,14 @@ from langgraph.runtime import Runtime
 from graph.context import Context
 from graph.persistence import DEFAULT_TENANT, tenant_key
 from graph.reasons import step_failure_text
-from graph.resources import Resources, get_resources
 from graph.state import State, StepUsage
 from supportgraph.text.pii import redact_obj
 
 log = logging.getLogger("supportgraph.steps")
+
+SERVICES_KEY = "__supportgraph_services"
+"""Config key under which the server's graph carries its process's services (double underscore:
+LangGraph never copies it into checkpoint metadata)."""
 
 try:  # optional dependency group `otel`; without a configured provider spans are no-ops
     from opentelemetry import trace as _otel_trace
@@ -46,7 +49,8 @@ class Step:
 
     name: str
     ctx: Context
-    res: Resources
+    res: Any
+    """The run's view of the composition root (`supportgraph.app.services.RunServices`)."""
     ticket_id: str
     thread_id: str
     tenant: str = DEFAULT_TENANT
@@ -82,7 +86,6 @@ class Step:
         budget cannot cover any of them.
         """
         from graph.budget import Budget
-        from supportgraph.models.factory import chain_for
 
         budget = Budget.of(state, self.ctx)
         spent_here = self.cost
@@ -90,7 +93,7 @@ class Step:
         def budget_check(worst_case_usd: float) -> bool:
             return budget.allows_cost(worst_case_usd + (self.cost - spent_here))
 
-        chain = chain_for(role, self.ctx, self.res.db, budget_check=budget_check)
+        chain = self.res.chain(role, budget_check=budget_check)
         try:
             result = chain.complete(request)
         except Exception as exc:
@@ -141,6 +144,21 @@ def authenticated_identity(config: Any) -> dict[str, str] | None:
     return found if found["tenant"] else None
 
 
+def services_of(ctx: Context, config: Any) -> Any:
+    """The composition root of this run: attached to its Context, else bound to the graph.
+
+    The CLI, the runner and tests attach it to the Context they pass (`ctx.with_services`);
+    the LangGraph server builds the Context from the request, so its graph carries the root
+    in its config instead (`supportgraph.app.services.server_graph`).
+    """
+    services = ctx.services or ((config or {}).get("configurable") or {}).get(SERVICES_KEY)
+    if services is None:
+        raise RuntimeError("no services for this run: run the graph through "
+                           "supportgraph.app.runner.Runner or attach them with "
+                           "Context.with_services")
+    return services
+
+
 def _current_config() -> Any:
     """The running graph's config; None when a node is called directly (benchmarks, tests)."""
     try:
@@ -172,9 +190,10 @@ def node(
             info = runtime.execution_info
             ticket_id = ticket_id_of(state)
             thread_id = (info.thread_id if info and info.thread_id else f"ticket:{ticket_id}")
-            res = get_resources(ctx)
+            config = _current_config()
+            res = services_of(ctx, config).for_run(ctx)
             ctx = res.with_salt(ctx)
-            identity = authenticated_identity(_current_config())
+            identity = authenticated_identity(config)
             step = Step(name=name, ctx=ctx, res=res, ticket_id=ticket_id,
                         thread_id=thread_id, tenant=tenant_of(state, identity),
                         identity=identity)

@@ -421,29 +421,29 @@ def _postgres_pool(url: str) -> Any:
     return pool
 
 
-_databases: dict[str, Database] = {}
-_databases_lock = threading.Lock()
-
-
 def open_database(url: str | None, home: Path) -> Database:
-    """Return the process-wide database for `url` (Postgres) or `home/state.db` (SQLite)."""
-    key = url or str(Path(home).resolve() / "state.db")
-    with _databases_lock:
-        db = _databases.get(key)
-        if db is None:
-            if url:
-                if not url.startswith(("postgres://", "postgresql://")):
-                    raise ValueError("DATABASE_URL must start with postgresql:// (or be unset)")
-                db = Database(dialect="postgres", target=url, handle=_postgres_pool(url))
-            else:
-                Path(home).mkdir(parents=True, exist_ok=True)
-                conn = _sqlite_connect(key)
-                conn.execute("PRAGMA journal_mode = WAL")
-                conn.close()
-                db = Database(dialect="sqlite", target=key, handle=key)
-            db.migrate()
-            _databases[key] = db
-        return db
+    """Open (and migrate) the database at `url` (Postgres) or `home/state.db` (SQLite).
+
+    Each call opens a new pool or connection, owned by the caller, who closes it: the
+    composition root (`supportgraph.app.services`) keeps one per process.
+    """
+    if url:
+        if not url.startswith(("postgres://", "postgresql://")):
+            raise ValueError("DATABASE_URL must start with postgresql:// (or be unset)")
+        db = Database(dialect="postgres", target=url, handle=_postgres_pool(url))
+    else:
+        key = str(Path(home).resolve() / "state.db")
+        Path(home).mkdir(parents=True, exist_ok=True)
+        conn = _sqlite_connect(key)
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.close()
+        db = Database(dialect="sqlite", target=key, handle=key)
+    try:
+        db.migrate()
+    except BaseException:
+        db.close()
+        raise
+    return db
 
 
 COMPRESSED = "msgpack.z"
@@ -567,16 +567,12 @@ def _sealed_postgres_saver() -> type:
     return SealedPostgresSaver
 
 
-def open_checkpointer(db: Database, serde: Any = None) -> Any:
+def open_checkpointer(db: Database, serde: Any) -> Any:
     """A LangGraph checkpointer on the same database as our tables (tables set up once).
 
-    Without an explicit `serde`, `checkpoint_serde` with the environment's AES key is used
-    (read at the edge by `supportgraph.app.settings`; nodes never see it).
+    `serde`: `checkpoint_serde` of the deployment's AES key (read at the edge by
+    `supportgraph.app.settings.checkpoint_aes_key`; nodes never see it).
     """
-    if serde is None:
-        from supportgraph.app.settings import checkpoint_aes_key
-
-        serde = checkpoint_serde(checkpoint_aes_key())
     if db.dialect == "postgres":
         from langgraph.checkpoint.postgres import PostgresSaver
         from langgraph.checkpoint.serde.encrypted import EncryptedSerializer
@@ -595,11 +591,3 @@ def open_checkpointer(db: Database, serde: Any = None) -> Any:
         saver = SqliteSaver(_sqlite_connect(db.handle), serde=serde)
     saver.setup()
     return saver
-
-
-def close_all() -> None:
-    """Close every cached database (tests and benchmarks that switch databases)."""
-    with _databases_lock:
-        for db in _databases.values():
-            db.close()
-        _databases.clear()

@@ -14,7 +14,7 @@ import secrets
 import stat
 from pathlib import Path
 
-from supportgraph.app.settings import SettingsError
+from graph.settings import SettingsError
 
 SALT_FILE = "pii_salt"
 MIN_CHARS = 16

@@ -44,8 +44,6 @@ def retrieve(state: State, step: Step) -> dict:
     tenant = state["normalized"].get("tenant")
     update: dict = {}
     try:
-        if ctx.demo_kb:
-            step.res.demo_kb_ready()
         if _action(state) == "reformulate_and_retrieve" and step.res.answerability is not None:
             # Nothing was found: search again with the ticket's typos corrected to the KB's
             # own words ("upgarde" -> "upgrade"); later steps read the corrected text too.

@@ -65,8 +65,8 @@ _T = TypeVar("_T")
 
 __all__ = [
     "ANY_TENANT", "DENSE", "Chunk", "Hit", "KnowledgeStore", "RetrievalUnavailable",
-    "close_stores", "content_hash", "distinct_documents", "embedding_text", "open_store",
-    "point_id",
+    "close_store", "close_stores", "content_hash", "distinct_documents", "embedding_text",
+    "open_store", "point_id",
 ]
 
 
@@ -433,6 +433,9 @@ class _HomeLock:
 
 
 _stores: dict[tuple[str, ...], KnowledgeStore] = {}
+"""Open stores by location: an embedded home admits one holder per process (file lock), so a
+second `open_store` of it must get the same engine. The composition root
+(`supportgraph.app.services`) owns its store and gives it back with `close_store`."""
 _stores_lock = threading.Lock()
 _atexit_registered = False
 
@@ -495,6 +498,18 @@ def _open_embedded(root: Path, home: Path) -> KnowledgeStore:
 def open_client_store(client: Any, *, location: str, server: bool = True) -> KnowledgeStore:
     """A store on a given qdrant-client (tests: local mode standing in for a server)."""
     return KnowledgeStore(ClientBackend(client, location=location, server=server))
+
+
+def close_store(store: KnowledgeStore) -> None:
+    """Close one store and forget it, so the next `open_store` of its location opens anew."""
+    with _stores_lock:
+        for key, value in list(_stores.items()):
+            if value is store:
+                del _stores[key]
+    try:
+        store.close()
+    except Exception as exc:  # closing is best effort; report, do not mask the caller
+        log.warning("closing qdrant store at %s failed: %s", store.location, exc)
 
 
 def close_stores() -> None:

@@ -99,17 +99,13 @@ def demo_home(
     template_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Path]:
     """A private copy of the template home, set as SUPPORTGRAPH_HOME; handles closed after."""
-    from graph.persistence import close_all
-    from graph.resources import reset_resources
-    from retrieval.store import close_stores
+    from supportgraph.app.services import close_services
 
     home = tmp_path / "demo_home"
     copy_tree(template_home, home)
     monkeypatch.setenv("SUPPORTGRAPH_HOME", str(home))
     yield home
-    reset_resources()
-    close_all()
-    close_stores()
+    close_services()
 
 
 # --------------------------------------------------------------------------- what is stored

@@ -55,20 +55,20 @@ def _context() -> Any:
 
 
 def _lookup(key: str) -> dict[str, str] | None:
-    from graph.resources import get_resources
     from supportgraph.app.keys import identity_for
+    from supportgraph.app.services import run_services
 
-    return identity_for(get_resources(_context()).db, key)
+    return identity_for(run_services(_context()).db, key)
 
 
 def _forwarded(token: str, path: str) -> dict[str, str] | None:
     """The identity of a genuine reviewer token for this path whose key is still live."""
-    from graph.resources import get_resources
     from supportgraph.app.forwarding import SecretError, signing_secret, verify
     from supportgraph.app.keys import live_key
+    from supportgraph.app.services import run_services
 
     ctx = _context()
-    res = get_resources(ctx)
+    res = run_services(ctx)
     settings = res.with_salt(ctx).settings
     try:
         secret = signing_secret(settings.inbox_secret, settings.pii_salt)
@@ -84,10 +84,10 @@ def _forwarded(token: str, path: str) -> dict[str, str] | None:
 
 def _salt() -> str:
     """The server's PII salt: from its settings, else the home's salt file."""
-    from graph.resources import get_resources
+    from supportgraph.app.services import run_services
 
     ctx = _context()
-    return get_resources(ctx).with_salt(ctx).pii_salt
+    return run_services(ctx).with_salt(ctx).pii_salt
 
 
 def _header(headers: dict, name: str) -> str:

@@ -282,13 +282,13 @@ def _sweep_server(args: argparse.Namespace) -> int:
     import httpx
     from langgraph_sdk import get_sync_client
 
-    from graph.resources import get_resources
     from supportgraph.app.inbox.backend import sweep_resolved_on_server
+    from supportgraph.app.services import run_services
     from supportgraph.app.settings import langgraph_api_key
 
     if not args.server.startswith(("http://", "https://")):
         raise BadInput(f"--server {args.server!r} is not an http(s) URL")
-    db = get_resources(_context(args)).db
+    db = run_services(_context(args)).db
     client = get_sync_client(url=args.server, api_key=langgraph_api_key())
     try:
         resolved = sweep_resolved_on_server(db, client, datetime.now(UTC).isoformat())
@@ -437,12 +437,11 @@ def cmd_audit_export(args: argparse.Namespace) -> int:
 
 def cmd_stats(args: argparse.Namespace) -> int:
     """Tickets by state, escalation rate, cost per ticket and day, step latencies."""
-    from graph.persistence import open_database
+    from supportgraph.app.services import services_for
     from supportgraph.app.stats import compute_stats, format_stats
 
     span = _time_range(args)
-    ctx = _context(args)
-    stats = compute_stats(open_database(ctx.settings.database_url or None, ctx.home_path), span)
+    stats = compute_stats(services_for(_context(args).settings).db, span)
     print(json.dumps(stats) if args.json else format_stats(stats))
     return EXIT_OK
 
@@ -461,11 +460,11 @@ def cmd_recover(args: argparse.Namespace) -> int:
 
 def cmd_ingest(args: argparse.Namespace) -> int:
     """Ingest markdown/text files or JSONL records into a collection."""
-    from graph.resources import get_resources
     from retrieval import sentence_cache
     from retrieval.backends import check_name
     from retrieval.cases import COLLECTION as CASES_COLLECTION
     from retrieval.ingest import ingest_paths
+    from supportgraph.app.services import run_services
 
     try:
         check_name(args.collection)
@@ -476,14 +475,14 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     if missing:
         raise BadInput(f"no such file or folder: {', '.join(missing)}")
     ctx = _context(args)
-    store = get_resources(ctx).store
+    store = run_services(ctx).store
     report = ingest_paths(store, args.collection, paths, progress=True)
     if report.chunks and args.collection != CASES_COLLECTION:
         sentence_cache.build(store, ctx.home_path, [args.collection])
     print(f"{args.collection}: {report.documents} documents, {report.chunks} chunks "
           f"in {report.seconds:.1f} s; skipped {len(report.skipped)}")
     if report.chunks and args.collection.startswith("kb_"):
-        model = get_resources(ctx).refit_answerability()
+        model = run_services(ctx).refit_answerability()
         if model is not None:
             print(f"answerability: term profile of {model.report['sections']} sections "
                   f"stored with the fit")
@@ -494,14 +493,14 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 def cmd_migrate(args: argparse.Namespace) -> int:
     """Upgrade a Qdrant server's collections made by an older release (a deploy step)."""
-    from graph.resources import get_resources
     from retrieval.migrate import upgrade_server_collections
+    from supportgraph.app.services import run_services
 
     ctx = _context(args)
     if not ctx.settings.qdrant_url:
         print("nothing to migrate: an embedded home migrates itself when it is opened")
         return EXIT_OK
-    upgraded = upgrade_server_collections(get_resources(ctx).store)
+    upgraded = upgrade_server_collections(run_services(ctx).store)
     for name, points in upgraded.items():
         print(f"{name}: {points} points copied with BM25 vectors; {name} now names "
               f"{name}.bm25")
@@ -512,9 +511,9 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 def cmd_retrieve(args: argparse.Namespace) -> int:
     """Answer a JSONL file of queries with the K best distinct documents each."""
-    from graph.resources import get_resources
     from retrieval.backends import check_name
     from retrieval.ingest import retrieve_file
+    from supportgraph.app.services import run_services
 
     try:
         check_name(args.collection)
@@ -524,7 +523,7 @@ def cmd_retrieve(args: argparse.Namespace) -> int:
         raise BadInput(f"no such file: {args.input}")
     if args.k < 1 or args.k > 100:
         raise BadInput("--k must be between 1 and 100")
-    store = get_resources(_context(args)).store
+    store = run_services(_context(args)).store
     counts = retrieve_file(store, args.collection, Path(args.input), Path(args.output), k=args.k)
     print(json.dumps(counts))
     return EXIT_BAD_INPUT if counts.get("errors") else EXIT_OK
@@ -532,11 +531,11 @@ def cmd_retrieve(args: argparse.Namespace) -> int:
 
 def cmd_cases(args: argparse.Namespace) -> int:
     """Remove a resolved case (for example one learned from a wrong answer) by ticket id."""
-    from graph.resources import get_resources
     from retrieval.cases import COLLECTION, delete_case
     from supportgraph.app.lookup import AmbiguousTicket
+    from supportgraph.app.services import run_services
 
-    store = get_resources(_context(args)).store
+    store = run_services(_context(args)).store
     holding = (store.payloads_where(COLLECTION, "ticket_ids", str(args.ticket_id))
                if store.exists(COLLECTION) else [])
     tenants = sorted({p.get("tenant") or "default" for p in holding})
@@ -557,10 +556,10 @@ def cmd_cases(args: argparse.Namespace) -> int:
 
 def _cases_of(args: argparse.Namespace) -> list[dict]:
     """Resolved cases, of one tenant when `--tenant` is given (`default`: stored without one)."""
-    from graph.resources import get_resources
     from retrieval.cases import COLLECTION
+    from supportgraph.app.services import run_services
 
-    store = get_resources(_context(args)).store
+    store = run_services(_context(args)).store
     if not store.exists(COLLECTION):
         return []
     cases = [payload for _, payload in store.scroll_payloads(COLLECTION)]
@@ -644,8 +643,8 @@ def cmd_deliver(args: argparse.Namespace) -> int:
     import signal
     import time
 
-    from graph.persistence import open_database
     from supportgraph.app.delivery import deliver_due
+    from supportgraph.app.services import services_for
     from supportgraph.app.settings import DeliverySettings
 
     if not 0.1 <= args.interval <= 3600:
@@ -654,8 +653,7 @@ def cmd_deliver(args: argparse.Namespace) -> int:
     if not settings.configured:
         raise BadInput("no transport: set SUPPORTGRAPH_SMTP_URL (and SUPPORTGRAPH_SMTP_FROM) "
                        "or SUPPORTGRAPH_WEBHOOK_URL (and SUPPORTGRAPH_WEBHOOK_SECRET)")
-    ctx = _context(args)
-    db = open_database(ctx.settings.database_url or None, ctx.settings.home_path)
+    db = services_for(_context(args).settings).db
     stop: list[int] = []
     if not args.once:
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -680,11 +678,10 @@ def cmd_deliver(args: argparse.Namespace) -> int:
 
 def cmd_keys(args: argparse.Namespace) -> int:
     """API keys of the LangGraph server: add (shown once), list, revoke."""
-    from graph.persistence import open_database
     from supportgraph.app.keys import KeyCommandError, add_key, list_keys, revoke_key
+    from supportgraph.app.services import services_for
 
-    settings = _context(args).settings
-    db = open_database(settings.database_url or None, settings.home_path)
+    db = services_for(_context(args).settings).db
     if args.action == "add":
         try:
             created = add_key(db, args.tenant, args.role, args.name)
@@ -764,7 +761,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 
     Either way the answerability fit is stored with the term profile of the home's KB.
     """
-    from graph.resources import NO_DEMO_MARKER, get_resources
+    from supportgraph.app.services import NO_DEMO_MARKER, services_for
 
     ctx = _context(args)
     marker = ctx.home_path / NO_DEMO_MARKER
@@ -772,9 +769,11 @@ def cmd_init(args: argparse.Namespace) -> int:
         ctx.home_path.mkdir(parents=True, exist_ok=True)
         marker.write_text("made by `supportgraph init --no-demo`: no demo KB or intent model\n",
                           encoding="utf-8")
-    res = get_resources(ctx)
+    services = services_for(ctx.settings)
+    res = services.for_run(ctx)
     res.db.migrate()
     res.pii_salt  # noqa: B018 - creates the home's salt file (0600) if there is none
+    services.prepare(ctx)  # the demo intent model and KB (nothing in a --no-demo home)
     if res.routing == "intent":
         res.intent_model.predict(["warm-up"])
     if res.demo_enabled:
@@ -1023,6 +1022,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from graph.persistence import CheckpointKeyError
     from supportgraph.app.lookup import AmbiguousTicket
     from supportgraph.app.observability import configure_logging, configure_tracing
+    from supportgraph.app.services import closing_new_services
     from supportgraph.app.settings import SettingsError, apply_library_defaults
     from supportgraph.text.tickets import TicketError
 
@@ -1032,7 +1032,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         configure_logging(args.verbose)
         configure_tracing()
-        return args.func(args)
+        with closing_new_services():  # the command's composition root: pools, Qdrant, models
+            return args.func(args)
     except (BadInput, TicketError, SettingsError, CheckpointKeyError, AmbiguousTicket) as exc:
         print(f"supportgraph: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -191,17 +191,3 @@ class Leases:
             except Exception:  # noqa: BLE001 - retried next round; logged, not hidden
                 log.warning("lease renewal failed; retrying in %.0f s",
                             self.lease_seconds / 3, exc_info=True)
-
-
-_leases: dict[str, Leases] = {}
-_leases_lock = threading.Lock()
-
-
-def leases_for(db: Any) -> Leases:
-    """The process-wide lease keeper of a database."""
-    with _leases_lock:
-        keeper = _leases.get(db.target)
-        if keeper is None or keeper.db is not db:
-            keeper = Leases(db)
-            _leases[db.target] = keeper
-        return keeper

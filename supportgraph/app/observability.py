@@ -24,6 +24,8 @@ from supportgraph.app.settings import (
 _LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 _lock = threading.Lock()
 _tracing: dict[str, object] = {}
+"""The endpoint OpenTelemetry's global tracer provider was set for: that provider can be set
+once per process, so this is process state by nature, not a resource of a root."""
 
 
 def log_level(verbose: bool, environ: Mapping[str, str] | None = None) -> int:

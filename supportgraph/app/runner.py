@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -18,25 +17,21 @@ from typing import Any, cast
 from langchain_core.runnables import RunnableConfig
 from langgraph.types import Command
 
-from graph.builder import builder
 from graph.context import Context
-from graph.persistence import DEFAULT_TENANT, checkpoint_serde, open_checkpointer, tenant_key
-from graph.resources import get_resources
+from graph.persistence import DEFAULT_TENANT, tenant_key
 from graph.state import TERMINAL_STATUSES, State
 from graph.summary import build_summary
 from nodes.send import delivery_key
 from supportgraph.app.delivery import keep_deliverable
-from supportgraph.app.leases import ThreadBusy, leases_for
+from supportgraph.app.leases import ThreadBusy
 from supportgraph.app.observability import configure_tracing
+from supportgraph.app.services import Services, services_for
 from supportgraph.app.settings import checkpoint_aes_key
 from supportgraph.text.pii import redact, redact_obj
 from supportgraph.text.screening import quoted_injection
 from supportgraph.text.tickets import parse_chat
 
 log = logging.getLogger(__name__)
-
-_compiled: dict[str, Any] = {}
-_compiled_lock = threading.Lock()
 
 
 class AlreadyDecided(RuntimeError):
@@ -71,30 +66,28 @@ class Outcome:
 
 
 class Runner:
-    """The workflow bound to one database and set of stores (from `Context`)."""
+    """The workflow bound to one composition root (database, stores, models).
 
-    def __init__(self, ctx: Context) -> None:
-        self.res = get_resources(ctx)
-        self.ctx = self.res.with_salt(ctx)
-        self.db = self.res.db
+    `services`: the root to run on; by default the process's root for `ctx`'s settings
+    (`supportgraph.app.services.services_for`, closed by `close_services` or at exit). Its
+    start-up work (demo intent model and KB) is done here, before the first ticket.
+    """
+
+    def __init__(self, ctx: Context, services: Services | None = None) -> None:
+        self.services = services if services is not None else services_for(ctx.settings)
+        self.res = self.services.for_run(ctx)
+        self.ctx = self.res.with_salt(ctx).with_services(self.services)
+        self.db = self.services.db
         configure_tracing()
-        aes_key = checkpoint_aes_key()
-        # One compiled graph per database and checkpoint key (the serializer depends on it).
-        cache_key = f"{self.db.target}|{hash(aes_key)}"
-        with _compiled_lock:
-            graph = _compiled.get(cache_key)
-            if graph is None:
-                graph = builder.compile(checkpointer=open_checkpointer(
-                    self.db, checkpoint_serde(aes_key)))
-                graph.name = "supportgraph"
-                _compiled[cache_key] = graph
-        self.graph = graph
-        self.leases = leases_for(self.db)
+        # One compiled graph per checkpoint key (the serializer depends on it).
+        self.graph = self.services.graph(checkpoint_aes_key())
+        self.leases = self.services.leases
 
     def _config(self, thread_id: str) -> RunnableConfig:
         return {"configurable": {"thread_id": thread_id}}
 
     def _invoke(self, value: Any, thread_id: str) -> dict[str, Any]:
+        self.services.prepare(self.ctx)  # once per root: a dictionary lookup afterwards
         result: dict[str, Any] = self.graph.invoke(value, self._config(thread_id),
                                                    context=self.ctx, durability="sync")
         return result

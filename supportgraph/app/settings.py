@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, MutableMapping
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
+
+from graph.settings import Settings as Settings
+from graph.settings import SettingsError as SettingsError
 
 # Fields whose conventional variable has no SUPPORTGRAPH_ prefix.
 _PLAIN_NAMES = {"database_url": "DATABASE_URL", "qdrant_url": "QDRANT_URL"}
@@ -21,62 +22,22 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
 
-class SettingsError(ValueError):
-    """An environment variable that cannot be used as the setting it names."""
+def read_settings(environ: Mapping[str, str] | None = None, **explicit: str) -> Settings:
+    """Settings from the environment; `explicit` values win over it.
 
-
-@dataclass(frozen=True)
-class Settings:
-    """Deployment settings, read from the environment at the edge (CLI start, server start).
-
-    Not part of any run's input or context schema, so no API caller can move storage or
-    change the salt.
+    Variables: `SUPPORTGRAPH_HOME`, `DATABASE_URL`, `QDRANT_URL` (the `SUPPORTGRAPH_`
+    prefixed URL names win), `SUPPORTGRAPH_PII_SALT` and `SUPPORTGRAPH_INBOX_SECRET`.
     """
-
-    home: str = ".supportgraph"
-    database_url: str = ""
-    qdrant_url: str = ""
-    pii_salt: str = ""
-    inbox_secret: str = ""
-    """Signs inbox sessions and the reviewer tokens the inbox sends to the LangGraph API
-    (app/forwarding.py); empty: derived from the home's PII salt."""
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **explicit: str) -> Settings:
-        """Settings from the environment; `explicit` values win over it.
-
-        Variables: `SUPPORTGRAPH_HOME`, `DATABASE_URL`, `QDRANT_URL` (the `SUPPORTGRAPH_`
-        prefixed URL names win), `SUPPORTGRAPH_PII_SALT` and `SUPPORTGRAPH_INBOX_SECRET`.
-        """
-        environ = os.environ if environ is None else environ
-        values = {}
-        for name in ("home", "database_url", "qdrant_url", "pii_salt", "inbox_secret"):
-            raw = environ.get(env_name(name))
-            if not raw and name in _PLAIN_NAMES:
-                raw = environ.get(_PLAIN_NAMES[name])
-            if raw:
-                values[name] = raw
-        values.update({k: v for k, v in explicit.items() if v is not None})
-        return cls(**values)
-
-    @property
-    def home_path(self) -> Path:
-        """The local-state folder as a Path."""
-        return Path(self.home).expanduser()
-
-    def __repr__(self) -> str:  # the salt is a secret: never in a log or a traceback
-        return (f"Settings(home={self.home!r}, database_url={_no_password(self.database_url)!r},"
-                f" qdrant_url={self.qdrant_url!r}, pii_salt={'***' if self.pii_salt else ''!r},"
-                f" inbox_secret={'***' if self.inbox_secret else ''!r})")
-
-
-def _no_password(url: str) -> str:
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(url)
-    if parts.password:
-        return url.replace(f":{parts.password}@", ":***@", 1)
-    return url
+    environ = os.environ if environ is None else environ
+    values = {}
+    for name in ("home", "database_url", "qdrant_url", "pii_salt", "inbox_secret"):
+        raw = environ.get(env_name(name))
+        if not raw and name in _PLAIN_NAMES:
+            raw = environ.get(_PLAIN_NAMES[name])
+        if raw:
+            values[name] = raw
+    values.update({k: v for k, v in explicit.items() if v is not None})
+    return Settings(**values)
 
 
 def env_name(field_name: str) -> str:
@@ -137,20 +98,23 @@ def checkpoint_aes_key(environ: Mapping[str, str] | None = None) -> str | None:
     return environ.get("LANGGRAPH_AES_KEY") or None
 
 
-_remote_cache: dict[tuple, Any] = {}
+_REMOTE_NAMES = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL")
+
+
+def remote_provider_key(environ: Mapping[str, str] | None = None) -> tuple[str, ...]:
+    """The variables that configure the remote providers (their clients are rebuilt on change)."""
+    environ = os.environ if environ is None else environ
+    return tuple(environ.get(n, "") for n in _REMOTE_NAMES)
 
 
 def remote_providers(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """The OpenAI/Anthropic providers configured by the environment (built once per setting)."""
+    """The OpenAI/Anthropic providers configured by the environment (new clients each call).
+
+    `supportgraph.app.services.Services` keeps them.
+    """
     from supportgraph.models.providers_remote import providers_from_env
 
-    environ = os.environ if environ is None else environ
-    names = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL")
-    key = tuple(environ.get(n, "") for n in names)
-    if key not in _remote_cache:
-        _remote_cache.clear()
-        _remote_cache[key] = providers_from_env(environ)
-    return _remote_cache[key]
+    return providers_from_env(os.environ if environ is None else environ)
 
 
 def langgraph_api_key(environ: Mapping[str, str] | None = None) -> str | None:

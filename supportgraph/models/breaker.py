@@ -115,6 +115,8 @@ class CircuitBreakers:
 
 
 _default: CircuitBreakers | None = None
+"""Breakers of chains built without their own (tests, evals); the composition root passes its
+own, so a run's breaker state lives and dies with its root."""
 _default_lock = threading.Lock()
 
 

@@ -28,9 +28,13 @@ PASS_TOKENS = 1024
 
 _lock = threading.Lock()
 _embedder: Embedder | None = None
-# Vectors computed ahead of time (knowledge-base sentences at ingest): never evicted, shared by
-# every Embedder in the process. Filled by `pin`, read by `Embedder.encode`.
+"""One loaded model per process, shared by every composition root: its weights are read-only
+and the same for every deployment, and its caches are keyed by the text alone (a vector depends
+on nothing else), so sharing cannot hand a caller anything it did not send."""
 _pinned: dict[str, np.ndarray] = {}
+"""Vectors computed ahead of time (knowledge-base sentences at ingest), never evicted, shared by
+every Embedder in the process: keyed by the text, so found only by a caller who has the text.
+Filled by `pin`, read by `Embedder.encode`."""
 _pinned_lock = threading.Lock()
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 from supportgraph.models.chain import ModelChain, build_chain, default_chain_spec
@@ -12,31 +12,34 @@ from supportgraph.models.offline import OfflineProvider
 ROLE_FIELDS = {"router": "router_models", "answer": "answer_models", "planner": "planner_models"}
 
 
-def chain_spec(role: str, ctx: Any) -> str:
-    """The role's chain: the Context field, else the providers whose keys are present."""
-    from supportgraph.app.settings import api_keys
-
+def chain_spec(role: str, ctx: Any, keys: Collection[str]) -> str:
+    """The role's chain: the Context field, else the providers whose API keys are present."""
     spec = getattr(ctx, ROLE_FIELDS[role])
     if spec:
         return spec
-    keys = api_keys()
     return default_chain_spec(role, have_openai="openai" in keys,
                               have_anthropic="anthropic" in keys)
 
 
-def chain_for(role: str, ctx: Any, db: Any, *,
+def chain_for(role: str, ctx: Any, db: Any, *, offline: OfflineProvider,
+              remote: Mapping[str, Any], keys: Collection[str], prices: Any,
+              breaker: Any = None,
               budget_check: Callable[[float], bool] | None = None) -> ModelChain:
-    """A fallback chain for one call site; cheap to build, the expensive parts are shared."""
-    from supportgraph.app.settings import price_table, remote_providers
+    """A fallback chain for one call site; cheap to build, the expensive parts are shared.
+
+    The providers, prices and breakers come from the composition root
+    (`supportgraph.app.services`), which reads their configuration at the edge.
+    """
     from supportgraph.models.cache import ResponseCache
 
-    offline: Any = _offline()
+    provider: Any = offline
     if ctx.offline_latency_ms:
-        offline = DelayedProvider(offline, offline_latencies(ctx.offline_latency_ms)[role])
-    providers = {"offline": offline, **remote_providers()}
-    return build_chain(chain_spec(role, ctx), providers=providers, timeout_s=ctx.model_timeout_s,
-                       max_retries=ctx.model_max_retries, prices=price_table(),
-                       cache=ResponseCache(db), budget_check=budget_check)
+        provider = DelayedProvider(offline, offline_latencies(ctx.offline_latency_ms)[role])
+    providers = {"offline": provider, **remote}
+    return build_chain(chain_spec(role, ctx, keys), providers=providers,
+                       timeout_s=ctx.model_timeout_s, max_retries=ctx.model_max_retries,
+                       prices=prices, breaker=breaker, cache=ResponseCache(db),
+                       budget_check=budget_check)
 
 
 def offline_latencies(spec: str) -> dict[str, float]:
@@ -75,13 +78,3 @@ class DelayedProvider:
         """Wait the configured time, then answer as the offline provider does."""
         time.sleep(self.seconds)
         return self.inner.complete(request, model, timeout=timeout)
-
-
-_OFFLINE: OfflineProvider | None = None
-
-
-def _offline() -> OfflineProvider:
-    global _OFFLINE
-    if _OFFLINE is None:
-        _OFFLINE = OfflineProvider()
-    return _OFFLINE

@@ -37,6 +37,8 @@ SMALL_PASS = 16
 
 _lock = threading.Lock()
 _encoders: dict[str, LayerEncoder] = {}
+"""Loaded encoders by weights fingerprint: read-only weights, one copy per process (as the
+embedder); a result depends only on the text and the fingerprint."""
 
 
 class LayerEncoder:
@@ -250,6 +252,7 @@ _cache_lock = threading.Lock()
 STATS = BatchStats()
 """Forward passes and texts of the ticket-sized calls (micro-batched across tickets)."""
 _micro: dict[str, MicroBatcher] = {}
+"""One micro-batcher per encoder above (batches ticket-sized calls across threads)."""
 
 
 def _batcher(key: str) -> MicroBatcher:

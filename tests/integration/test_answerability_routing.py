@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from graph.context import Context
-from graph.resources import NO_DEMO_MARKER, reset_resources
 from retrieval.files import copy_tree
 from supportgraph.app.runner import Runner
+from supportgraph.app.services import NO_DEMO_MARKER, close_services
 from supportgraph.app.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -79,11 +79,10 @@ def runner_in(tmp_path: Path) -> Iterator:
     def make(home: Path) -> Runner:
         copy = tmp_path / home.name
         copy_tree(home, copy)
-        reset_resources()
         return Runner(Context().with_settings(Settings(home=str(copy))))
 
     yield make
-    reset_resources()
+    close_services()
 
 
 def _run(runner: Runner, body: str, n: int = 0) -> tuple[dict, dict]:
@@ -161,13 +160,13 @@ def test_same_ticket_same_outcome_whatever_the_homes_salt(demo_home: Path,
     ticket = {k: row[k] for k in ("id", "channel", "body", "subject", "tenant") if k in row}
     seen = []
     for home in (demo_home, other):
-        reset_resources()
+        close_services()
         runner = Runner(Context().with_settings(Settings(home=str(home))))
         outcome = runner.run(dict(ticket))
         state = runner.graph.get_state({"configurable": {"thread_id": outcome.thread_id}}).values
         seen.append((state["normalized"]["body"], state["query"], state["intent"],
                      state["confidence"], outcome.summary["status"]))
-    reset_resources()
+    close_services()
     (body_a, query_a, *rest_a), (body_b, query_b, *rest_b) = seen
     assert rest_a == rest_b  # intent, confidence (score and signals), status
     assert "[NAME:" in body_a and body_a != body_b  # stored tokens are salted per home

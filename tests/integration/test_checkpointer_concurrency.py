@@ -5,11 +5,11 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from graph.persistence import open_checkpointer, open_database
+from graph.persistence import checkpoint_serde, open_checkpointer, open_database
 
 
 def test_two_threads_hold_postgres_checkpoint_cursors_at_once(pg_url: str, tmp_path: Path) -> None:
-    saver = open_checkpointer(open_database(pg_url, tmp_path))
+    saver = open_checkpointer(open_database(pg_url, tmp_path), checkpoint_serde(None))
     first_inside = threading.Event()
     release = threading.Event()
     second_inside = threading.Event()

@@ -15,11 +15,10 @@ from pathlib import Path
 import pytest
 
 from graph.context import Context
-from graph.persistence import close_all
-from graph.resources import reset_resources
 from retrieval.files import copy_tree
 from supportgraph.app.cli import main
 from supportgraph.app.runner import Runner
+from supportgraph.app.services import close_services
 
 SENT_TEXT = "Where can I download the PDF of last month's invoice?"
 OFF_TOPIC = "Can you recommend a good banana bread recipe?"
@@ -47,8 +46,7 @@ def tickets(template_home: Path, tmp_path_factory: pytest.TempPathFactory) -> It
         assert made["sent"].summary["status"] == "sent"
         assert made["nodraft"].summary["status"] == "awaiting_review"
         yield made
-        reset_resources()
-        close_all()
+        close_services()
 
 
 @pytest.fixture

@@ -21,11 +21,10 @@ from pathlib import Path
 import pytest
 
 from graph.context import Context
-from graph.persistence import close_all
-from graph.resources import reset_resources
 from supportgraph.app.delivery import deliver_due, delivery_counts
 from supportgraph.app.runner import Runner
-from supportgraph.app.settings import DeliverySettings, Settings, SettingsError
+from supportgraph.app.services import Services, close_services
+from supportgraph.app.settings import DeliverySettings, SettingsError, read_settings
 from supportgraph.app.show import ticket_view
 
 AES_KEY = "k" * 32
@@ -76,9 +75,8 @@ def receiver() -> Iterator[Receiver]:
 @pytest.fixture
 def runner(demo_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Runner]:
     monkeypatch.setenv("LANGGRAPH_AES_KEY", AES_KEY)
-    yield Runner(Context())
-    reset_resources()
-    close_all()
+    with Services(read_settings()) as services:
+        yield Runner(Context(), services)
 
 
 def settings_for(url: str, **extra: str) -> DeliverySettings:
@@ -200,8 +198,7 @@ def test_without_a_key_pii_replies_are_dead_lettered_never_sent_with_tokens(
         assert "cannot be restored" in " ".join(report.errors)
         assert PHONE not in stored_text(demo_home)
     finally:
-        reset_resources()
-        close_all()
+        close_services()
 
 
 def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
@@ -313,7 +310,7 @@ def test_delivery_on_postgres(demo_home: Path, pg_url: str, monkeypatch: pytest.
     from supportgraph.app.timerange import parse_range
 
     monkeypatch.setenv("LANGGRAPH_AES_KEY", AES_KEY)
-    runner = Runner(Context().with_settings(Settings.from_env(database_url=pg_url)))
+    runner = Runner(Context().with_settings(read_settings(database_url=pg_url)))
     try:
         thread = edited_ticket(runner, "pg-dl-1", tenant="acme")
         rejected = runner.run({"id": "pg-dl-2", "body": "Can you recommend a good banana bread "
@@ -327,5 +324,4 @@ def test_delivery_on_postgres(demo_home: Path, pg_url: str, monkeypatch: pytest.
         assert ticket_view(runner, "acme", thread)["delivery"]["state"] == "delivered"
         assert compute_stats(runner.db, parse_range(None, None))["deliveries"]["delivered"] == 1
     finally:
-        reset_resources()
-        close_all()
+        close_services()

@@ -369,9 +369,7 @@ def test_cache_hit_makes_no_request_and_costs_nothing_postgres(fake_llm, pg_url)
         assert cache.purge_expired() == 1
         assert db.fetchall("SELECT key FROM sg_model_cache") == []
     finally:
-        from graph.persistence import close_all
-
-        close_all()
+        db.close()
 
 
 def test_cache_key_covers_the_request_not_the_offline_data() -> None:

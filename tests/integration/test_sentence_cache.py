@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from graph.context import Context
-from graph.resources import get_resources
 from retrieval import sentence_cache
 from retrieval.ingest import DEMO_COLLECTIONS, ingest_paths
 from supportgraph.app.runner import Runner
+from supportgraph.app.services import run_services
 from supportgraph.app.settings import Settings
 from supportgraph.models.embeddings import get_embedder
 from supportgraph.models.offline import passage_sentences
@@ -22,7 +22,7 @@ TICKET = {"id": "sc-1", "channel": "chat",
 
 
 def kb_sentences(home: Path) -> set[str]:
-    store = get_resources(Context().with_settings(Settings(home=str(home)))).store
+    store = run_services(Context().with_settings(Settings(home=str(home)))).store
     return {s for c in DEMO_COLLECTIONS for _, p in store.scroll_payloads(c)
             for s in passage_sentences(p["text"])}
 
@@ -88,7 +88,7 @@ def test_ingesting_a_collection_adds_its_sentences_and_keeps_the_others(
     doc = tmp_path / "sla.md"
     doc.write_text("# SLA\n\nEnterprise plans include a guaranteed four hour first response "
                    "time on weekdays.\n", encoding="utf-8")
-    store = get_resources(Context().with_settings(Settings(home=str(demo_home)))).store
+    store = run_services(Context().with_settings(Settings(home=str(demo_home)))).store
     before, _ = sentence_cache._read(sentence_cache.cache_path(demo_home))
     ingest_paths(store, "kb_sla", [doc])
     assert sentence_cache.build(store, demo_home, ["kb_sla"]) == 1

@@ -105,8 +105,6 @@ def test_sqlite_database_of_the_previous_version_is_migrated(tmp_path: Path) -> 
 def test_postgres_database_of_the_previous_version_is_migrated(pg_url: str) -> None:
     import psycopg
 
-    from graph.persistence import close_all
-
     with psycopg.connect(pg_url, autocommit=True) as conn:  # a fresh, empty database
         for statement in OLD_SCHEMA:
             conn.execute(statement)
@@ -116,7 +114,7 @@ def test_postgres_database_of_the_previous_version_is_migrated(pg_url: str) -> N
     try:
         check_migrated(db)
     finally:
-        close_all()
+        db.close()
 
 
 def test_a_ticket_run_by_the_previous_version_keeps_its_thread(demo_home: Path) -> None:

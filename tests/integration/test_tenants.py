@@ -28,17 +28,17 @@ def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
 
 def db_rows(sql: str, **params: str) -> list[dict]:
     from graph.context import Context
-    from graph.resources import get_resources
+    from supportgraph.app.services import run_services
 
-    return get_resources(Context()).db.fetchall(sql, params)
+    return run_services(Context()).db.fetchall(sql, params)
 
 
 def case_payloads(ticket_id: str) -> list[dict]:
     from graph.context import Context
-    from graph.resources import get_resources
     from retrieval.cases import COLLECTION
+    from supportgraph.app.services import run_services
 
-    store = get_resources(Context()).store
+    store = run_services(Context()).store
     return store.payloads_where(COLLECTION, "ticket_ids", ticket_id) if store.exists(
         COLLECTION) else []
 

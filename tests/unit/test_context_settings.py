@@ -14,6 +14,7 @@ from supportgraph.app.settings import (
     env_defaults,
     env_name,
     qdrant_api_key,
+    read_settings,
 )
 
 
@@ -80,11 +81,11 @@ def test_settings_from_env_and_explicit_values():
     env = {"SUPPORTGRAPH_HOME": "/srv/sg", "DATABASE_URL": "postgresql://u:pw@db/sg",
            "SUPPORTGRAPH_QDRANT_URL": "http://q:6333", "QDRANT_URL": "http://plain:6333",
            "SUPPORTGRAPH_PII_SALT": "s3cret"}
-    settings = Settings.from_env(env)
+    settings = read_settings(env)
     assert settings == Settings(home="/srv/sg", database_url="postgresql://u:pw@db/sg",
                                 qdrant_url="http://q:6333", pii_salt="s3cret")
-    assert Settings.from_env(env, home="/other").home == "/other"
-    assert Settings.from_env({}) == Settings()
+    assert read_settings(env, home="/other").home == "/other"
+    assert read_settings({}) == Settings()
     shown = repr(settings)  # a log line or a traceback never shows the salt or the password
     assert "s3cret" not in shown and ":pw@" not in shown
 
@@ -208,15 +209,14 @@ def test_replace_values_are_not_overridden_by_env(monkeypatch):
 
 
 def test_resources_follow_the_folder_a_relative_home_names(tmp_path, monkeypatch):
-    from graph.resources import get_resources, reset_resources
+    from supportgraph.app.services import close_services, services_for
 
-    reset_resources()
     try:
         (tmp_path / "a").mkdir()
         (tmp_path / "b").mkdir()
         monkeypatch.chdir(tmp_path / "a")
         def at(home: str):
-            return get_resources(Context().with_settings(Settings(home=home)))
+            return services_for(Context().with_settings(Settings(home=home)).settings)
 
         first = at("state")
         assert at("state") is first  # remembered
@@ -226,4 +226,4 @@ def test_resources_follow_the_folder_a_relative_home_names(tmp_path, monkeypatch
         assert other is not first
         assert other.settings.home_path.resolve() == tmp_path / "b" / "state"
     finally:
-        reset_resources()
+        close_services()

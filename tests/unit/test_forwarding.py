@@ -29,7 +29,7 @@ from supportgraph.app.forwarding import (
     verify,
 )
 from supportgraph.app.keys import add_key, revoke_key
-from supportgraph.app.settings import Settings, SettingsError
+from supportgraph.app.settings import SettingsError, read_settings
 
 SECRET = "a-deployment-secret-of-some-length"
 THREAD = "1f0c2b8e-5a5e-4c1e-9a65-3b1d2d1c0a11"
@@ -88,7 +88,7 @@ def test_the_secret_comes_from_settings_or_the_home_salt() -> None:
         with pytest.raises(SecretError):
             signing_secret(bad_secret, bad_salt)
     assert issubclass(SecretError, SettingsError)  # the CLI prints one line and exits 2
-    settings = Settings.from_env({"SUPPORTGRAPH_INBOX_SECRET": SECRET})
+    settings = read_settings({"SUPPORTGRAPH_INBOX_SECRET": SECRET})
     assert settings.inbox_secret == SECRET and SECRET not in repr(settings)
 
 

@@ -9,8 +9,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 
 from graph.builder import builder, graph
 from graph.context import Context
-from graph.persistence import close_all
-from graph.resources import get_resources, reset_resources
+from supportgraph.app.services import Services
 from supportgraph.app.settings import Settings
 
 NODES = {"intake", "classify", "retrieve", "draft", "tone", "rewrite", "confidence", "guard",
@@ -51,16 +50,9 @@ def test_edges_follow_the_routers_literal_types():
     assert NODES <= {s for s, _ in drawn}
 
 
-@pytest.fixture
-def fresh_resources():
-    reset_resources()
-    yield
-    reset_resources()
-    close_all()
-
-
-def test_bad_ticket_fails_at_intake_without_touching_a_model(tmp_path, fresh_resources):
-    ctx = Context().with_settings(Settings(home=str(tmp_path)))
+def test_bad_ticket_fails_at_intake_without_touching_a_model(tmp_path):
+    services = Services(Settings(home=str(tmp_path)))
+    ctx = Context().with_settings(services.settings).with_services(services)
     compiled = builder.compile(checkpointer=InMemorySaver())
     config = {"configurable": {"thread_id": "ticket:x"}}
     out = compiled.invoke({"ticket": {"id": "x", "channel": "chat", "body": ""}}, config,
@@ -72,8 +64,8 @@ def test_bad_ticket_fails_at_intake_without_touching_a_model(tmp_path, fresh_res
     assert "normalized" not in out and "intent" not in out and "drafts" not in out
     # Only the database (and the home's PII salt) was opened: no intent model, store, tone
     # scorer or model chain.
-    res = get_resources(ctx)
-    assert set(res._cache) == {"db", "pii_salt"}
+    res = services
+    assert set(res._cache) == {"db", "home_salt"}
     # The run is finished (no pending node) and audited with a failed summary.
     assert compiled.get_state(config).next == ()
     steps = [r["step"] for r in res.db.fetchall(
@@ -83,3 +75,13 @@ def test_bad_ticket_fails_at_intake_without_touching_a_model(tmp_path, fresh_res
                           {"t": "ticket:x"})
     assert run["status"] == "failed"
     assert json.loads(run["summary"])["error"].startswith("bad_input")
+    services.close()
+    services.close()  # idempotent
+    assert services.closed and not services._cache
+
+
+def test_a_graph_run_without_services_says_so(tmp_path):
+    compiled = builder.compile(checkpointer=InMemorySaver())
+    with pytest.raises(RuntimeError, match="no services for this run"):
+        compiled.invoke({"ticket": {"id": "x", "channel": "chat", "body": "hi"}},
+                        {"configurable": {"thread_id": "ticket:y"}}, context=Context())

@@ -7,7 +7,7 @@ from datetime import datetime
 
 import pytest
 
-from graph.persistence import MIGRATIONS, _to_psycopg, close_all, open_database
+from graph.persistence import MIGRATIONS, _to_psycopg, open_database
 from graph.summary import WORKFLOW_ID, build_summary
 from nodes.confidence import grounding
 from nodes.draft import citations_of
@@ -260,7 +260,7 @@ def test_casts_and_literal_percent_are_kept_safe():
 def db(tmp_path):
     database = open_database(None, tmp_path / "home")
     yield database
-    close_all()
+    database.close()
 
 
 def test_sqlite_database_is_created_and_migrated(db, tmp_path):
@@ -280,9 +280,22 @@ def test_migrate_twice_is_fine(db):
         db.execute(statement)
 
 
-def test_open_database_is_shared_per_path(db, tmp_path):
-    assert open_database(None, tmp_path / "home") is db
-    assert open_database(None, tmp_path / "home" / ".." / "home") is db
+def test_one_root_per_home_shares_one_database(tmp_path):
+    from supportgraph.app.services import close_services, services_for
+    from supportgraph.app.settings import Settings
+
+    try:
+        root = services_for(Settings(home=str(tmp_path / "home")))
+        assert root.db is root.db
+        assert services_for(Settings(home=str(tmp_path / "home" / ".." / "home"))) is root
+        other = open_database(None, tmp_path / "home")  # a caller's own handle, its to close
+        assert other is not root.db and other.target == root.db.target
+        other.close()
+    finally:
+        close_services()
+    assert root.closed
+    assert services_for(Settings(home=str(tmp_path / "home"))) is not root  # opened anew
+    close_services()
 
 
 def test_upsert_and_fetch_dicts(db):

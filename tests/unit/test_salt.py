@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from graph.context import Context
-from graph.resources import get_resources, reset_resources
 from graph.salt import SaltError, home_salt, salt_path
+from supportgraph.app.services import Services
 from supportgraph.app.settings import Settings
 
 
@@ -51,14 +51,11 @@ def test_unreadable_salt_file_is_refused(tmp_path: Path) -> None:
 def test_context_salt_wins_and_an_empty_one_gets_the_homes(tmp_path: Path,
                                                            monkeypatch) -> None:
     monkeypatch.delenv("SUPPORTGRAPH_PII_SALT", raising=False)
-    reset_resources()
-    try:
-        ctx = Context().with_settings(Settings(home=str(tmp_path)))
-        res = get_resources(ctx)
+    ctx = Context().with_settings(Settings(home=str(tmp_path)))
+    with Services(ctx.settings) as services:
+        res = services.for_run(ctx)
         assert res.with_salt(ctx).pii_salt == home_salt(tmp_path)
         explicit = Context().with_settings(Settings(home=str(tmp_path),
                                                     pii_salt="from-settings-0123456789"))
         assert res.with_salt(explicit).pii_salt == "from-settings-0123456789"
-    finally:
-        reset_resources()
 

@@ -22,10 +22,10 @@ from supportgraph.app.inbox.web import InboxSettings, create_app
 def _resources() -> tuple[Any, Any]:
     """The server's own settings (from its environment, never a request's) with the salt."""
     from graph.context import Context
-    from graph.resources import get_resources
+    from supportgraph.app.services import run_services
 
     ctx = Context()
-    res = get_resources(ctx)
+    res = run_services(ctx)
     return res.with_salt(ctx).settings, res
 
 
