@@ -14,14 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from graph.persistence import (
-    MIGRATIONS,
-    SCHEMA_VERSION,
-    Database,
-    Migration,
-    _postgres_pool,
-    open_database,
-)
+from graph.persistence import MIGRATIONS, SCHEMA_VERSION, Database, Migration, open_database
+from graph.persistence.pool import _postgres_pool
 
 OUR_TABLES = {"sg_audit", "sg_runs", "sg_outbox", "sg_reviews", "sg_model_cache", "sg_deliveries",
               "sg_vault", "sg_leases", "sg_api_keys", "sg_schema_migrations"}

@@ -7,7 +7,8 @@ from datetime import datetime
 
 import pytest
 
-from graph.persistence import MIGRATIONS, _to_psycopg, open_database
+from graph.persistence import MIGRATIONS, open_database
+from graph.persistence.database import _to_psycopg
 from graph.summary import WORKFLOW_ID, build_summary
 from nodes.confidence import grounding
 from nodes.draft import citations_of
