@@ -34,7 +34,7 @@ class TuneConfig:
     """At most this many texts (a stratified sample) are tuned on, so the time stays bounded
     for larger training sets; the head still sees every example."""
     learning_rate: float = 1e-4
-    """For the encoder layers; 5e-5 left BANKING77's training loss at 0.98 after 3 epochs."""
+    """For the encoder layers (measured on CLINC150; BANKING77 was measured at 5e-5)."""
     head_learning_rate: float = 3e-3
     weight_decay: float = 0.01
     smoothing: float = 0.1
