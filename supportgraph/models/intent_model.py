@@ -154,7 +154,7 @@ class IntentModel:
 
         With `tune` (and at least `tune.min_examples` texts) the encoder is fine-tuned first
         (`supportgraph.models.intent_tune`), on the training part of the split only. It is
-        opt-in: at full size on CLINC150 and BANKING77 it gained 0.4-0.9 points of accuracy but
+        opt-in: at full size on CLINC150 and BANKING77 it gained 0.3-1.1 points of accuracy but
         did not reach either target at the cross-validated threshold, for about 10 times the
         training time; by default the bundled encoder stays frozen. `encoded` / `oos_encoded`
         (the output of `encode` for the same texts) let benchmarks and tests reuse the
