@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from evals.builders import shared_data
 from supportgraph.models import intent_head as head
 from supportgraph.models.intent import IntentModel, encode
 from supportgraph.models.intent_data import load_routes
@@ -32,8 +33,7 @@ SEED = 0
 
 def data_root() -> Path:
     """Shared datasets folder: $SUPPORTGRAPH_SHARED_DATA, else ../shared/data from the repo."""
-    override = os.environ.get("SUPPORTGRAPH_SHARED_DATA")
-    return Path(override) if override else (ROOT / ".." / "shared" / "data").resolve()
+    return shared_data()
 
 
 def subsample(texts, labels, per_class: int | None, seed: int = SEED):
@@ -126,9 +126,10 @@ def run_clinc(quick: bool, tuned_only: bool = False) -> dict:
 
     old: frozen encoder, 1% rejection rule (what shipped before); new: the same encoder and
     head with the cross-validated threshold from oos_train (what ships now); tuned: fine-tuned
-    top layers + the cross-validated threshold (opt-in). Measured on val plus the held-back 20%
-    of train; out-of-scope recall on oos_val. No measured text reaches training or the
-    threshold choice. new's training time is head + threshold only: its encoder pass is old's.
+    encoder (`TuneConfig`: all 6 layers, 3 epochs) + the cross-validated threshold (opt-in).
+    Measured on val plus the held-back 20% of train; out-of-scope recall on oos_val. No
+    measured text reaches training or the threshold choice. new's training time is head +
+    threshold only: its encoder pass is old's.
     """
     data = json.loads((data_root() / "clinc150" / "dev.json").read_text())
     texts, labels = subsample(*zip(*data["train"], strict=True), 25 if quick else None)
@@ -283,11 +284,19 @@ def main() -> None:
                         help="run only these datasets (repeatable; default clinc and banking)")
     parser.add_argument("--tune-epochs", type=int, help="fine-tuning epochs of the tuned model "
                         f"(default {TUNE.epochs})")
+    parser.add_argument("--tune-layers", type=int, help="top layers fine-tuned "
+                        f"(default {TUNE.layers}; 6 = all of MiniLM's layers)")
+    parser.add_argument("--tune-lr", type=float, help="encoder learning rate "
+                        f"(default {TUNE.learning_rate})")
     parser.add_argument("--tuned-only", action="store_true",
                         help="CLINC150: train and measure only the tuned model")
     args = parser.parse_args()
     if args.tune_epochs is not None:
         TUNE = replace(TUNE, epochs=args.tune_epochs)
+    if args.tune_layers is not None:
+        TUNE = replace(TUNE, layers=args.tune_layers)
+    if args.tune_lr is not None:
+        TUNE = replace(TUNE, learning_rate=args.tune_lr)
     only = set(args.only or ("clinc", "banking"))
     started = time.perf_counter()
     report: dict = {"benchmark": "intent", "quick": args.quick}

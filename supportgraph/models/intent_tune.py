@@ -1,12 +1,16 @@
-"""Fine-tuning MiniLM's top layers for the intent head (partial fine-tuning, frozen bottom).
+"""Fine-tuning MiniLM for the intent head (all 6 layers by default; token embeddings frozen).
 
-Opt-in (`IntentModel.train(..., tune=TuneConfig())`): measured at full size it gained little
-(CLINC150 val +0.3 points without rejection, BANKING77 +0.4), less than the published gap of
-fine-tuned BERT suggested. Training only the top layers fits a 10-minute, 2-core budget: the
-frozen bottom runs once per text (its outputs are kept in memory, a few hundred MB for 15,000
-short texts), and each epoch then costs the top layers' forward and backward pass only. The
-training signal is a softmax classifier on the mean-pooled last layer, the same pooling the
-head and the neighbour bank use afterwards.
+Opt-in (`IntentModel.train(..., tune=TuneConfig())`). Measured at full size (80% of CLINC150
+train, 10,200 tuned texts): all 6 layers x 3 epochs at 1e-4 raised accuracy without rejection
+on val from 96.57 to 97.00% and moved the in-scope / out-of-scope frontier past the frozen
+encoder's (best in-scope at 80% recall 96.85 vs 96.50%), but at the cross-validated threshold
+it measured 96.17% in-scope / 85% recall against the frozen 96.52 / 78, for 5 minutes of
+training on 2 cores instead of 40 s. BANKING77 rose from 90.89 to 91.99%, far from 94. Tuning
+the top 2 layers for 1 or 3 epochs gained less (CLINC150 val +0.3, BANKING77 +0.4). The frozen
+bottom (with `layers=6` only the token embeddings) runs once per text and is kept in memory, a
+few hundred MB for 15,000 short texts; each epoch costs the tuned layers' forward and backward
+pass. The training signal is a softmax classifier on the mean-pooled last layer, the same
+pooling the head and the neighbour bank use afterwards.
 """
 
 from __future__ import annotations
@@ -22,15 +26,15 @@ import numpy as np
 class TuneConfig:
     """Hyper-parameters of the top-layer fine-tuning; saved with the model."""
 
-    layers: int = 2
-    """How many of MiniLM's 6 layers are trained (counted from the top)."""
-    epochs: int = 1
-    """One pass: on CLINC150 (10,200 tuned texts) three epochs were no better than one (96.93
-    vs 96.87% on val without rejection; frozen 96.57%), and either fits 10 minutes on 2 cores."""
+    layers: int = 6
+    """How many of MiniLM's 6 layers are trained (counted from the top); 6 = all of them."""
+    epochs: int = 3
+    """On CLINC150 (10,200 tuned texts) training took 303 s wall on 2 threads (load 2.6)."""
     max_texts: int = 12000
     """At most this many texts (a stratified sample) are tuned on, so the time stays bounded
     for larger training sets; the head still sees every example."""
     learning_rate: float = 1e-4
+    """For the encoder layers; on BANKING77 5e-5 reached 91.79% (1e-4: 91.99%)."""
     head_learning_rate: float = 3e-3
     weight_decay: float = 0.01
     smoothing: float = 0.1

@@ -256,8 +256,7 @@ def tuned(tmp_path_factory):
 
     texts, intents = read_labelled(SMALL)
     model = IntentModel.train(texts, intents, load_routes(SMALL_ROUTES), seed=1,
-                              tune=TuneConfig(layers=1, epochs=2, min_examples=0,
-                                              max_texts=40))
+                              tune=TuneConfig(epochs=2, min_examples=0, max_texts=40))
     out = tmp_path_factory.mktemp("tuned") / "model"
     model.save(out)
     return model, out
@@ -273,11 +272,12 @@ def test_tuned_encoder_is_saved_and_loaded_with_the_model(tuned, tmp_path):
     from supportgraph.models.intent_encoder import get_layer_encoder
 
     model, out = tuned
-    assert model.tuned_layers == 1 and (out / "encoder.npz").is_file()
+    # The default tuning trains all of MiniLM's layers (the token embeddings stay frozen).
+    assert model.tuned_layers == 6 and (out / "encoder.npz").is_file()
     assert model.metrics["tuned_examples"] == 40  # max_texts caps the tuning set (64 here)
     meta = json.loads((out / "model.json").read_text())
-    assert meta["features"].endswith("+tuned-top-1") and meta["tune_config"]["layers"] == 1
-    base = get_layer_encoder().top_state_dict(1)
+    assert meta["features"].endswith("+tuned-top-6") and meta["tune_config"]["layers"] == 6
+    base = get_layer_encoder().top_state_dict(6)
     assert set(model.tuned) == set(base)
     assert any(not np.allclose(model.tuned[n], base[n]) for n in base)  # tuning changed weights
     loaded = IntentModel.load(out)
@@ -317,7 +317,7 @@ def test_load_refuses_tampered_tuned_encoder(tuned, tmp_path):
     cases = {
         "missing": None,
         "wrong shape": {n: (v[:2] if v.ndim else v) for n, v in model.tuned.items()},
-        "extra layer": {**model.tuned, **{n.replace("0.", "1.", 1): v
+        "extra layer": {**model.tuned, **{n.replace("0.", f"{model.tuned_layers}.", 1): v
                                           for n, v in model.tuned.items()}},
         "not finite": {n: np.full_like(v, np.nan) for n, v in model.tuned.items()},
     }
