@@ -29,7 +29,7 @@ def context(args: argparse.Namespace) -> Any:
 
 
 def print_summary(outcome: Any, as_json: bool, runner: Any = None,
-                   with_reply: bool = False) -> None:
+                  with_reply: bool = False) -> None:
     """Print a run's outcome as one JSON line or a short human summary."""
     summary = outcome.summary
     if as_json:
