@@ -51,8 +51,10 @@ from typing import Any
 
 import numpy as np
 
+from evals.builders import shared_data
+
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data"
+DATA = shared_data()
 DEMO = ROOT / "evals" / "datasets" / "demo_tickets.jsonl"
 TARGET_PRECISION = 0.97
 PER_INTENT = 6

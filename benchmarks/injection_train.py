@@ -33,9 +33,10 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.injection_data import embed, payloads
+from evals.builders import shared_data
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "data"
+SHARED = shared_data()
 HEAD = ROOT / "supportgraph" / "models" / "data" / "injection_head.json"
 SOURCE = ("meta-llama/PurpleLlama CybersecurityBenchmarks/datasets/prompt_injection/"
           "prompt_injection.json")

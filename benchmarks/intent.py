@@ -31,11 +31,6 @@ ROOT = Path(__file__).resolve().parents[1]
 SEED = 0
 
 
-def data_root() -> Path:
-    """Shared datasets folder: $SUPPORTGRAPH_SHARED_DATA, else ../shared/data from the repo."""
-    return shared_data()
-
-
 def subsample(texts, labels, per_class: int | None, seed: int = SEED):
     """Keep at most `per_class` examples of each label (all when None), order preserved."""
     if per_class is None:
@@ -131,7 +126,7 @@ def run_clinc(quick: bool, tuned_only: bool = False) -> dict:
     measured text reaches training or the threshold choice. new's training time is head +
     threshold only: its encoder pass is old's.
     """
-    data = json.loads((data_root() / "clinc150" / "dev.json").read_text())
+    data = json.loads((shared_data() / "clinc150" / "dev.json").read_text())
     texts, labels = subsample(*zip(*data["train"], strict=True), 25 if quick else None)
     val_t, val_y = subsample(*zip(*data["val"], strict=True), 5 if quick else None)
     train_idx, held_idx = held_out_split(labels, 0.2)
@@ -219,7 +214,7 @@ def run_banking(quick: bool) -> dict:
     Without out-of-scope examples the new model is the old one (the threshold does not change
     accuracy), so BANKING77 compares old and tuned.
     """
-    texts, labels, _ = read_csv(data_root() / "banking77" / "train.csv", "text", "category")
+    texts, labels, _ = read_csv(shared_data() / "banking77" / "train.csv", "text", "category")
     texts, labels = subsample(texts, labels, 30 if quick else None)
     tr, te = split(labels)
     out: dict = {"n_train": len(tr), "n_test": len(te), "published_bert_large": 0.9366}
@@ -239,7 +234,7 @@ def run_banking(quick: bool) -> dict:
 
 
 def run_bitext(quick: bool) -> dict:
-    path = data_root() / "bitext" / "bitext_customer_support_20k.csv"
+    path = shared_data() / "bitext" / "bitext_customer_support_20k.csv"
     texts, intents, rows = read_csv(path, "utterance", "intent")
     category = {r["intent"]: r["category"] for r in rows}
     texts, intents = subsample(texts, intents, 60 if quick else None)

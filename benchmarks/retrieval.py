@@ -37,17 +37,13 @@ from typing import Any
 
 import numpy as np
 
+from evals.builders import shared_data
 from retrieval.ingest import MAX_WORDS, ingest_paths
 from retrieval.store import Chunk, close_stores, embedding_text, open_store
-from supportgraph.app.settings import shared_data_dir
 from supportgraph.models.embeddings import get_embedder
 
 REPO = Path(__file__).resolve().parents[1]
 
-
-def shared_data() -> Path:
-    override = shared_data_dir()
-    return Path(override) if override else (REPO.parent / "shared" / "data").resolve()
 
 
 def norm(text: str) -> str:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from evals.builders import shared_data
 from supportgraph.models.breaker import CircuitBreakers, default_breakers
 from supportgraph.models.chain import (
     OFFLINE_SPEC,
@@ -481,15 +482,11 @@ def test_user_price_file_is_merged_over_the_shipped_one(tmp_path: Path) -> None:
         load_prices(tmp_path / "bad.toml")
 
 
-def _shared_data() -> Path:
-    return Path(__file__).resolve().parents[2].parent / "shared" / "data"
-
-
 def test_language_and_refusal_checks_accept_real_english_support_text() -> None:
     """21k real customer messages (Bitext) are English: none may be judged otherwise."""
     import csv
 
-    path = _shared_data() / "bitext" / "bitext_customer_support_20k.csv"
+    path = shared_data() / "bitext" / "bitext_customer_support_20k.csv"
     with path.open(encoding="utf-8-sig", newline="") as handle:
         texts = [row["utterance"] for row in csv.DictReader(handle)]
     assert len(texts) > 20000

@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from pathlib import Path
 
 import pytest
 
+from evals.builders import shared_data
 from supportgraph.text.language import looks_non_english
 from supportgraph.text.screening import injection_signals
 
 ROOT = Path(__file__).resolve().parents[2]
 # Read at import: the autouse fixture clears SUPPORTGRAPH_* before each test runs.
-SHARED_DATA = Path(os.environ.get("SUPPORTGRAPH_SHARED_DATA")
-                   or ROOT.parent / "shared" / "data")
+SHARED_DATA = shared_data()
 BITEXT = SHARED_DATA / "bitext" / "bitext_customer_support_20k.csv"
 
 # Written for these tests (not taken from evals/datasets), by attack family.
