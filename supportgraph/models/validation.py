@@ -30,7 +30,6 @@ _REFUSAL = re.compile(
     re.IGNORECASE,
 )
 
-_PUNCTUATION = ".,;:!?()[]{}<>\"'“”‘’«»¿¡…*_`-"
 _FENCE = re.compile(r"^\s*```(?:json)?\s*\n?(.*?)\n?```\s*$", re.DOTALL | re.IGNORECASE)
 
 
