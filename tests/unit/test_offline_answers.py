@@ -185,9 +185,10 @@ def test_huge_and_hostile_markdown_is_rendered_quickly():
 
     hostile = ("`" * 5000 + "*_" * 5000 + "[" * 3000 + "](" * 3000 + "\n| a |" * 2000
                + "\n1. step" * 2000)
-    started = time.perf_counter()
+    # CPU time, not wall time: catastrophic backtracking burns CPU, a loaded machine does not.
+    started = time.process_time()
     out = rendered(hostile)
-    assert time.perf_counter() - started < 2.0
+    assert time.process_time() - started < 2.0
     assert isinstance(out, str)
 
 

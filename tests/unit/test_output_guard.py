@@ -67,6 +67,6 @@ def test_sources_list_is_not_checked_and_huge_or_hostile_replies_are_fast():
     import time
 
     assert check("Thanks [1].\n\nSources:\n[1] Refund policy (refund-policy-v2)") == []
-    start = time.perf_counter()
+    start = time.process_time()  # CPU time: backtracking burns it, machine load does not
     check("http://a.example/" * 20_000 + "x" * 100_000 + "$1 " * 20_000)
-    assert time.perf_counter() - start < 10
+    assert time.process_time() - start < 10

@@ -280,9 +280,9 @@ def test_iban_ok(iban, ok):
     ],
 )
 def test_adversarial_input_is_fast(text):
-    start = time.perf_counter()
+    start = time.process_time()  # CPU time: backtracking burns it, machine load does not
     redact(text, salt=S)
-    assert time.perf_counter() - start < 5.0
+    assert time.process_time() - start < 5.0
 
 
 def test_cached_short_texts_redact_exactly_like_long_ones_and_per_salt():

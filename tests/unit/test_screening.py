@@ -315,8 +315,8 @@ def test_normalisation_is_safe_on_empty_huge_and_hostile_input():
     from supportgraph.text.screening import normalise_for_screening
 
     assert normalise_for_screening("") == "" and normalise_for_screening(None) == ""
-    start = time.perf_counter()
+    start = time.process_time()  # CPU time: backtracking burns it, machine load does not
     for text in ["\u200b" * 200_000, "A" * 300_000, "0" * 300_000, "01" * 150_000,
                  "ab " * 100_000, "\n" * 100_000 + "x"]:
         injection_signals(text)
-    assert time.perf_counter() - start < 20
+    assert time.process_time() - start < 20
