@@ -170,7 +170,8 @@ def run_set(home: Path, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     "id": item["ticket"]["id"], "body": item["ticket"]["body"][:200],
                     "status": summary["status"], "route_out": summary.get("route"),
                     "reason": summary.get("review_reason"), "confidence": conf,
-                    "eligible": eligible(conf, summary.get("review_reason")),
+                    "eligible": eligible(conf, summary.get("review_reason"),
+                                         (state.get("confidence") or {}).get("signals")),
                     "right": right, "cited_titles": titles, "cited": cited,
                     "oos": (state.get("intent") or {}).get("oos_score"),
                     "planner": [s["action"] for s in state.get("planner_steps") or []],
@@ -240,9 +241,15 @@ def rescored(records: list[dict[str, Any]], fit: Any) -> list[dict[str, Any]]:
              else fit.probability(r.get("signals") or {})} for r in records]
 
 
-def eligible(conf: float | None, reason: str | None) -> bool:
-    """Reached `confidence` and only the score decides (no flag forced a review)."""
-    return conf is not None and reason in SCORE_REASONS
+def eligible(conf: float | None, reason: str | None,
+             signals: dict[str, float] | None = None) -> bool:
+    """Reached `confidence` and only the score decides (no flag or rule forced a review).
+
+    A request about a thing the KB is not about (`unknown_object`) goes to a person whatever
+    the score.
+    """
+    return (conf is not None and reason in SCORE_REASONS
+            and not (signals or {}).get("unknown_object"))
 
 
 def sent_at(r: dict[str, Any], t: float) -> bool:
@@ -384,7 +391,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.records:
         records = [json.loads(line) for line in Path(args.records).read_text().splitlines()]
         for r in records:
-            r["eligible"] = eligible(r["confidence"], r["reason"])
+            r["eligible"] = eligible(r["confidence"], r["reason"], r.get("signals"))
         return report(records, short=args.short, started=time.perf_counter(),
                       fit_out=args.fit)
     short = args.short

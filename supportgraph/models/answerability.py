@@ -36,7 +36,7 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 MODEL_FILE = "answerability.json"
-FORMAT = 5
+FORMAT = 6
 """Bumped whenever features or term stemming change: an older stored model is fitted again."""
 FIT_FILE = Path(__file__).resolve().parent / "data" / "answerability_fit.json"
 SHORT_ASK_TERMS = 4
@@ -45,18 +45,25 @@ MIN_ASK_TERMS = 3
 """Fewer key terms than this in the ticket's questions: the whole ticket's terms count."""
 FEATURES = ("evidence", "relevance", "title_relevance", "coverage", "term_coverage",
             "kb_terms", "route_agree", "intent", "grounding", "look_alike", "asks",
-            "oos", "title_terms", "topic_terms", "part_title", "salient")
+            "oos", "title_terms", "topic_terms", "part_title", "salient", "unknown_object")
 """Every signal the model may combine (shown to the reviewer, recorded in the run):
 `evidence` is the best retrieved passage's score and `grounding` the share of the draft's
 answer sentences the passages support (both computed by the confidence node); the rest by
 `features`. `look_alike` is 1 when the ticket asks about another business's thing (an order, a
 parcel, a flight: `data/off_kb_terms.txt`) that the cited sections do not mention; `asks` is
 the number of questions and requests in the ticket (a multi-part ticket is rarely answered
-whole by one reply)."""
+whole by one reply); `unknown_object` is 1 when a short request is about a thing that no section
+of the KB is about ("cancel a purchase" on a desk whose KB is about subscriptions)."""
 KB_PREFIX = "kb_"
 
 _WORD = re.compile(r"[^\W\d_]+", re.UNICODE)
 _SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
+_BOUNDARY = ("and|or|but|to|for|from|with|without|in|on|of|at|by|that|which|who|because|so|if|"
+             "when|what|how|please|can|could|i|we|is|are|was|were|has|have|had|will|would|"
+             "should|do|does|did")
+_OBJECT = re.compile(r"\b(?:a|an|the|my|our|your|his|her|their|its|this|these|those|some|"
+                     rf"any|another)\s+(?!(?:{_BOUNDARY})\b)((?:[^\W\d_]+[\s-]+){{0,3}}?[^\W\d_]+)"
+                     rf"(?=\s*(?:[,.;:!?)]|$|\b(?:{_BOUNDARY})\b))", re.I)
 _ASK = re.compile(r"\?\s*$|^(how|what|can|could|would|please|i want|i need|i'd like|we'd like|"
                   r"we want|we need|why|where|when|is|are|do|does|will|should|which)\b", re.I)
 
@@ -152,6 +159,8 @@ class KbProfile:
     df: dict[str, int] = field(default_factory=dict)
     words: list[str] = field(default_factory=list)
     """The KB's own words, as spelt there (what a misspelt word is corrected to)."""
+    topics: list[str] = field(default_factory=list)
+    """Key terms of the sections' titles and headings: the things the KB is about."""
 
     def idf(self, term: str) -> float:
         """Rare-in-KB and absent terms weigh most: they say what a ticket is about."""
@@ -191,12 +200,14 @@ def profile_of(sections: Sequence[dict[str, Any]], stop: frozenset[str]) -> KbPr
     """Count in how many sections each key term occurs (title and text); keep its words."""
     df: dict[str, int] = {}
     words: set[str] = set()
+    topics: set[str] = set()
     for section in sections:
+        topics.update(terms(section["title"], stop))
         text = f"{section['title']} {section['text']}"
         for term in set(terms(text, stop)):
             df[term] = df.get(term, 0) + 1
         words.update(w for w in _WORD.findall(text.lower()) if len(w) >= 3 and w not in stop)
-    return KbProfile(sections=len(sections), df=df, words=sorted(words))
+    return KbProfile(sections=len(sections), df=df, words=sorted(words), topics=sorted(topics))
 
 
 def _edits(a: str, b: str) -> int:
@@ -261,6 +272,15 @@ def term_shares(ask_terms: Sequence[str], cited_text: str, profile: KbProfile,
     return in_cited / total, in_kb / total, missing
 
 
+def the_ask(question: str, stop: frozenset[str]) -> tuple[str, list[str]]:
+    """The ticket's questions and requests and their key terms (the whole text when too few)."""
+    ask_text = " ".join(ask_parts(question))
+    ask_terms = terms(ask_text, stop)
+    if len(ask_terms) < MIN_ASK_TERMS:  # "which one makes sense?": the context says what
+        ask_text, ask_terms = question, terms(question, stop)
+    return ask_text, ask_terms
+
+
 def features(question: str, cited: Sequence[Mapping[str, Any]], profile: KbProfile, *,
              route: str, intent_confidence: float, embed: Callable[[list[str]], np.ndarray],
              stop: frozenset[str], oos_score: float = 0.0) -> tuple[dict[str, float], list[str]]:
@@ -270,10 +290,7 @@ def features(question: str, cited: Sequence[Mapping[str, Any]], profile: KbProfi
     question the cited sections do not contain).
     """
     parts = ask_parts(question)
-    ask_text = " ".join(parts)
-    ask_terms = terms(ask_text, stop)
-    if len(ask_terms) < MIN_ASK_TERMS:  # "which one makes sense?": the context says what
-        ask_text, ask_terms = question, terms(question, stop)
+    ask_text, ask_terms = the_ask(question, stop)
     others = named_look_alikes(ask_text)
     if not cited or not parts:
         zero = dict.fromkeys(FEATURES, 0.0)
@@ -305,6 +322,8 @@ def features(question: str, cited: Sequence[Mapping[str, Any]], profile: KbProfi
         "topic_terms": topic_share(question, [str(p["title"]) for p in cited], profile, stop),
         "part_title": float(_cos(part_vecs, title_vecs).max(axis=1).min()),
         "salient": salient(ask_terms, cited, profile, stop),
+        "unknown_object": float(bool(unknown_object(question, [str(p["title"]) for p in cited],
+                                                    profile, stop))),
     }
     return values, missing
 
@@ -329,6 +348,49 @@ def salient(ask_terms: Sequence[str], cited: Sequence[Mapping[str, Any]], profil
     said = [w for p in cited for w in _WORD.findall(str(p["text"]).lower())
             if len(w) >= 3 and w not in stop and stem(w) == top]
     return float(len(said) >= 2)
+
+
+def request_objects(text: str, stop: frozenset[str]) -> list[list[str]]:
+    """What a text's requests are about: the content words of each noun phrase after a determiner.
+
+    "I want to cancel a purchase, what do I do?" -> [["purchase"]]; "see the cancellation fee"
+    -> [["cancellation", "fee"]]. A shallow reading (no parser): in a long sentence it may take
+    backstory for the object, so it is read on short asks only.
+    """
+    out = []
+    for match in _OBJECT.finditer(text):
+        words = [w.lower() for w in _WORD.findall(match.group(1))]
+        content = [w for w in words if len(w) >= 3 and w not in stop]
+        if content:
+            out.append(content)
+    return out
+
+
+def _is_topic(word: str, topics: set[str]) -> bool:
+    """The word's stem is a topic term, or starts with one ("cancellation": "cancel")."""
+    s = stem(word)
+    return s in topics or any(len(t) >= 4 and s.startswith(t) for t in topics)
+
+
+def unknown_object(question: str, cited_titles: Sequence[str], profile: KbProfile,
+                   stop: frozenset[str]) -> str:
+    """The object of a short request when no section of the KB is about it, else "".
+
+    The object is the request's last noun phrase ("ask an agent to cancel a purchase":
+    purchase); the KB is about what its titles and headings name ("Cancelling your
+    subscription"). A SaaS KB that mentions an "annual purchase" in passing does not describe
+    purchases as something to cancel, so a reply citing its subscription article answers a
+    look-alike question. "the payment options" is known (payment is a topic). Longer tickets:
+    "" (their determiners pick up backstory, and their other words give the context).
+    """
+    ask_text, ask_terms = the_ask(question, stop)
+    if len(ask_terms) > SHORT_ASK_TERMS:
+        return ""
+    objects = request_objects(ask_text, stop)
+    if not objects:
+        return ""
+    topics = set(profile.topics) | set(terms(" ".join(cited_titles), stop))
+    return "" if any(_is_topic(w, topics) for w in objects[-1]) else " ".join(objects[-1])
 
 
 def title_share(ask_terms: Sequence[str], titles: Sequence[str], profile: KbProfile,
@@ -438,7 +500,7 @@ class AnswerabilityModel:
         data = {"format": FORMAT, "fit": self.fit.to_json(), "fingerprint": self.fingerprint,
                 "report": self.report,
                 "profile": {"sections": self.profile.sections, "df": self.profile.df,
-                            "words": self.profile.words}}
+                            "words": self.profile.words, "topics": self.profile.topics}}
         fd, tmp = tempfile.mkstemp(prefix=".answerability-", dir=path.parent)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             json.dump(data, fh)
@@ -455,7 +517,8 @@ class AnswerabilityModel:
                 return None
             profile = KbProfile(sections=int(data["profile"]["sections"]),
                                 df={str(k): int(v) for k, v in data["profile"]["df"].items()},
-                                words=[str(w) for w in data["profile"].get("words") or []])
+                                words=[str(w) for w in data["profile"].get("words") or []],
+                                topics=[str(t) for t in data["profile"].get("topics") or []])
             return cls(fit=Fit.from_json(data["fit"]), profile=profile,
                        fingerprint=str(data.get("fingerprint", "")),
                        report=dict(data.get("report") or {}))

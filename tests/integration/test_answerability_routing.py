@@ -106,6 +106,21 @@ def test_look_alike_out_of_domain_goes_to_a_person(demo_home: Path, body: str) -
     assert summary["review_reason"], summary
 
 
+@pytest.mark.parametrize("body", ["how to cancel a purchase",
+                                  "i want to cancel a purchase, can u help me?"])
+def test_a_request_about_a_thing_the_kb_is_not_about_goes_to_a_person(demo_home: Path,
+                                                                       body: str) -> None:
+    """Dev Bitext's wrong sends: the subscription article mentions "your first annual purchase"
+    and scored 0.87, but no section is about purchases: a person, told which thing."""
+    from nodes.human_review import describe
+
+    summary, state = _run(Runner(Context().with_settings(Settings(home=str(demo_home)))), body)
+    assert summary["status"] == "awaiting_review", (summary, state.get("confidence"))
+    assert (summary["route"], summary["review_reason"]) == ("human", "off_knowledge_base")
+    assert state["confidence"]["unknown_object"] == "purchase"
+    assert '"purchase"' in describe(state, "off_knowledge_base")
+
+
 @pytest.mark.parametrize("ticket_id", ["demo-139", "demo-165", "demo-166", "demo-168",
                                        "demo-169"])
 def test_gold_human_demo_tickets_are_not_auto_sent(demo_home: Path, ticket_id: str) -> None:

@@ -25,6 +25,7 @@ from supportgraph.models.answerability import (
     stopwords,
     term_shares,
     terms,
+    unknown_object,
 )
 from supportgraph.models.kb_router import route_texts
 
@@ -192,3 +193,34 @@ def test_salient_asks_whether_the_cited_section_is_about_the_rarest_term() -> No
     # A long ask: its rarest term is often backstory, so no evidence either way.
     assert about("we bought credits last year, our purchase team wants to cancel, the "
                  "finance lead agrees, what now") == 1.0
+
+
+def test_a_short_request_about_a_thing_no_section_is_about_is_named() -> None:
+    """"cancel a purchase" on a KB about subscriptions: the KB mentions a purchase in passing,
+    but no title or heading is about purchases; its own things (payment, subscription) are."""
+    stop = stopwords()
+    sections = [*SECTIONS,
+                {"title": "Cancelling your subscription > What happens after you cancel",
+                 "text": "If this is your first annual purchase and you cancel within 14 days, "
+                         "ask for a refund."},
+                {"title": "Payment methods", "text": "We accept Visa and Mastercard."}]
+    profile = profile_of(sections, stop)
+    titles = [sections[2]["title"]]
+
+    def thing(text: str) -> str:
+        return unknown_object(text, titles, profile, stop)
+    assert thing("I want to cancel a purchase, what do I have to do?") == "purchase"
+    assert thing("can u ask an agent to cancel an order?") == "order"
+    assert thing("how do I cancel my subscription?") == ""
+    assert thing("where can I see the payment options?") == ""  # payment is a topic
+    assert thing("where could i check the cancellation fee?") == ""  # cancel(lation)
+    assert thing("how do I cancel?") == ""  # no object named
+    # A longer ticket: its determiners pick up backstory, so no reading.
+    assert thing("We moved our team to a new office and bought a purchase order system last "
+                 "year; how do I cancel the purchase?") == ""
+    assert thing("") == ""
+    # The feature the fit and the benchmark read.
+    values, _ = features("how to cancel a purchase", [{**sections[2], "collection": "kb_billing"}],
+                         profile, route="billing", intent_confidence=0.98, embed=_embed,
+                         stop=stop)
+    assert values["unknown_object"] == 1.0
