@@ -262,18 +262,27 @@ def precision(records: list[dict[str, Any]], t: float) -> tuple[float | None, in
 
 
 def choose_threshold(records: list[dict[str, Any]]) -> float:
-    """The lowest threshold at and above which the desks' pooled auto-send precision >= 0.97.
+    """The lowest threshold at and above which every target holds on these records.
 
-    The desks are the outcome-labelled support sets (demo, dev Bitext), the issue's precision
-    row; the KB-only manual and off-topic targets are measured at that threshold, not used to
-    pick it (their labels differ: gold section title, never right).
+    The targets: the desks' pooled auto-send precision >= 0.97 (the outcome-labelled support
+    sets, demo and dev Bitext: the issue's precision row), the KB-only manual's gold-citation
+    precision >= 0.90 and at most 5% of off-topic tickets auto-sent. A set these records do not
+    hold sets no bound. Before the rule that sends requests about things the KB is not about to
+    a person, the desks alone decided (the "cancel a purchase" tickets held them at 0.75+);
+    without that rule, the desks alone would now pick thresholds at which the manual's precision
+    falls below 0.90 (0.71 on the 6-per-intent run).
     """
     grid = [float(t) for t in np.round(np.arange(0.3, 0.995, 0.01), 2)]
     desks = [r for r in records if r["set"] in ("demo", "bitext")]
+    manual = [r for r in records if r["set"] == "s10"]
+    offtopic = [r for r in records if r["set"] == "offtopic"]
 
     def ok(t: float) -> bool:
         p, _ = precision(desks, t)
-        return p is None or p >= TARGET_PRECISION
+        m, _ = precision(manual, t)
+        sent = sum(sent_at(r, t) for r in offtopic)
+        return ((p is None or p >= TARGET_PRECISION) and (m is None or m >= 0.90)
+                and sent <= 0.05 * len(offtopic))
     for n, t in enumerate(grid):
         if all(ok(u) for u in grid[n: n + 5]):
             return t

@@ -58,12 +58,15 @@ KB_PREFIX = "kb_"
 
 _WORD = re.compile(r"[^\W\d_]+", re.UNICODE)
 _SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
-_BOUNDARY = ("and|or|but|to|for|from|with|without|in|on|of|at|by|that|which|who|because|so|if|"
-             "when|what|how|please|can|could|i|we|is|are|was|were|has|have|had|will|would|"
-             "should|do|does|did")
-_OBJECT = re.compile(r"\b(?:a|an|the|my|our|your|his|her|their|its|this|these|those|some|"
-                     rf"any|another)\s+(?!(?:{_BOUNDARY})\b)((?:[^\W\d_]+[\s-]+){{0,3}}?[^\W\d_]+)"
-                     rf"(?=\s*(?:[,.;:!?)]|$|\b(?:{_BOUNDARY})\b))", re.I)
+_BOUNDARY = ("and|or|but|to|for|from|with|without|in|on|of|at|by|under|about|into|over|after|"
+             "before|since|until|via|per|through|during|like|than|as|while|that|which|who|"
+             "because|so|if|when|where|why|what|how|please|can|could|i|we|you|it|me|us|them|"
+             "is|are|was|were|has|have|had|will|would|should|do|does|did")
+# A determiner right after "if"/"when" starts a condition's subject ("if a recipient marks us
+# as spam"), not the thing the request is about.
+_OBJECT = re.compile(r"(?<!\bif )(?<!\bwhen )\b(?:a|an|the|my|our|your|his|her|their|its|"
+                     rf"this|these|those|some|any|another)\s+(?!(?:{_BOUNDARY})\b)((?:[^\W\d_]+[\s-]+){{0,3}}?[^\W\d_]+)"
+                     rf"(?=\s*(?:[^\w\s-]|$|\b(?:{_BOUNDARY})\b))", re.I)
 _ASK = re.compile(r"\?\s*$|^(how|what|can|could|would|please|i want|i need|i'd like|we'd like|"
                   r"we want|we need|why|where|when|is|are|do|does|will|should|which)\b", re.I)
 
@@ -376,12 +379,14 @@ def unknown_object(question: str, cited_titles: Sequence[str], profile: KbProfil
                    stop: frozenset[str]) -> str:
     """The object of a short request when no section of the KB is about it, else "".
 
-    The object is the request's last noun phrase ("ask an agent to cancel a purchase":
-    purchase); the KB is about what its titles and headings name ("Cancelling your
-    subscription"). A SaaS KB that mentions an "annual purchase" in passing does not describe
-    purchases as something to cancel, so a reply citing its subscription article answers a
-    look-alike question. "the payment options" is known (payment is a topic). Longer tickets:
-    "" (their determiners pick up backstory, and their other words give the context).
+    The object is the request's first noun phrase of content words ("ask an agent to cancel a
+    purchase": purchase; "cancel the account under [EMAIL], I'm the owner": account). The KB is
+    about what its titles and headings name ("Cancelling your subscription"); a thing it uses
+    only in passing ("if this is your first annual purchase") is not something it describes, so
+    a reply citing the subscription article answers a look-alike question. A word the KB never
+    uses says nothing here (a typo, or a thing the term features already see). "the payment
+    options" is known (payment is a topic). Longer tickets: "" (their determiners pick up
+    backstory, and their other words give the context).
     """
     ask_text, ask_terms = the_ask(question, stop)
     if len(ask_terms) > SHORT_ASK_TERMS:
@@ -389,8 +394,12 @@ def unknown_object(question: str, cited_titles: Sequence[str], profile: KbProfil
     objects = request_objects(ask_text, stop)
     if not objects:
         return ""
+    thing = objects[0]
     topics = set(profile.topics) | set(terms(" ".join(cited_titles), stop))
-    return "" if any(_is_topic(w, topics) for w in objects[-1]) else " ".join(objects[-1])
+    if any(_is_topic(w, topics) for w in thing) or not any(profile.df.get(stem(w))
+                                                          for w in thing):
+        return ""
+    return " ".join(thing)
 
 
 def title_share(ask_terms: Sequence[str], titles: Sequence[str], profile: KbProfile,
