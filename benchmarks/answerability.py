@@ -224,15 +224,65 @@ def fit_model(records: list[dict[str, Any]], names: list[str], folds: int = 5,
         test = order[f::folds]
         train = np.setdiff1d(order, test)
         out_of_fold[test] = regression(z[train], y[train]).decision_function(z[test])
-    platt = LogisticRegression(C=1e4).fit(out_of_fold[:, None], y)
     model = regression(z, y)
-    return Fit(features=list(names), mean=[round(float(v), 6) for v in mean],
-               scale=[round(float(v), 6) for v in scale],
-               coef=[round(float(c), 6) for c in model.coef_[0]],
-               intercept=round(float(model.intercept_[0]), 6),
-               calibration=[round(float(platt.coef_[0][0]), 6),
-                            round(float(platt.intercept_[0]), 6)],
-               report={"examples": int(len(y)), "right": int(y.sum())})
+    fit = Fit(features=list(names), mean=[round(float(v), 6) for v in mean],
+              scale=[round(float(v), 6) for v in scale],
+              coef=[round(float(c), 6) for c in model.coef_[0]],
+              intercept=round(float(model.intercept_[0]), 6),
+              report={"examples": int(len(y)), "right": int(y.sum())})
+    return calibrate(fit, scored, list(out_of_fold))
+
+
+def calibrate(fit: Any, scored: list[dict[str, Any]], logits: list[float]) -> Any:
+    """The fit with its calibration fitted on the desks' tickets (demo, dev Bitext).
+
+    Two parts, because the rule decides one group whatever the score: a request about a thing
+    the KB is not about (`unknown_object`) gets the share of such desk tickets that were right
+    (add-one smoothed); every other ticket a Platt map of the regression's log-odds (`logits`,
+    out of fold when the regression was fitted on these tickets), fitted on the other desk
+    tickets. The ECE target is on the desks; the manual and off-topic sets have other labels.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    desks = [(r, v) for r, v in zip(scored, logits, strict=True)
+             if r["set"] in ("demo", "bitext")]
+    gated = [r for r, _ in desks if (r.get("signals") or {}).get("unknown_object")]
+    rest = [(r, v) for r, v in desks if not (r.get("signals") or {}).get("unknown_object")]
+    platt = LogisticRegression(C=1e4).fit(np.array([[v] for _, v in rest]),
+                                          np.array([int(r["right"]) for r, _ in rest]))
+    fit.calibration = [round(float(platt.coef_[0][0]), 6), round(float(platt.intercept_[0]), 6)]
+    fit.unknown_object_probability = round((sum(r["right"] for r in gated) + 1)
+                                           / (len(gated) + 2), 6)
+    fit.report.update(calibrated_on={"desk_tickets": len(rest), "unknown_object": len(gated)})
+    return fit
+
+
+def recalibrate(records: list[dict[str, Any]], out: str) -> dict[str, Any]:
+    """Keep the shipped regression; refit its calibration on these records' desk tickets.
+
+    The threshold moves with the calibration so that every decision stays the same: the log-odds
+    at the shipped threshold are mapped through the new calibration (the CV chose the threshold;
+    a monotone map of the score does not change which tickets clear it).
+    """
+    import math
+
+    from supportgraph.models.answerability import calibrated, shipped_fit
+
+    fit = shipped_fit()
+    old = float(fit.report["threshold"])
+    a, b = fit.calibration
+    at_threshold = (math.log(old / (1 - old)) - b) / a
+    scored = [r for r in records if r["confidence"] is not None]
+    fit = calibrate(fit, scored, [fit.logit(r.get("signals") or {}) for r in scored])
+    new = math.floor(calibrated(at_threshold, fit.calibration) * 100) / 100
+    fit.report.update(threshold=new, recalibrated_from=old,
+                      recalibrated_on={n: sum(r["set"] == n for r in scored)
+                                       for n in ("demo", "bitext")})
+    Path(out).write_text(json.dumps(fit.to_json(), indent=1) + "\n", encoding="utf-8")
+    return {"threshold": new, "was": old, "calibration": fit.calibration,
+            "unknown_object_probability": fit.unknown_object_probability,
+            "ece_demo_bitext": ece([r for r in rescored(records, fit)
+                                    if r["set"] in ("demo", "bitext")])}
 
 
 def rescored(records: list[dict[str, Any]], fit: Any) -> list[dict[str, Any]]:
@@ -393,6 +443,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="dev Bitext utterances per intent (default %(default)s)")
     parser.add_argument("--records", default="",
                         help="analyse per-ticket records written by --out instead of running")
+    parser.add_argument("--recalibrate", default="",
+                        help="keep the shipped regression, refit its calibration on --records' "
+                             "desk tickets, write it to this file (threshold mapped to keep "
+                             "every decision)")
     parser.add_argument("--fit", default="",
                         help="write the model fitted on every record to this file (the "
                              "shipped fit is models/data/answerability_fit.json)")
@@ -401,6 +455,9 @@ def main(argv: list[str] | None = None) -> int:
         records = [json.loads(line) for line in Path(args.records).read_text().splitlines()]
         for r in records:
             r["eligible"] = eligible(r["confidence"], r["reason"], r.get("signals"))
+        if args.recalibrate:
+            print(json.dumps(recalibrate(records, args.recalibrate)))
+            return 0
         return report(records, short=args.short, started=time.perf_counter(),
                       fit_out=args.fit)
     short = args.short

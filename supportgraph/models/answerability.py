@@ -438,7 +438,12 @@ def calibrated(logit: float, calibration: Sequence[float]) -> float:
 
 @dataclass
 class Fit:
-    """A logistic regression over standardised features, with its Platt calibration."""
+    """A logistic regression over standardised features, with its calibration.
+
+    The calibration has two parts: a Platt map of the log-odds, and
+    `unknown_object_probability`, the share of labelled requests about a thing the KB is not
+    about that were right (the rule sends those to a person whatever the log-odds say).
+    """
 
     features: list[str]
     mean: list[float]
@@ -447,6 +452,7 @@ class Fit:
     intercept: float
     calibration: list[float] = field(default_factory=lambda: [1.0, 0.0])
     report: dict[str, Any] = field(default_factory=dict)
+    unknown_object_probability: float | None = None
 
     def logit(self, values: dict[str, float]) -> float:
         """The regression's log-odds (before calibration)."""
@@ -457,13 +463,18 @@ class Fit:
 
     def probability(self, values: dict[str, float]) -> float:
         """P(the reply is right and can be sent), calibrated."""
+        if self.unknown_object_probability is not None and values.get("unknown_object"):
+            return self.unknown_object_probability
         return calibrated(self.logit(values), self.calibration)
 
     def to_json(self) -> dict[str, Any]:
         """The fit as stored (shipped file and the home's copy)."""
-        return {"features": self.features, "mean": self.mean, "scale": self.scale,
+        data = {"features": self.features, "mean": self.mean, "scale": self.scale,
                 "coef": self.coef, "intercept": self.intercept,
                 "calibration": self.calibration, "report": self.report}
+        if self.unknown_object_probability is not None:
+            data["unknown_object_probability"] = self.unknown_object_probability
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Fit:
@@ -474,10 +485,14 @@ class Fit:
             raise ValueError("answerability fit does not match the features")
         if any(s <= 0 for s in lists[1]):
             raise ValueError("answerability fit has a non-positive scale")
+        gated = data.get("unknown_object_probability")
+        if gated is not None and not 0.0 <= float(gated) <= 1.0:
+            raise ValueError("answerability fit has an unknown_object_probability outside [0, 1]")
         return cls(features=names, mean=lists[0], scale=lists[1], coef=lists[2],
                    intercept=float(data["intercept"]),
                    calibration=[float(c) for c in data.get("calibration", [1.0, 0.0])],
-                   report=dict(data.get("report") or {}))
+                   report=dict(data.get("report") or {}),
+                   unknown_object_probability=None if gated is None else float(gated))
 
 
 def shipped_fit(path: Path = FIT_FILE) -> Fit:

@@ -121,6 +121,19 @@ def test_a_request_about_a_thing_the_kb_is_not_about_goes_to_a_person(demo_home:
     assert '"purchase"' in describe(state, "off_knowledge_base")
 
 
+@pytest.mark.parametrize("ticket_id", ["demo-158", "demo-160"])
+def test_a_ticket_not_in_english_goes_to_a_person_on_route_human(demo_home: Path,
+                                                                 ticket_id: str) -> None:
+    """The English intent model routed these German and Portuguese tickets to `technical`."""
+    row = next(json.loads(line) for line in DEMO.read_text().splitlines()
+               if json.loads(line)["id"] == ticket_id)
+    ticket = {k: row[k] for k in ("id", "channel", "body", "subject", "tenant", "customer_id")
+              if k in row}
+    summary = Runner(Context().with_settings(Settings(home=str(demo_home)))).run(ticket).summary
+    assert (summary["status"], summary["route"], summary["review_reason"]) == (
+        "awaiting_review", "human", "non_english"), summary
+
+
 @pytest.mark.parametrize("ticket_id", ["demo-139", "demo-165", "demo-166", "demo-168",
                                        "demo-169"])
 def test_gold_human_demo_tickets_are_not_auto_sent(demo_home: Path, ticket_id: str) -> None:

@@ -112,6 +112,26 @@ def test_model_round_trips_through_the_home(tmp_path: Path) -> None:
     assert AnswerabilityModel.load(tmp_path) is None
 
 
+def test_a_request_about_a_thing_the_kb_is_not_about_gets_its_own_calibrated_probability(
+        tmp_path: Path) -> None:
+    """The rule sends those to a person whatever the log-odds: their confidence is the share of
+    such labelled tickets that were right, not the score of the look-alike reply."""
+    fit = Fit(features=["relevance"], mean=[0.5], scale=[0.25], coef=[2.0], intercept=1.0,
+              unknown_object_probability=0.2)
+    assert fit.probability({"relevance": 0.9, "unknown_object": 1.0}) == 0.2
+    assert fit.probability({"relevance": 0.9, "unknown_object": 0.0}) > 0.9
+    assert Fit.from_json(fit.to_json()) == fit
+    model = AnswerabilityModel(fit=fit, profile=KbProfile(sections=1, topics=["subscript"]))
+    model.save(tmp_path)
+    loaded = AnswerabilityModel.load(tmp_path)
+    assert loaded is not None and loaded.fit == fit and loaded.profile.topics == ["subscript"]
+    with pytest.raises(ValueError):
+        Fit.from_json({**fit.to_json(), "unknown_object_probability": 1.5})
+    # A fit without it (older files) scores every ticket by its log-odds.
+    plain = {k: v for k, v in fit.to_json().items() if k != "unknown_object_probability"}
+    assert Fit.from_json(plain).probability({"relevance": 0.9, "unknown_object": 1.0}) > 0.9
+
+
 def test_a_fit_with_unknown_features_or_ragged_lists_is_refused(tmp_path: Path) -> None:
     good = shipped_fit().to_json()
     for bad in ({**good, "features": ["shoe_size"] + good["features"][1:]},
