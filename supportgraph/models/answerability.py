@@ -63,8 +63,11 @@ _BOUNDARY = ("and|or|but|to|for|from|with|without|in|on|of|at|by|under|about|int
              "because|so|if|when|where|why|what|how|please|can|could|i|we|you|it|me|us|them|"
              "is|are|was|were|has|have|had|will|would|should|do|does|did")
 # A determiner right after "if"/"when" starts a condition's subject ("if a recipient marks us
-# as spam"), not the thing the request is about.
-_OBJECT = re.compile(r"(?<!\bif )(?<!\bwhen )\b(?:a|an|the|my|our|your|his|her|their|its|"
+# as spam"), and one after a copula a description ("what's the base url", "is it a
+# timestamp"): neither is the thing a request acts on ("cancel a purchase").
+_OBJECT = re.compile(r"(?<!\bif )(?<!\bwhen )(?<!\bis )(?<!\bare )(?<!\bwas )(?<!\bwere )"
+                     r"(?<!\bit )(?<!\bwhats )(?<!'s )"
+                     r"\b(?:a|an|the|my|our|your|his|her|their|its|"
                      rf"this|these|those|some|any|another)\s+(?!(?:{_BOUNDARY})\b)((?:[^\W\d_]+[\s-]+){{0,3}}?[^\W\d_]+)"
                      rf"(?=\s*(?:[^\w\s-]|$|\b(?:{_BOUNDARY})\b))", re.I)
 _ASK = re.compile(r"\?\s*$|^(how|what|can|could|would|please|i want|i need|i'd like|we'd like|"

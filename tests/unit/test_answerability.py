@@ -239,6 +239,9 @@ def test_a_short_request_about_a_thing_no_section_is_about_is_named() -> None:
     # A word the KB never uses says nothing here (a typo, or what the term features see).
     assert thing("how do I cancel a parcle?") == ""
     assert thing("please cancel the account under [EMAIL], I'm the owner.") == ""
+    # A description after a copula is not what a request acts on (demo-073, demo-080).
+    assert thing("is Retry-After in seconds or is it an order?") == ""
+    assert thing("whats the order for the v3 api?") == ""
     # A longer ticket: its determiners pick up backstory, so no reading.
     assert thing("We moved our team to a new office and bought a purchase order system last "
                  "year; how do I cancel the purchase?") == ""
