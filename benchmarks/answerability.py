@@ -271,10 +271,18 @@ def recalibrate(records: list[dict[str, Any]], out: str) -> dict[str, Any]:
     fit = shipped_fit()
     old = float(fit.report["threshold"])
     a, b = fit.calibration
-    at_threshold = (math.log(old / (1 - old)) - b) / a
+
+    def log_odds(t: float) -> float:
+        return (math.log(t / (1 - t)) - b) / a
     scored = [r for r in records if r["confidence"] is not None]
     fit = calibrate(fit, scored, [fit.logit(r.get("signals") or {}) for r in scored])
-    new = math.floor(calibrated(at_threshold, fit.calibration) * 100) / 100
+    # Rounded up (4 places): never sends a ticket the shipped threshold held back.
+    new = math.ceil(calibrated(log_odds(old), fit.calibration) * 10000) / 10000
+    if "threshold_spread" in fit.report:  # the CV folds' thresholds, on the new scale too
+        fit.report["threshold_spread"] = [round(calibrated(log_odds(float(t)), fit.calibration),
+                                                2) for t in fit.report["threshold_spread"]]
+        fit.report["threshold_median"] = round(calibrated(
+            log_odds(float(fit.report["threshold_median"])), fit.calibration), 2)
     fit.report.update(threshold=new, recalibrated_from=old,
                       recalibrated_on={n: sum(r["set"] == n for r in scored)
                                        for n in ("demo", "bitext")})

@@ -151,7 +151,8 @@ def test_shipped_fit_is_calibrated_on_dev_data_and_sets_the_default_threshold() 
     assert fit.report["threshold"] == Context().confidence_threshold
     assert {"demo", "bitext", "s10", "offtopic"} <= set(fit.report["sets"])
     # more relevant, better covered, agreeing evidence is never less likely to be right
-    low = dict.fromkeys(FEATURES, 0.2) | {"intent": 0.9, "route_agree": 1.0}
+    low = dict.fromkeys(FEATURES, 0.2) | {"intent": 0.9, "route_agree": 1.0,
+                                          "unknown_object": 0.0}
     high = {**low, "evidence": 0.7, "relevance": 0.7, "title_relevance": 0.7}
     assert fit.probability(high) > fit.probability(low)
 
