@@ -22,15 +22,21 @@ records keep what the eval sees: the final status, route and confidence signals.
   whose auto-send precision on the training folds' desks (demo + Bitext) stays >= 0.97; the
   shipped threshold is the folds' upper quartile. Reported: fold threshold spread, held-out
   precision and auto-send rate, the out-of-fold ECE, leave-one-set-out transfer;
-- `refit`: the model fitted on every record at that threshold (`--fit FILE` writes it; the
-  shipped fit is `models/data/answerability_fit.json`, made by
-  `--records RUN.jsonl --fit models/data/answerability_fit.json`).
+- `refit`: the model fitted on every record at that threshold (`--fit FILE` writes it).
+
+The shipped fit (`models/data/answerability_fit.json`) was made in two steps: its regression and
+threshold by `--records RUN6.jsonl --fit FILE` on a 6-per-intent run, then its calibration by
+`--records RUN16.jsonl --recalibrate FILE` on a `--per-intent 16` run (more labelled desk
+tickets; the threshold is mapped through the new calibration so that no decision changes).
+A request about a thing the KB is not about (`unknown_object`) goes to a person whatever its
+score: such records are never counted as sendable.
 
 The last line is one JSON object; wrongly auto-sent tickets are listed on stderr.
 
     python -m benchmarks.answerability --short     # a few minutes: smaller sets
     python -m benchmarks.answerability --out run.jsonl   # the full measurement (~10 min)
     python -m benchmarks.answerability --records run.jsonl [--fit FILE]   # analysis only
+    python -m benchmarks.answerability --records run16.jsonl --recalibrate FILE
 """
 
 from __future__ import annotations
@@ -58,9 +64,10 @@ DATA = shared_data()
 DEMO = ROOT / "evals" / "datasets" / "demo_tickets.jsonl"
 TARGET_PRECISION = 0.97
 PER_INTENT = 6
-"""Dev Bitext utterances per intent (x 27 intents), the set the shipped fit and threshold come
-from. With 10 bins, a perfectly calibrated score on its ~250 scored tickets plus the demo set
-shows an ECE of 0.058 (median over simulated labels): measure ECE with --per-intent 16 too."""
+"""Dev Bitext utterances per intent (x 27 intents), the set the shipped regression and threshold
+come from (its calibration comes from --per-intent 16). With 10 bins, a perfectly calibrated
+score on its ~250 scored tickets plus the demo set shows an ECE of about 0.05 (median over
+simulated labels): measure ECE with --per-intent 16 too."""
 # Reasons a run gives when it reached `confidence` and only the score held it back.
 SCORE_REASONS = {None, "low_answer_confidence", "off_knowledge_base"}
 

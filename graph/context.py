@@ -38,9 +38,9 @@ class Context:
     confidence_threshold: float = field(
         default=0.8957,
         metadata={"description": "Below this answer confidence (a calibrated probability that "
-                                 "the reply is right; 0.8957: upper quartile of 25 CV folds' "
-                                 "thresholds for 0.97 auto-send precision, 0.83-0.97 on the "
-                                 "recalibrated scale): planner or human."},
+                                 "the reply is right; 0.8957: the CV-chosen 0.77 of the fit, "
+                                 "mapped through its recalibration so no decision changed): "
+                                 "planner or human."},
     )
     max_rewrites: int = field(default=2, metadata={"description": "Tone rewrites before human."})
     retrieval_k: int = field(default=4, metadata={"description": "Passages given to the draft."})
