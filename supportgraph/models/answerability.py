@@ -62,14 +62,16 @@ _BOUNDARY = ("and|or|but|to|for|from|with|without|in|on|of|at|by|under|about|int
              "before|since|until|via|per|through|during|like|than|as|while|that|which|who|"
              "because|so|if|when|where|why|what|how|please|can|could|i|we|you|it|me|us|them|"
              "is|are|was|were|has|have|had|will|would|should|do|does|did")
+_PHRASE = (r"\b(?:a|an|the|my|our|your|his|her|their|its|this|these|those|some|any|another)"
+           rf"\s+(?!(?:{_BOUNDARY})\b)((?:[^\W\d_]+[\s-]+){{0,3}}?[^\W\d_]+)"
+           rf"(?=\s*(?:[^\w\s-]|$|\b(?:{_BOUNDARY})\b))")
+_NOUN_PHRASE = re.compile(_PHRASE, re.I)
+"""A noun phrase after a determiner, up to the next function word or punctuation."""
 # A determiner right after "if"/"when" starts a condition's subject ("if a recipient marks us
 # as spam"), and one after a copula a description ("what's the base url", "is it a
 # timestamp"): neither is the thing a request acts on ("cancel a purchase").
 _OBJECT = re.compile(r"(?<!\bif )(?<!\bwhen )(?<!\bis )(?<!\bare )(?<!\bwas )(?<!\bwere )"
-                     r"(?<!\bit )(?<!\bwhats )(?<!'s )"
-                     r"\b(?:a|an|the|my|our|your|his|her|their|its|"
-                     rf"this|these|those|some|any|another)\s+(?!(?:{_BOUNDARY})\b)((?:[^\W\d_]+[\s-]+){{0,3}}?[^\W\d_]+)"
-                     rf"(?=\s*(?:[^\w\s-]|$|\b(?:{_BOUNDARY})\b))", re.I)
+                     r"(?<!\bit )(?<!\bwhats )(?<!'s )" + _PHRASE, re.I)
 _ASK = re.compile(r"\?\s*$|^(how|what|can|could|would|please|i want|i need|i'd like|we'd like|"
                   r"we want|we need|why|where|when|is|are|do|does|will|should|which)\b", re.I)
 
@@ -146,14 +148,27 @@ def ask_parts(text: str) -> list[str]:
     return asks or ([text.strip()] if text.strip() else [])
 
 
-def asks_about_look_alike(text: str) -> bool:
-    """True when the questions (or a one-sentence ticket) name another business's thing.
+_OF = re.compile(r"\s+(?:of|for)\s+(?:(?:the|a|an|my|our|your)\s+)?[^\W\d_]+(?:\s+[^\W\d_]+)?",
+                 re.I)
 
-    A backstory sentence ("this is costing us orders") is not a question about orders.
+
+def asks_about_look_alike(text: str) -> bool:
+    """True when the questions (or a one-sentence ticket) ask about another business's thing.
+
+    A backstory sentence ("this is costing us orders") is not a question about orders. When a
+    question names things (noun phrases after a determiner, with an "of"/"for" tail: "the
+    options for delivery"), the look-alike must be among them: "a key for our analytics job
+    that can read delivery stats" asks about a key.
     """
     parts = [s.strip() for s in _SENTENCE.split(text) if len(s.split()) >= 3]
-    asks = [s for s in parts if _ASK.search(s)] or (parts if len(parts) == 1 else [])
-    return bool(named_look_alikes(" ".join(asks)))
+    asks = " ".join([s for s in parts if _ASK.search(s)] or (parts if len(parts) == 1 else []))
+    if not named_look_alikes(asks):
+        return False
+    things = []
+    for match in _NOUN_PHRASE.finditer(asks):
+        tail = _OF.match(asks, match.end())
+        things.append(match.group(1) + (tail.group(0) if tail else ""))
+    return not things or bool(named_look_alikes(" ".join(things)))
 
 
 # ---------------------------------------------------------------------- the KB's terms

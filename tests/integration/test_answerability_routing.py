@@ -121,6 +121,16 @@ def test_a_request_about_a_thing_the_kb_is_not_about_goes_to_a_person(demo_home:
     assert '"purchase"' in describe(state, "off_knowledge_base")
 
 
+def test_a_question_about_our_own_thing_keeps_its_route(demo_home: Path) -> None:
+    """demo-072 asks for a key that can read delivery stats: not a shop's delivery question, so
+    it is not put on route human (its gold route is technical), even when it goes to review."""
+    row = next(json.loads(line) for line in DEMO.read_text().splitlines()
+               if json.loads(line)["id"] == "demo-072")
+    summary, _ = _run(Runner(Context().with_settings(Settings(home=str(demo_home)))),
+                      row["body"])
+    assert summary["route"] == "technical", summary
+
+
 @pytest.mark.parametrize("ticket_id", ["demo-158", "demo-160"])
 def test_a_ticket_not_in_english_goes_to_a_person_on_route_human(demo_home: Path,
                                                                  ticket_id: str) -> None:

@@ -175,6 +175,11 @@ def test_no_collection_routes_every_text_to_a_person() -> None:
     ("Our accountant needs the invoice PDF for closing the books, where do I get it?", False),
     ("Where is my booking? I need to change my bookings", True),
     ("Can you track my orders and parcels?", True),
+    # demo-072: the question is about a key; the delivery stats describe what it may read.
+    ("we need a key for our analytics job that can read delivery stats but must NOT be able to "
+     "send anything. possible?", False),
+    ("whats the delivery period for my ticket?", True),
+    ("information about the options for delivery", True),
 ])
 def test_only_a_question_about_a_look_alike_term_counts(text: str, asks: bool) -> None:
     assert asks_about_look_alike(text) is asks
