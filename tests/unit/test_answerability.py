@@ -257,3 +257,19 @@ def test_a_short_request_about_a_thing_no_section_is_about_is_named() -> None:
                          profile, route="billing", intent_confidence=0.98, embed=_embed,
                          stop=stop)
     assert values["unknown_object"] == 1.0
+
+
+@pytest.mark.parametrize("text", ["the order " * 400, "a-" * 2000 + "order?",
+                                  "the " + "a-b " * 1300 + "order", "\x00\u202e" * 2000, ""])
+def test_object_reading_is_quick_and_total_on_huge_or_hostile_text(text: str) -> None:
+    """The confidence node reads up to 4,000 characters of any ticket with these regexes."""
+    import time
+
+    stop = stopwords()
+    profile = profile_of(SECTIONS, stop)
+    started = time.perf_counter()
+    for _ in range(5):
+        thing = unknown_object(text[:4000], [], profile, stop)
+        asks = asks_about_look_alike(text[:4000])
+    assert time.perf_counter() - started < 2.0
+    assert isinstance(thing, str) and isinstance(asks, bool)
