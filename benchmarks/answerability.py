@@ -22,15 +22,21 @@ records keep what the eval sees: the final status, route and confidence signals.
   whose auto-send precision on the training folds' desks (demo + Bitext) stays >= 0.97; the
   shipped threshold is the folds' upper quartile. Reported: fold threshold spread, held-out
   precision and auto-send rate, the out-of-fold ECE, leave-one-set-out transfer;
-- `refit`: the model fitted on every record at that threshold (`--fit FILE` writes it; the
-  shipped fit is `models/data/answerability_fit.json`, made by
-  `--records RUN.jsonl --fit models/data/answerability_fit.json`).
+- `refit`: the model fitted on every record at that threshold (`--fit FILE` writes it).
+
+The shipped fit (`models/data/answerability_fit.json`) was made in two steps: its regression and
+threshold by `--records RUN6.jsonl --fit FILE` on a 6-per-intent run, then its calibration by
+`--records RUN16.jsonl --recalibrate FILE` on a `--per-intent 16` run (more labelled desk
+tickets; the threshold is mapped through the new calibration so that no decision changes).
+A request about a thing the KB is not about (`unknown_object`) goes to a person whatever its
+score: such records are never counted as sendable.
 
 The last line is one JSON object; wrongly auto-sent tickets are listed on stderr.
 
     python -m benchmarks.answerability --short     # a few minutes: smaller sets
     python -m benchmarks.answerability --out run.jsonl   # the full measurement (~10 min)
     python -m benchmarks.answerability --records run.jsonl [--fit FILE]   # analysis only
+    python -m benchmarks.answerability --records run16.jsonl --recalibrate FILE
 """
 
 from __future__ import annotations
@@ -58,9 +64,10 @@ DATA = shared_data()
 DEMO = ROOT / "evals" / "datasets" / "demo_tickets.jsonl"
 TARGET_PRECISION = 0.97
 PER_INTENT = 6
-"""Dev Bitext utterances per intent (x 27 intents), the set the shipped fit and threshold come
-from. With 10 bins, a perfectly calibrated score on its ~250 scored tickets plus the demo set
-shows an ECE of 0.058 (median over simulated labels): measure ECE with --per-intent 16 too."""
+"""Dev Bitext utterances per intent (x 27 intents), the set the shipped regression and threshold
+come from (its calibration comes from --per-intent 16). With 10 bins, a perfectly calibrated
+score on its ~250 scored tickets plus the demo set shows an ECE of about 0.05 (median over
+simulated labels): measure ECE with --per-intent 16 too."""
 # Reasons a run gives when it reached `confidence` and only the score held it back.
 SCORE_REASONS = {None, "low_answer_confidence", "off_knowledge_base"}
 
@@ -170,7 +177,8 @@ def run_set(home: Path, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     "id": item["ticket"]["id"], "body": item["ticket"]["body"][:200],
                     "status": summary["status"], "route_out": summary.get("route"),
                     "reason": summary.get("review_reason"), "confidence": conf,
-                    "eligible": eligible(conf, summary.get("review_reason")),
+                    "eligible": eligible(conf, summary.get("review_reason"),
+                                         (state.get("confidence") or {}).get("signals")),
                     "right": right, "cited_titles": titles, "cited": cited,
                     "oos": (state.get("intent") or {}).get("oos_score"),
                     "planner": [s["action"] for s in state.get("planner_steps") or []],
@@ -223,15 +231,73 @@ def fit_model(records: list[dict[str, Any]], names: list[str], folds: int = 5,
         test = order[f::folds]
         train = np.setdiff1d(order, test)
         out_of_fold[test] = regression(z[train], y[train]).decision_function(z[test])
-    platt = LogisticRegression(C=1e4).fit(out_of_fold[:, None], y)
     model = regression(z, y)
-    return Fit(features=list(names), mean=[round(float(v), 6) for v in mean],
-               scale=[round(float(v), 6) for v in scale],
-               coef=[round(float(c), 6) for c in model.coef_[0]],
-               intercept=round(float(model.intercept_[0]), 6),
-               calibration=[round(float(platt.coef_[0][0]), 6),
-                            round(float(platt.intercept_[0]), 6)],
-               report={"examples": int(len(y)), "right": int(y.sum())})
+    fit = Fit(features=list(names), mean=[round(float(v), 6) for v in mean],
+              scale=[round(float(v), 6) for v in scale],
+              coef=[round(float(c), 6) for c in model.coef_[0]],
+              intercept=round(float(model.intercept_[0]), 6),
+              report={"examples": int(len(y)), "right": int(y.sum())})
+    return calibrate(fit, scored, list(out_of_fold))
+
+
+def calibrate(fit: Any, scored: list[dict[str, Any]], logits: list[float]) -> Any:
+    """The fit with its calibration fitted on the desks' tickets (demo, dev Bitext).
+
+    Two parts, because the rule decides one group whatever the score: a request about a thing
+    the KB is not about (`unknown_object`) gets the share of such desk tickets that were right
+    (add-one smoothed); every other ticket a Platt map of the regression's log-odds (`logits`,
+    out of fold when the regression was fitted on these tickets), fitted on the other desk
+    tickets. The ECE target is on the desks; the manual and off-topic sets have other labels.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    desks = [(r, v) for r, v in zip(scored, logits, strict=True)
+             if r["set"] in ("demo", "bitext")]
+    gated = [r for r, _ in desks if (r.get("signals") or {}).get("unknown_object")]
+    rest = [(r, v) for r, v in desks if not (r.get("signals") or {}).get("unknown_object")]
+    platt = LogisticRegression(C=1e4).fit(np.array([[v] for _, v in rest]),
+                                          np.array([int(r["right"]) for r, _ in rest]))
+    fit.calibration = [round(float(platt.coef_[0][0]), 6), round(float(platt.intercept_[0]), 6)]
+    fit.unknown_object_probability = round((sum(r["right"] for r in gated) + 1)
+                                           / (len(gated) + 2), 6)
+    fit.report.update(calibrated_on={"desk_tickets": len(rest), "unknown_object": len(gated)})
+    return fit
+
+
+def recalibrate(records: list[dict[str, Any]], out: str) -> dict[str, Any]:
+    """Keep the shipped regression; refit its calibration on these records' desk tickets.
+
+    The threshold moves with the calibration so that every decision stays the same: the log-odds
+    at the shipped threshold are mapped through the new calibration (the CV chose the threshold;
+    a monotone map of the score does not change which tickets clear it).
+    """
+    import math
+
+    from supportgraph.models.answerability import calibrated, shipped_fit
+
+    fit = shipped_fit()
+    old = float(fit.report["threshold"])
+    a, b = fit.calibration
+
+    def log_odds(t: float) -> float:
+        return (math.log(t / (1 - t)) - b) / a
+    scored = [r for r in records if r["confidence"] is not None]
+    fit = calibrate(fit, scored, [fit.logit(r.get("signals") or {}) for r in scored])
+    # Rounded up (4 places): never sends a ticket the shipped threshold held back.
+    new = math.ceil(calibrated(log_odds(old), fit.calibration) * 10000) / 10000
+    if "threshold_spread" in fit.report:  # the CV folds' thresholds, on the new scale too
+        fit.report["threshold_spread"] = [round(calibrated(log_odds(float(t)), fit.calibration),
+                                                2) for t in fit.report["threshold_spread"]]
+        fit.report["threshold_median"] = round(calibrated(
+            log_odds(float(fit.report["threshold_median"])), fit.calibration), 2)
+    fit.report.update(threshold=new, recalibrated_from=old,
+                      recalibrated_on={n: sum(r["set"] == n for r in scored)
+                                       for n in ("demo", "bitext")})
+    Path(out).write_text(json.dumps(fit.to_json(), indent=1) + "\n", encoding="utf-8")
+    return {"threshold": new, "was": old, "calibration": fit.calibration,
+            "unknown_object_probability": fit.unknown_object_probability,
+            "ece_demo_bitext": ece([r for r in rescored(records, fit)
+                                    if r["set"] in ("demo", "bitext")])}
 
 
 def rescored(records: list[dict[str, Any]], fit: Any) -> list[dict[str, Any]]:
@@ -240,9 +306,15 @@ def rescored(records: list[dict[str, Any]], fit: Any) -> list[dict[str, Any]]:
              else fit.probability(r.get("signals") or {})} for r in records]
 
 
-def eligible(conf: float | None, reason: str | None) -> bool:
-    """Reached `confidence` and only the score decides (no flag forced a review)."""
-    return conf is not None and reason in SCORE_REASONS
+def eligible(conf: float | None, reason: str | None,
+             signals: dict[str, float] | None = None) -> bool:
+    """Reached `confidence` and only the score decides (no flag or rule forced a review).
+
+    A request about a thing the KB is not about (`unknown_object`) goes to a person whatever
+    the score.
+    """
+    return (conf is not None and reason in SCORE_REASONS
+            and not (signals or {}).get("unknown_object"))
 
 
 def sent_at(r: dict[str, Any], t: float) -> bool:
@@ -255,18 +327,27 @@ def precision(records: list[dict[str, Any]], t: float) -> tuple[float | None, in
 
 
 def choose_threshold(records: list[dict[str, Any]]) -> float:
-    """The lowest threshold at and above which the desks' pooled auto-send precision >= 0.97.
+    """The lowest threshold at and above which every target holds on these records.
 
-    The desks are the outcome-labelled support sets (demo, dev Bitext), the issue's precision
-    row; the KB-only manual and off-topic targets are measured at that threshold, not used to
-    pick it (their labels differ: gold section title, never right).
+    The targets: the desks' pooled auto-send precision >= 0.97 (the outcome-labelled support
+    sets, demo and dev Bitext: the issue's precision row), the KB-only manual's gold-citation
+    precision >= 0.90 and at most 5% of off-topic tickets auto-sent. A set these records do not
+    hold sets no bound. Before the rule that sends requests about things the KB is not about to
+    a person, the desks alone decided (the "cancel a purchase" tickets held them at 0.75+);
+    without that rule, the desks alone would now pick thresholds at which the manual's precision
+    falls below 0.90 (0.71 on the 6-per-intent run).
     """
     grid = [float(t) for t in np.round(np.arange(0.3, 0.995, 0.01), 2)]
     desks = [r for r in records if r["set"] in ("demo", "bitext")]
+    manual = [r for r in records if r["set"] == "s10"]
+    offtopic = [r for r in records if r["set"] == "offtopic"]
 
     def ok(t: float) -> bool:
         p, _ = precision(desks, t)
-        return p is None or p >= TARGET_PRECISION
+        m, _ = precision(manual, t)
+        sent = sum(sent_at(r, t) for r in offtopic)
+        return ((p is None or p >= TARGET_PRECISION) and (m is None or m >= 0.90)
+                and sent <= 0.05 * len(offtopic))
     for n, t in enumerate(grid):
         if all(ok(u) for u in grid[n: n + 5]):
             return t
@@ -377,6 +458,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="dev Bitext utterances per intent (default %(default)s)")
     parser.add_argument("--records", default="",
                         help="analyse per-ticket records written by --out instead of running")
+    parser.add_argument("--recalibrate", default="",
+                        help="keep the shipped regression, refit its calibration on --records' "
+                             "desk tickets, write it to this file (threshold mapped to keep "
+                             "every decision)")
     parser.add_argument("--fit", default="",
                         help="write the model fitted on every record to this file (the "
                              "shipped fit is models/data/answerability_fit.json)")
@@ -384,7 +469,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.records:
         records = [json.loads(line) for line in Path(args.records).read_text().splitlines()]
         for r in records:
-            r["eligible"] = eligible(r["confidence"], r["reason"])
+            r["eligible"] = eligible(r["confidence"], r["reason"], r.get("signals"))
+        if args.recalibrate:
+            print(json.dumps(recalibrate(records, args.recalibrate)))
+            return 0
         return report(records, short=args.short, started=time.perf_counter(),
                       fit_out=args.fit)
     short = args.short

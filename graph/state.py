@@ -87,11 +87,15 @@ class ToneResult(TypedDict):
 
 
 class ConfidenceResult(TypedDict):
-    """Answer confidence in [0, 1], its signals, the key terms the cited sections lack."""
+    """Answer confidence in [0, 1], its signals, the key terms the cited sections lack.
+
+    `unknown_object`: what a short request is about when no section of the KB is about it.
+    """
 
     score: float
     signals: dict[str, float]
     missing_terms: NotRequired[list[str]]
+    unknown_object: NotRequired[str]
 
 
 class StepUsage(TypedDict):

@@ -7,7 +7,8 @@ sends every ticket to a person (`no_knowledge_base`).
 
 The ticket's sentences are classified too, in the same batch: two sentences that confidently
 belong to different routes (a refund request and a webhook failure) make a multi-part ticket,
-which one grounded draft cannot answer alone, so it is flagged for review.
+which one grounded draft cannot answer alone, so it is flagged for review. A ticket not in
+English goes to a person with route `human`.
 """
 
 from __future__ import annotations
@@ -53,6 +54,10 @@ def classify(state: State, step: Step) -> dict:
     routes = {p.route for p in predictions[1:] if not p.out_of_scope
               and p.confidence >= MULTI_INTENT_CONFIDENCE and p.route != "human"}
     update: dict = {"intent": intent, "route": prediction.route}
+    if "non_english" in (state.get("flags") or []):
+        # The intent model reads English: its route for another language is a guess, and no
+        # English KB answers it. A person reads it (route human); the guess stays on record.
+        update["route"] = "human"
     if len(routes) > 1:
         update["flags"] = [*(state.get("flags") or []), "multi_intent"]
         step.detail["sentence_routes"] = sorted(routes)

@@ -10,7 +10,9 @@ of the draft the passages support. Every signal is recorded for the reviewer.
 A ticket whose questions ask about another business's things ("order", "shipping", "delivery":
 `models/data/off_kb_terms.txt`) and that scores below the threshold goes straight to a person,
 route `human`, reason `off_knowledge_base`: the KB answered a look-alike question, and neither
-another KB nor another draft can help. Flags such as a possible prompt injection force review
+another KB nor another draft can help. So does a short request about a thing no section of
+the KB is about ("cancel a purchase" on a desk whose KB is about subscriptions), whatever the
+score: the reviewer is told which thing. Flags such as a possible prompt injection force review
 whatever the score.
 """
 from __future__ import annotations
@@ -57,7 +59,12 @@ def _cited(state: State, passages: Sequence[Mapping[str, Any]]) -> list[Mapping[
 @node("confidence")
 def confidence(state: State, step: Step) -> dict:
     """Score the current draft; the router sends, plans or asks a human."""
-    from supportgraph.models.answerability import asks_about_look_alike, features, stopwords
+    from supportgraph.models.answerability import (
+        asks_about_look_alike,
+        features,
+        stopwords,
+        unknown_object,
+    )
     from supportgraph.models.embeddings import get_embedder
 
     passages = state.get("passages") or []
@@ -71,12 +78,14 @@ def confidence(state: State, step: Step) -> dict:
     }
     update: dict = {}
     missing: list[str] = []
+    unknown = ""
     if model is None:
         score = 0.0
         update["review_reason"] = "no_knowledge_base"
     else:
         query = state["query"][:4000]
-        values, missing = features(query, _cited(state, passages), model.profile,
+        cited = _cited(state, passages)
+        values, missing = features(query, cited, model.profile,
                                    route=state.get("route") or "", embed=get_embedder().encode,
                                    intent_confidence=float(intent["confidence"]),
                                    oos_score=float(intent.get("oos_score") or 0.0),
@@ -86,15 +95,23 @@ def confidence(state: State, step: Step) -> dict:
         signals.update({k: round(v, 4) for k, v in values.items()})
         score = model.probability(values)
         signals["logit"] = round(model.logit(values), 4)
-        if score < step.ctx.confidence_threshold and asks_about_look_alike(query):
+        unknown = unknown_object(query, [str(p["title"]) for p in cited], model.profile,
+                                 stopwords())
+        if unknown:
+            # The request is about something the KB never describes: whatever the reply says
+            # about the KB's own things, it answers a look-alike question.
+            update.update(review_reason="off_knowledge_base", route="human")
+        elif score < step.ctx.confidence_threshold and asks_about_look_alike(query):
             # Look-alike out of domain: the KB answered another business's question; no retry
             # can help. (A confident reply that merely mentions a delivery is sent.)
             update.update(review_reason="off_knowledge_base", route="human")
     update["confidence"] = {"score": round(score, 4), "signals": signals,
                             "missing_terms": missing[:8]}
+    if unknown:
+        update["confidence"]["unknown_object"] = unknown
     flagged = [f for f in FORCE_REVIEW_FLAGS if f in (state.get("flags") or [])]
     if flagged:
         update["review_reason"] = flagged[0]
     step.detail.update(score=round(score, 4), signals=signals, missing_terms=missing[:8],
-                       flagged=flagged)
+                       unknown_object=unknown, flagged=flagged)
     return update

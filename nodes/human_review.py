@@ -89,6 +89,10 @@ def describe(state: State, reason: str, error: str | None = None) -> str:
     if scores:
         lines += ["### Scores", ", ".join(scores), ""]
     confidence: Mapping[str, Any] = state.get("confidence") or {}
+    if confidence.get("unknown_object"):
+        lines += ["### Not a topic of the knowledge base",
+                  f"The customer asks about \"{confidence['unknown_object']}\"; no section "
+                  "of the knowledge base is about that.", ""]
     missing = confidence.get("missing_terms")
     if missing:
         lines += ["### Not in the cited sections", ", ".join(missing), ""]

@@ -36,7 +36,7 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 MODEL_FILE = "answerability.json"
-FORMAT = 5
+FORMAT = 6
 """Bumped whenever features or term stemming change: an older stored model is fitted again."""
 FIT_FILE = Path(__file__).resolve().parent / "data" / "answerability_fit.json"
 SHORT_ASK_TERMS = 4
@@ -45,18 +45,33 @@ MIN_ASK_TERMS = 3
 """Fewer key terms than this in the ticket's questions: the whole ticket's terms count."""
 FEATURES = ("evidence", "relevance", "title_relevance", "coverage", "term_coverage",
             "kb_terms", "route_agree", "intent", "grounding", "look_alike", "asks",
-            "oos", "title_terms", "topic_terms", "part_title", "salient")
+            "oos", "title_terms", "topic_terms", "part_title", "salient", "unknown_object")
 """Every signal the model may combine (shown to the reviewer, recorded in the run):
 `evidence` is the best retrieved passage's score and `grounding` the share of the draft's
 answer sentences the passages support (both computed by the confidence node); the rest by
 `features`. `look_alike` is 1 when the ticket asks about another business's thing (an order, a
 parcel, a flight: `data/off_kb_terms.txt`) that the cited sections do not mention; `asks` is
 the number of questions and requests in the ticket (a multi-part ticket is rarely answered
-whole by one reply)."""
+whole by one reply); `unknown_object` is 1 when a short request is about a thing that no section
+of the KB is about ("cancel a purchase" on a desk whose KB is about subscriptions)."""
 KB_PREFIX = "kb_"
 
 _WORD = re.compile(r"[^\W\d_]+", re.UNICODE)
 _SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
+_BOUNDARY = ("and|or|but|to|for|from|with|without|in|on|of|at|by|under|about|into|over|after|"
+             "before|since|until|via|per|through|during|like|than|as|while|that|which|who|"
+             "because|so|if|when|where|why|what|how|please|can|could|i|we|you|it|me|us|them|"
+             "is|are|was|were|has|have|had|will|would|should|do|does|did")
+_PHRASE = (r"\b(?:a|an|the|my|our|your|his|her|their|its|this|these|those|some|any|another)"
+           rf"\s+(?!(?:{_BOUNDARY})\b)((?:[^\W\d_]+[\s-]+){{0,3}}?[^\W\d_]+)"
+           rf"(?=\s*(?:[^\w\s-]|$|\b(?:{_BOUNDARY})\b))")
+_NOUN_PHRASE = re.compile(_PHRASE, re.I)
+"""A noun phrase after a determiner, up to the next function word or punctuation."""
+# A determiner right after "if"/"when" starts a condition's subject ("if a recipient marks us
+# as spam"), and one after a copula a description ("what's the base url", "is it a
+# timestamp"): neither is the thing a request acts on ("cancel a purchase").
+_OBJECT = re.compile(r"(?<!\bif )(?<!\bwhen )(?<!\bis )(?<!\bare )(?<!\bwas )(?<!\bwere )"
+                     r"(?<!\bit )(?<!\bwhats )(?<!'s )" + _PHRASE, re.I)
 _ASK = re.compile(r"\?\s*$|^(how|what|can|could|would|please|i want|i need|i'd like|we'd like|"
                   r"we want|we need|why|where|when|is|are|do|does|will|should|which)\b", re.I)
 
@@ -133,14 +148,27 @@ def ask_parts(text: str) -> list[str]:
     return asks or ([text.strip()] if text.strip() else [])
 
 
-def asks_about_look_alike(text: str) -> bool:
-    """True when the questions (or a one-sentence ticket) name another business's thing.
+_OF = re.compile(r"\s+(?:of|for)\s+(?:(?:the|a|an|my|our|your)\s+)?[^\W\d_]+(?:\s+[^\W\d_]+)?",
+                 re.I)
 
-    A backstory sentence ("this is costing us orders") is not a question about orders.
+
+def asks_about_look_alike(text: str) -> bool:
+    """True when the questions (or a one-sentence ticket) ask about another business's thing.
+
+    A backstory sentence ("this is costing us orders") is not a question about orders. When a
+    question names things (noun phrases after a determiner, with an "of"/"for" tail: "the
+    options for delivery"), the look-alike must be among them: "a key for our analytics job
+    that can read delivery stats" asks about a key.
     """
     parts = [s.strip() for s in _SENTENCE.split(text) if len(s.split()) >= 3]
-    asks = [s for s in parts if _ASK.search(s)] or (parts if len(parts) == 1 else [])
-    return bool(named_look_alikes(" ".join(asks)))
+    asks = " ".join([s for s in parts if _ASK.search(s)] or (parts if len(parts) == 1 else []))
+    if not named_look_alikes(asks):
+        return False
+    things = []
+    for match in _NOUN_PHRASE.finditer(asks):
+        tail = _OF.match(asks, match.end())
+        things.append(match.group(1) + (tail.group(0) if tail else ""))
+    return not things or bool(named_look_alikes(" ".join(things)))
 
 
 # ---------------------------------------------------------------------- the KB's terms
@@ -152,6 +180,8 @@ class KbProfile:
     df: dict[str, int] = field(default_factory=dict)
     words: list[str] = field(default_factory=list)
     """The KB's own words, as spelt there (what a misspelt word is corrected to)."""
+    topics: list[str] = field(default_factory=list)
+    """Key terms of the sections' titles and headings: the things the KB is about."""
 
     def idf(self, term: str) -> float:
         """Rare-in-KB and absent terms weigh most: they say what a ticket is about."""
@@ -191,12 +221,14 @@ def profile_of(sections: Sequence[dict[str, Any]], stop: frozenset[str]) -> KbPr
     """Count in how many sections each key term occurs (title and text); keep its words."""
     df: dict[str, int] = {}
     words: set[str] = set()
+    topics: set[str] = set()
     for section in sections:
+        topics.update(terms(section["title"], stop))
         text = f"{section['title']} {section['text']}"
         for term in set(terms(text, stop)):
             df[term] = df.get(term, 0) + 1
         words.update(w for w in _WORD.findall(text.lower()) if len(w) >= 3 and w not in stop)
-    return KbProfile(sections=len(sections), df=df, words=sorted(words))
+    return KbProfile(sections=len(sections), df=df, words=sorted(words), topics=sorted(topics))
 
 
 def _edits(a: str, b: str) -> int:
@@ -261,6 +293,15 @@ def term_shares(ask_terms: Sequence[str], cited_text: str, profile: KbProfile,
     return in_cited / total, in_kb / total, missing
 
 
+def the_ask(question: str, stop: frozenset[str]) -> tuple[str, list[str]]:
+    """The ticket's questions and requests and their key terms (the whole text when too few)."""
+    ask_text = " ".join(ask_parts(question))
+    ask_terms = terms(ask_text, stop)
+    if len(ask_terms) < MIN_ASK_TERMS:  # "which one makes sense?": the context says what
+        ask_text, ask_terms = question, terms(question, stop)
+    return ask_text, ask_terms
+
+
 def features(question: str, cited: Sequence[Mapping[str, Any]], profile: KbProfile, *,
              route: str, intent_confidence: float, embed: Callable[[list[str]], np.ndarray],
              stop: frozenset[str], oos_score: float = 0.0) -> tuple[dict[str, float], list[str]]:
@@ -270,10 +311,7 @@ def features(question: str, cited: Sequence[Mapping[str, Any]], profile: KbProfi
     question the cited sections do not contain).
     """
     parts = ask_parts(question)
-    ask_text = " ".join(parts)
-    ask_terms = terms(ask_text, stop)
-    if len(ask_terms) < MIN_ASK_TERMS:  # "which one makes sense?": the context says what
-        ask_text, ask_terms = question, terms(question, stop)
+    ask_text, ask_terms = the_ask(question, stop)
     others = named_look_alikes(ask_text)
     if not cited or not parts:
         zero = dict.fromkeys(FEATURES, 0.0)
@@ -305,6 +343,8 @@ def features(question: str, cited: Sequence[Mapping[str, Any]], profile: KbProfi
         "topic_terms": topic_share(question, [str(p["title"]) for p in cited], profile, stop),
         "part_title": float(_cos(part_vecs, title_vecs).max(axis=1).min()),
         "salient": salient(ask_terms, cited, profile, stop),
+        "unknown_object": float(bool(unknown_object(question, [str(p["title"]) for p in cited],
+                                                    profile, stop))),
     }
     return values, missing
 
@@ -329,6 +369,55 @@ def salient(ask_terms: Sequence[str], cited: Sequence[Mapping[str, Any]], profil
     said = [w for p in cited for w in _WORD.findall(str(p["text"]).lower())
             if len(w) >= 3 and w not in stop and stem(w) == top]
     return float(len(said) >= 2)
+
+
+def request_objects(text: str, stop: frozenset[str]) -> list[list[str]]:
+    """What a text's requests are about: the content words of each noun phrase after a determiner.
+
+    "I want to cancel a purchase, what do I do?" -> [["purchase"]]; "see the cancellation fee"
+    -> [["cancellation", "fee"]]. A shallow reading (no parser): in a long sentence it may take
+    backstory for the object, so it is read on short asks only.
+    """
+    out = []
+    for match in _OBJECT.finditer(text):
+        words = [w.lower() for w in _WORD.findall(match.group(1))]
+        content = [w for w in words if len(w) >= 3 and w not in stop]
+        if content:
+            out.append(content)
+    return out
+
+
+def _is_topic(word: str, topics: set[str]) -> bool:
+    """The word's stem is a topic term, or starts with one ("cancellation": "cancel")."""
+    s = stem(word)
+    return s in topics or any(len(t) >= 4 and s.startswith(t) for t in topics)
+
+
+def unknown_object(question: str, cited_titles: Sequence[str], profile: KbProfile,
+                   stop: frozenset[str]) -> str:
+    """The object of a short request when no section of the KB is about it, else "".
+
+    The object is the request's first noun phrase of content words ("ask an agent to cancel a
+    purchase": purchase; "cancel the account under [EMAIL], I'm the owner": account). The KB is
+    about what its titles and headings name ("Cancelling your subscription"); a thing it uses
+    only in passing ("if this is your first annual purchase") is not something it describes, so
+    a reply citing the subscription article answers a look-alike question. A word the KB never
+    uses says nothing here (a typo, or a thing the term features already see). "the payment
+    options" is known (payment is a topic). Longer tickets: "" (their determiners pick up
+    backstory, and their other words give the context).
+    """
+    ask_text, ask_terms = the_ask(question, stop)
+    if len(ask_terms) > SHORT_ASK_TERMS:
+        return ""
+    objects = request_objects(ask_text, stop)
+    if not objects:
+        return ""
+    thing = objects[0]
+    topics = set(profile.topics) | set(terms(" ".join(cited_titles), stop))
+    if any(_is_topic(w, topics) for w in thing) or not any(profile.df.get(stem(w))
+                                                          for w in thing):
+        return ""
+    return " ".join(thing)
 
 
 def title_share(ask_terms: Sequence[str], titles: Sequence[str], profile: KbProfile,
@@ -367,7 +456,12 @@ def calibrated(logit: float, calibration: Sequence[float]) -> float:
 
 @dataclass
 class Fit:
-    """A logistic regression over standardised features, with its Platt calibration."""
+    """A logistic regression over standardised features, with its calibration.
+
+    The calibration has two parts: a Platt map of the log-odds, and
+    `unknown_object_probability`, the share of labelled requests about a thing the KB is not
+    about that were right (the rule sends those to a person whatever the log-odds say).
+    """
 
     features: list[str]
     mean: list[float]
@@ -376,6 +470,7 @@ class Fit:
     intercept: float
     calibration: list[float] = field(default_factory=lambda: [1.0, 0.0])
     report: dict[str, Any] = field(default_factory=dict)
+    unknown_object_probability: float | None = None
 
     def logit(self, values: dict[str, float]) -> float:
         """The regression's log-odds (before calibration)."""
@@ -386,13 +481,18 @@ class Fit:
 
     def probability(self, values: dict[str, float]) -> float:
         """P(the reply is right and can be sent), calibrated."""
+        if self.unknown_object_probability is not None and values.get("unknown_object"):
+            return self.unknown_object_probability
         return calibrated(self.logit(values), self.calibration)
 
     def to_json(self) -> dict[str, Any]:
         """The fit as stored (shipped file and the home's copy)."""
-        return {"features": self.features, "mean": self.mean, "scale": self.scale,
+        data = {"features": self.features, "mean": self.mean, "scale": self.scale,
                 "coef": self.coef, "intercept": self.intercept,
                 "calibration": self.calibration, "report": self.report}
+        if self.unknown_object_probability is not None:
+            data["unknown_object_probability"] = self.unknown_object_probability
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Fit:
@@ -403,10 +503,14 @@ class Fit:
             raise ValueError("answerability fit does not match the features")
         if any(s <= 0 for s in lists[1]):
             raise ValueError("answerability fit has a non-positive scale")
+        gated = data.get("unknown_object_probability")
+        if gated is not None and not 0.0 <= float(gated) <= 1.0:
+            raise ValueError("answerability fit has an unknown_object_probability outside [0, 1]")
         return cls(features=names, mean=lists[0], scale=lists[1], coef=lists[2],
                    intercept=float(data["intercept"]),
                    calibration=[float(c) for c in data.get("calibration", [1.0, 0.0])],
-                   report=dict(data.get("report") or {}))
+                   report=dict(data.get("report") or {}),
+                   unknown_object_probability=None if gated is None else float(gated))
 
 
 def shipped_fit(path: Path = FIT_FILE) -> Fit:
@@ -438,7 +542,7 @@ class AnswerabilityModel:
         data = {"format": FORMAT, "fit": self.fit.to_json(), "fingerprint": self.fingerprint,
                 "report": self.report,
                 "profile": {"sections": self.profile.sections, "df": self.profile.df,
-                            "words": self.profile.words}}
+                            "words": self.profile.words, "topics": self.profile.topics}}
         fd, tmp = tempfile.mkstemp(prefix=".answerability-", dir=path.parent)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             json.dump(data, fh)
@@ -455,7 +559,8 @@ class AnswerabilityModel:
                 return None
             profile = KbProfile(sections=int(data["profile"]["sections"]),
                                 df={str(k): int(v) for k, v in data["profile"]["df"].items()},
-                                words=[str(w) for w in data["profile"].get("words") or []])
+                                words=[str(w) for w in data["profile"].get("words") or []],
+                                topics=[str(t) for t in data["profile"].get("topics") or []])
             return cls(fit=Fit.from_json(data["fit"]), profile=profile,
                        fingerprint=str(data.get("fingerprint", "")),
                        report=dict(data.get("report") or {}))

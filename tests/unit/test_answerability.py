@@ -25,6 +25,7 @@ from supportgraph.models.answerability import (
     stopwords,
     term_shares,
     terms,
+    unknown_object,
 )
 from supportgraph.models.kb_router import route_texts
 
@@ -111,6 +112,26 @@ def test_model_round_trips_through_the_home(tmp_path: Path) -> None:
     assert AnswerabilityModel.load(tmp_path) is None
 
 
+def test_a_request_about_a_thing_the_kb_is_not_about_gets_its_own_calibrated_probability(
+        tmp_path: Path) -> None:
+    """The rule sends those to a person whatever the log-odds: their confidence is the share of
+    such labelled tickets that were right, not the score of the look-alike reply."""
+    fit = Fit(features=["relevance"], mean=[0.5], scale=[0.25], coef=[2.0], intercept=1.0,
+              unknown_object_probability=0.2)
+    assert fit.probability({"relevance": 0.9, "unknown_object": 1.0}) == 0.2
+    assert fit.probability({"relevance": 0.9, "unknown_object": 0.0}) > 0.9
+    assert Fit.from_json(fit.to_json()) == fit
+    model = AnswerabilityModel(fit=fit, profile=KbProfile(sections=1, topics=["subscript"]))
+    model.save(tmp_path)
+    loaded = AnswerabilityModel.load(tmp_path)
+    assert loaded is not None and loaded.fit == fit and loaded.profile.topics == ["subscript"]
+    with pytest.raises(ValueError):
+        Fit.from_json({**fit.to_json(), "unknown_object_probability": 1.5})
+    # A fit without it (older files) scores every ticket by its log-odds.
+    plain = {k: v for k, v in fit.to_json().items() if k != "unknown_object_probability"}
+    assert Fit.from_json(plain).probability({"relevance": 0.9, "unknown_object": 1.0}) > 0.9
+
+
 def test_a_fit_with_unknown_features_or_ragged_lists_is_refused(tmp_path: Path) -> None:
     good = shipped_fit().to_json()
     for bad in ({**good, "features": ["shoe_size"] + good["features"][1:]},
@@ -130,7 +151,8 @@ def test_shipped_fit_is_calibrated_on_dev_data_and_sets_the_default_threshold() 
     assert fit.report["threshold"] == Context().confidence_threshold
     assert {"demo", "bitext", "s10", "offtopic"} <= set(fit.report["sets"])
     # more relevant, better covered, agreeing evidence is never less likely to be right
-    low = dict.fromkeys(FEATURES, 0.2) | {"intent": 0.9, "route_agree": 1.0}
+    low = dict.fromkeys(FEATURES, 0.2) | {"intent": 0.9, "route_agree": 1.0,
+                                          "unknown_object": 0.0}
     high = {**low, "evidence": 0.7, "relevance": 0.7, "title_relevance": 0.7}
     assert fit.probability(high) > fit.probability(low)
 
@@ -153,6 +175,11 @@ def test_no_collection_routes_every_text_to_a_person() -> None:
     ("Our accountant needs the invoice PDF for closing the books, where do I get it?", False),
     ("Where is my booking? I need to change my bookings", True),
     ("Can you track my orders and parcels?", True),
+    # demo-072: the question is about a key; the delivery stats describe what it may read.
+    ("we need a key for our analytics job that can read delivery stats but must NOT be able to "
+     "send anything. possible?", False),
+    ("whats the delivery period for my ticket?", True),
+    ("information about the options for delivery", True),
 ])
 def test_only_a_question_about_a_look_alike_term_counts(text: str, asks: bool) -> None:
     assert asks_about_look_alike(text) is asks
@@ -192,3 +219,57 @@ def test_salient_asks_whether_the_cited_section_is_about_the_rarest_term() -> No
     # A long ask: its rarest term is often backstory, so no evidence either way.
     assert about("we bought credits last year, our purchase team wants to cancel, the "
                  "finance lead agrees, what now") == 1.0
+
+
+def test_a_short_request_about_a_thing_no_section_is_about_is_named() -> None:
+    """"cancel a purchase" on a KB about subscriptions: the KB mentions a purchase in passing,
+    but no title or heading is about purchases; its own things (payment, subscription) are."""
+    stop = stopwords()
+    sections = [*SECTIONS,
+                {"title": "Cancelling your subscription > What happens after you cancel",
+                 "text": "If this is your first annual purchase and you cancel within 14 days, "
+                         "ask for a refund."},
+                {"title": "Payment methods", "text": "We accept Visa and Mastercard, or a bank "
+                                                     "transfer quoting your purchase order."}]
+    profile = profile_of(sections, stop)
+    titles = [sections[2]["title"]]
+
+    def thing(text: str) -> str:
+        return unknown_object(text, titles, profile, stop)
+    assert thing("I want to cancel a purchase, what do I have to do?") == "purchase"
+    assert thing("can u ask an agent to cancel an order?") == "order"
+    assert thing("how do I cancel my subscription?") == ""
+    assert thing("where can I see the payment options?") == ""  # payment is a topic
+    assert thing("where could i check the cancellation fee?") == ""  # cancel(lation)
+    assert thing("how do I cancel?") == ""  # no object named
+    # A word the KB never uses says nothing here (a typo, or what the term features see).
+    assert thing("how do I cancel a parcle?") == ""
+    assert thing("please cancel the account under [EMAIL], I'm the owner.") == ""
+    # A description after a copula is not what a request acts on (demo-073, demo-080).
+    assert thing("is Retry-After in seconds or is it an order?") == ""
+    assert thing("whats the order for the v3 api?") == ""
+    # A longer ticket: its determiners pick up backstory, so no reading.
+    assert thing("We moved our team to a new office and bought a purchase order system last "
+                 "year; how do I cancel the purchase?") == ""
+    assert thing("") == ""
+    # The feature the fit and the benchmark read.
+    values, _ = features("how to cancel a purchase", [{**sections[2], "collection": "kb_billing"}],
+                         profile, route="billing", intent_confidence=0.98, embed=_embed,
+                         stop=stop)
+    assert values["unknown_object"] == 1.0
+
+
+@pytest.mark.parametrize("text", ["the order " * 400, "a-" * 2000 + "order?",
+                                  "the " + "a-b " * 1300 + "order", "\x00\u202e" * 2000, ""])
+def test_object_reading_is_quick_and_total_on_huge_or_hostile_text(text: str) -> None:
+    """The confidence node reads up to 4,000 characters of any ticket with these regexes."""
+    import time
+
+    stop = stopwords()
+    profile = profile_of(SECTIONS, stop)
+    started = time.perf_counter()
+    for _ in range(5):
+        thing = unknown_object(text[:4000], [], profile, stop)
+        asks = asks_about_look_alike(text[:4000])
+    assert time.perf_counter() - started < 2.0
+    assert isinstance(thing, str) and isinstance(asks, bool)

@@ -24,7 +24,7 @@ def test_defaults_without_environment(monkeypatch):
     assert ctx.settings.home == ".supportgraph"
     assert ctx.intent_threshold == 0.85
     assert ctx.tone_threshold == 0.7
-    assert ctx.confidence_threshold == 0.77
+    assert ctx.confidence_threshold == 0.8957
     assert ctx.max_rewrites == 2
     assert ctx.planner_enabled is True
     assert (ctx.max_planner_steps, ctx.max_cost_usd, ctx.max_seconds) == (3, 0.05, 120.0)
@@ -191,7 +191,7 @@ def test_replace_applies_changes_and_keeps_the_rest():
     assert other is not ctx
     assert other.confidence_threshold == 0.95
     assert (other.settings.home, other.intent_threshold, other.max_rewrites) == ("/h", 0.6, 1)
-    assert ctx.confidence_threshold == 0.77  # the original is untouched
+    assert ctx.confidence_threshold == 0.8957  # the original is untouched
     with pytest.raises(TypeError):
         ctx.replace(no_such_setting=1)
 
