@@ -58,7 +58,6 @@ def _cited(state: State, passages: Sequence[Mapping[str, Any]]) -> list[Mapping[
 def confidence(state: State, step: Step) -> dict:
     """Score the current draft; the router sends, plans or asks a human."""
     from supportgraph.models.answerability import asks_about_look_alike, features, stopwords
-    from supportgraph.models.embeddings import get_embedder
 
     passages = state.get("passages") or []
     intent = state["intent"]
@@ -77,7 +76,7 @@ def confidence(state: State, step: Step) -> dict:
     else:
         query = state["query"][:4000]
         values, missing = features(query, _cited(state, passages), model.profile,
-                                   route=state.get("route") or "", embed=get_embedder().encode,
+                                   route=state.get("route") or "", embed=step.res.embedder.encode,
                                    intent_confidence=float(intent["confidence"]),
                                    oos_score=float(intent.get("oos_score") or 0.0),
                                    stop=stopwords())
