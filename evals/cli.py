@@ -91,8 +91,8 @@ def run_command(args: argparse.Namespace) -> int:
     from evals.plots import write_plots
     from evals.report import build_report, diff_rows, diff_text, markdown
     from evals.run import EvalSetupError, exclusive, make_home, release, run_eval
-    from graph.context import Context
     from supportgraph.app.services import services_for
+    from supportgraph.app.settings import run_context
 
     checked = _validate(args)
     ignored = unknown_fields(args.dataset)
@@ -100,7 +100,7 @@ def run_command(args: argparse.Namespace) -> int:
         print(f"supportgraph: note: ignoring dataset fields {', '.join(ignored)}",
               file=sys.stderr)
     out: Path = checked["out"]
-    team = Context()
+    team = run_context()
     try:
         with exclusive(out):
             home = make_home(out)

@@ -63,6 +63,7 @@ class Services:
         self._weights = weights if weights is not None else shared_weights()
         self._stores = stores if stores is not None else shared_stores()
         self._cache: dict[str, Any] = {}
+        self._run_defaults: dict[str, Any] | None = None
         self._lock = threading.RLock()
         self._closed = False
 
@@ -137,6 +138,22 @@ class Services:
                     log.warning("the demo knowledge base was not checked: %s", exc)
                     return
             self._cache[flag] = True
+
+    def bind(self, ctx: Context) -> Context:
+        """`ctx` completed for this deployment: its Settings, and its per-run defaults.
+
+        Every run passes here (the runner, and the node wrapper for runs the LangGraph server
+        built from a request, whose Context is the caller's JSON): fields the caller left at
+        their default take the deployment's `SUPPORTGRAPH_*` values (read once per root), and
+        a context without Settings gets this root's. A complete context costs two lookups.
+        """
+        if ctx.complete:
+            return ctx
+        if not ctx.has_settings:
+            ctx = ctx.with_settings(self.settings)
+        if self._run_defaults is None:  # read once; a dict, not a handle: nothing to close
+            self._run_defaults = app_settings.run_defaults(self._environ)
+        return ctx.with_defaults(self._run_defaults)
 
     def for_run(self, ctx: Context) -> RunServices:
         """What a run with `ctx` sees (its intent model and routing depend on `ctx`)."""
@@ -518,8 +535,9 @@ def services_for(settings: Settings) -> Services:
 
 
 def run_services(ctx: Context) -> RunServices:
-    """The view a run with `ctx` gets of its process root."""
-    return services_for(ctx.settings).for_run(ctx)
+    """The view a run with `ctx` gets of its process root (the environment's if it has none)."""
+    services = services_for(ctx.settings if ctx.has_settings else app_settings.read_settings())
+    return services.for_run(services.bind(ctx))
 
 
 @contextmanager
@@ -570,5 +588,5 @@ async def server_graph() -> Any:
 
 def _process_graph() -> Any:
     services = services_for(app_settings.read_settings())
-    services.prepare(Context())
+    services.prepare(services.bind(Context()))
     return services.server_graph()
