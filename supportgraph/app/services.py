@@ -1,9 +1,11 @@
 """The composition root: every long-lived handle of one deployment, built from `Settings`.
 
-`Services` opens the database, the Qdrant store, the models (intent, injection head, tone,
-answerability, the offline and remote providers) and the lease keeper, each on first use, and
-closes them all with one `close()`. `prepare()` does the start-up work (the demo intent model
-and the demo knowledge base), so no node ever trains or ingests anything.
+`Services` opens the database, the Qdrant store, the MiniLM encoders (the embedder and the
+intent features, with their caches), the models (intent, injection head, tone, answerability,
+the offline and remote providers) and the lease keeper, each on first use, hands them to the
+code that uses them, and closes them all with one `close()`. `prepare()` does the start-up work
+(the demo intent model and the demo knowledge base), so no node ever trains or ingests
+anything. `bind(ctx)` completes a run's Context with the deployment's Settings and defaults.
 
 How nodes reach it (LangGraph's runtime; see docs/architecture.md):
 - the CLI, the runner, tests and benchmarks attach it to the run's `Context`
