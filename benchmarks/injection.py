@@ -29,13 +29,14 @@ def _read(path: Path) -> list[dict]:
 
 def screen(tickets: list[dict]) -> list[dict]:
     """Rules and learned verdicts for each ticket, on the text intake screens."""
-    from supportgraph.models.embeddings import get_embedder
+    from supportgraph.app.services import shared_weights
+    from supportgraph.models.encoders import Encoders
     from supportgraph.models.injection import InjectionHead
     from supportgraph.text.pii import redact
     from supportgraph.text.screening import injection_signals, normalise_for_screening
 
     head = InjectionHead.load()
-    encode = get_embedder().encode
+    encode = Encoders(shared_weights()).embedder.encode  # the weights the runs use too
     out = []
     for t in tickets:
         text = (f"{redact(t.get('subject') or '', salt=SALT)}\n"

@@ -176,9 +176,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.build_dev:
         write_dev(examples["dev"], args.build_dev)
-    from supportgraph.models.embeddings import MODEL_NAME, get_embedder
+    from supportgraph.models.embeddings import MODEL_NAME
+    from supportgraph.models.encoders import Encoders
 
-    embedder = get_embedder()
+    embedder = Encoders().embedder
     started = time.perf_counter()
     vectors = {s: embedder.encode([t for t, _, _ in examples[s]]) for s in ("train", "dev")}
     print(f"embedded {sum(len(v) for v in vectors.values())} texts in "

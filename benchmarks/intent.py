@@ -23,6 +23,7 @@ import numpy as np
 
 from evals.builders import shared_data
 from supportgraph.models import intent_head as head
+from supportgraph.models.encoders import Encoders
 from supportgraph.models.intent import IntentModel, encode
 from supportgraph.models.intent_data import load_routes
 from supportgraph.models.intent_tune import TuneConfig
@@ -116,7 +117,7 @@ TUNE = TuneConfig(min_examples=0)
 """The tuned model's fine-tuning (opt-in in the product): defaults, also on the subsamples."""
 
 
-def run_clinc(quick: bool, tuned_only: bool = False) -> dict:
+def run_clinc(quick: bool, encoders: Encoders, tuned_only: bool = False) -> dict:
     """Three models on CLINC150, trained on 80% of train.
 
     old: frozen encoder, 1% rejection rule (what shipped before); new: the same encoder and
@@ -137,7 +138,8 @@ def run_clinc(quick: bool, tuned_only: bool = False) -> dict:
     oos_val = [t for t, _ in data["oos_val"]]
 
     clock = Clock()
-    tuned = IntentModel.train(train_t, train_y, {}, oos_texts=oos_train, seed=SEED, tune=TUNE)
+    tuned = IntentModel.train(train_t, train_y, {}, oos_texts=oos_train, seed=SEED, tune=TUNE,
+                              encoders=encoders)
     tuned_time = clock.read()
     result = {
         "n_train": len(train_t), "n_val": len(val_t), "n_held_train": len(held_idx),
@@ -149,36 +151,36 @@ def run_clinc(quick: bool, tuned_only: bool = False) -> dict:
     if tuned_only:
         return result
     clock = Clock()
-    frozen = encode(train_t)
-    old = IntentModel.train(train_t, train_y, {}, seed=SEED, tune=None, encoded=frozen)
+    frozen = encode(train_t, encoders)
+    old = IntentModel.train(train_t, train_y, {}, seed=SEED, tune=None, encoded=frozen,
+                            encoders=encoders)
     old_time = clock.read()
     clock = Clock()
     new = IntentModel.train(train_t, train_y, {}, oos_texts=oos_train, seed=SEED,
-                            tune=None, encoded=frozen, oos_encoded=encode(oos_train))
+                            tune=None, encoded=frozen, oos_encoded=encode(oos_train, encoders),
+                            encoders=encoders)
     new_time = clock.read()
     shared = {name: old.encode(t) for name, (t, _) in sets.items()}
     shared["oos"] = old.encode(oos_val)
     result["old"] = {**measure_clinc(old, sets, oos_val, shared), "train": old_time}
     result["new"] = {**measure_clinc(new, sets, oos_val, shared), "train": new_time}
     batch = (list(val_t) + oos_val)[:500 if quick else 600]
-    result["throughput"] = throughput(old, tuned, batch)
+    result["throughput"] = throughput(old, tuned, batch, encoders)
     return result
 
 
-def throughput(old: IntentModel, tuned: IntentModel, texts: list[str], rounds: int = 2) -> dict:
+def throughput(old: IntentModel, tuned: IntentModel, texts: list[str], encoders: Encoders,
+               rounds: int = 2) -> dict:
     """Texts/s of batch `predict` (old = the frozen encoder, tuned) and of the bare encoder.
 
     Interleaved in one run. The bare encoder is sentence-transformers' MiniLM on the same texts
     with our cache off; the ratios to it are the issue's throughput figure.
     """
-    from supportgraph.models.embeddings import get_embedder
-    from supportgraph.models.intent_encoder import clear_cache
-
-    bare_model = get_embedder()._model
+    bare_model = encoders.embedder._model
     rates: dict[str, list[float]] = {"bare": [], "old": [], "tuned": []}
     for _ in range(rounds):
         for name in ("bare", "old", "tuned"):
-            clear_cache()
+            encoders.clear_cache()
             started = time.perf_counter()
             if name == "bare":
                 bare_model.encode(texts, batch_size=64, normalize_embeddings=True)
@@ -208,7 +210,7 @@ def split(labels, seed=SEED, fraction=0.2):
     return head.stratified_split(np.array([index[x] for x in labels]), fraction, seed)
 
 
-def run_banking(quick: bool) -> dict:
+def run_banking(quick: bool, encoders: Encoders) -> dict:
     """Frozen and tuned encoders on BANKING77's train.csv, 80% to train and 20% measured.
 
     Without out-of-scope examples the new model is the old one (the threshold does not change
@@ -221,7 +223,7 @@ def run_banking(quick: bool) -> dict:
     for name, tune in (("old", None), ("tuned", TUNE)):
         clock = Clock()
         model = IntentModel.train([texts[i] for i in tr], [labels[i] for i in tr], {},
-                                  seed=SEED, tune=tune)
+                                  seed=SEED, tune=tune, encoders=encoders)
         train_time = clock.read()
         probs, scores = model.scores(model.encode([texts[i] for i in te]))
         pred = [model.labels[j] for j in probs.argmax(axis=1)]
@@ -233,7 +235,7 @@ def run_banking(quick: bool) -> dict:
     return out
 
 
-def run_bitext(quick: bool) -> dict:
+def run_bitext(quick: bool, encoders: Encoders) -> dict:
     path = shared_data() / "bitext" / "bitext_customer_support_20k.csv"
     texts, intents, rows = read_csv(path, "utterance", "intent")
     category = {r["intent"]: r["category"] for r in rows}
@@ -242,7 +244,7 @@ def run_bitext(quick: bool) -> dict:
     tr, te = split(intents)
     started = time.perf_counter()
     model = IntentModel.train(
-        [texts[i] for i in tr], [intents[i] for i in tr], routes, seed=SEED
+        [texts[i] for i in tr], [intents[i] for i in tr], routes, seed=SEED, encoders=encoders
     )
     seconds = time.perf_counter() - started
     predictions = model.predict([texts[i] for i in te])
@@ -295,8 +297,9 @@ def main() -> None:
     only = set(args.only or ("clinc", "banking"))
     started = time.perf_counter()
     report: dict = {"benchmark": "intent", "quick": args.quick}
+    encoders = Encoders()  # this run's MiniLM (nothing else in the process loads one)
     if "clinc" in only:
-        clinc = report["clinc150"] = run_clinc(args.quick, args.tuned_only)
+        clinc = report["clinc150"] = run_clinc(args.quick, encoders, args.tuned_only)
         print(f"CLINC150: {clinc['n_train']} train; measured on val ({clinc['n_val']}) + held-back"
               f" 20% of train ({clinc['n_held_train']}); OOS recall on oos_val "
               f"({clinc['n_oos_measured']}); threshold from oos_train (new, tuned)"
@@ -326,7 +329,7 @@ def main() -> None:
                   f"(target >= 0.90); tuned single-text p50 "
                   f"{tp['tuned_single_text_p50_ms']:.1f} ms")
     if "banking" in only:
-        banking = report["banking77"] = run_banking(args.quick)
+        banking = report["banking77"] = run_banking(args.quick, encoders)
         print(f"BANKING77 80/20 split of train.csv ({banking['n_train']}/{banking['n_test']}); "
               "target >= 94.00%")
         for name in ("old", "tuned"):
@@ -334,7 +337,7 @@ def main() -> None:
             print(f"  {name}  accuracy {pct(r['accuracy'])}  ECE {r['ece']:.4f}  "
                   f"{_fmt_train(r['train'])}")
     if "bitext" in only:
-        bitext = report["bitext"] = run_bitext(args.quick)
+        bitext = report["bitext"] = run_bitext(args.quick, encoders)
         print(f"Bitext 80/20 ({bitext['n_train']}/{bitext['n_test']}): category accuracy "
               f"{pct(bitext['category_accuracy'])}, route accuracy {pct(bitext['route_accuracy'])} "
               f"({pct(bitext['route_accuracy_no_rejection'])} without OOS rejection, "

@@ -72,8 +72,7 @@ def local_model_ms(summary: dict) -> float:
 def run_wave(runner: Any, batch: list[dict], in_flight: int,
              delays: dict[str, float]) -> dict[str, Any]:
     """Submit `batch` at once on `in_flight` threads; latency and extra over the model time."""
-    from supportgraph.models import intent_encoder
-    from supportgraph.models.embeddings import get_embedder
+    encoders = runner.services.encoders
 
     latencies: list[float] = []
     extras: list[float] = []
@@ -95,11 +94,11 @@ def run_wave(runner: Any, batch: list[dict], in_flight: int,
         beyond_all.append(elapsed - model_ms - router_ms)
         ends.append(summary["status"])
 
-    busy_before = intent_encoder.STATS.busy_s + get_embedder().stats.busy_s
+    busy_before = encoders.layer_stats.busy_s + encoders.embedder.stats.busy_s
     started = time.perf_counter()
     with ThreadPoolExecutor(max_workers=in_flight) as pool:
         list(pool.map(one, batch))
-    busy = intent_encoder.STATS.busy_s + get_embedder().stats.busy_s - busy_before
+    busy = encoders.layer_stats.busy_s + encoders.embedder.stats.busy_s - busy_before
     return {
         "tickets": len(batch), "seconds": round(time.perf_counter() - started, 2),
         "p50_ms": round(pct(latencies, 0.5), 1), "p95_ms": round(pct(latencies, 0.95), 1),
@@ -149,9 +148,9 @@ def main(argv: list[str] | None = None) -> None:
             runner.run(ticket)
         figures["load_before"] = load_average()
         # each wave gets texts the earlier ones did not use, so the classifier really runs
-        forget_seen_texts()
+        forget_seen_texts(runner.services.encoders)
         serial = run_wave(runner, tickets(min(in_flight, 8), "lat-1", start=4), 1, delays)
-        forget_seen_texts()
+        forget_seen_texts(runner.services.encoders)
         wave = run_wave(runner, tickets(in_flight, f"lat-{in_flight}", start=12), in_flight,
                         delays)
         empty = empty_graph.build(runner.db, delays["answer"])

@@ -59,7 +59,6 @@ def main(argv: list[str] | None = None) -> None:
     from supportgraph.app.runner import Runner
     from supportgraph.app.services import close_services
     from supportgraph.app.settings import Settings
-    from supportgraph.models.embeddings import get_embedder
 
     figures: dict[str, Any] = {"benchmark": "memory", "quick": args.quick, "counts": counts,
                                "in_flight": args.in_flight, "cpus": cpu_count(),
@@ -76,7 +75,7 @@ def main(argv: list[str] | None = None) -> None:
                 done = count
                 gc.collect()
                 figures[f"rss_mb_{count}"] = round(rss_mb(), 1)
-                figures[f"embedder_cache_{count}"] = len(get_embedder()._cache)
+                figures[f"embedder_cache_{count}"] = len(runner.services.embedder._cache)
                 figures[f"learned_cases_{count}"] = _learned(runner)
                 figures[f"elapsed_s_{count}"] = round(time.perf_counter() - started, 1)
                 print(f"  after {count} tickets: RSS {figures[f'rss_mb_{count}']:.1f} MB "

@@ -39,8 +39,9 @@ import numpy as np
 
 from evals.builders import shared_data
 from retrieval.ingest import MAX_WORDS, ingest_paths
-from retrieval.store import Chunk, close_stores, embedding_text, open_store
-from supportgraph.models.embeddings import get_embedder
+from retrieval.store import Chunk, embedding_text, open_store
+from supportgraph.models.embeddings import Embedder
+from supportgraph.models.encoders import Encoders
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -98,9 +99,9 @@ def percentile(values: list[float], p: float) -> float:
     return float(np.percentile(np.asarray(values), p))
 
 
-def throughput(texts: list[str], callers: int, micro_batching: bool) -> float:
+def throughput(embedder: Embedder, texts: list[str], callers: int, micro_batching: bool
+               ) -> float:
     """Texts per second when `callers` threads each embed their share one text at a time."""
-    embedder = get_embedder()
     embedder.configure(micro_batching=micro_batching)
     shares = [texts[i::callers] for i in range(callers)]
     barrier = threading.Barrier(callers + 1)
@@ -142,9 +143,10 @@ def main(argv: list[str] | None = None) -> int:
     sections, qs = load(args.corpus, args.questions)
     questions = [q["question"] for q in qs]
     home = Path(tempfile.mkdtemp(prefix="sg-bench-"))
+    embedder = Encoders().embedder  # this run's MiniLM (nothing else in the process loads one)
+    store = None
     try:
-        store = open_store(home=home)
-        embedder = get_embedder()
+        store = open_store(home=home, embedder=embedder)
         embedder.configure(cache_size=0)  # measure the model, not the embedding cache
         embedder.encode(["warm up"])
 
@@ -284,9 +286,9 @@ def main(argv: list[str] | None = None) -> int:
         per_caller = 3 if args.quick else 8
         texts = [f"{q} (variant {i})" for i in range(per_caller) for q in questions][
             : 32 * per_caller]
-        single = throughput(texts, 32, micro_batching=False)
+        single = throughput(embedder, texts, 32, micro_batching=False)
         passes = embedder.stats.forward_passes
-        batched = throughput(texts, 32, micro_batching=True)
+        batched = throughput(embedder, texts, 32, micro_batching=True)
         passes = embedder.stats.forward_passes - passes
         figures.update(
             embed_one_at_a_time_per_s=round(single, 1),
@@ -299,7 +301,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{single:.1f}/s, micro-batched {batched:.1f}/s ({passes} forward passes) "
               f"-> x{figures['micro_batch_ratio']}")
     finally:
-        close_stores()
+        if store is not None:
+            store.close()
         shutil.rmtree(home, ignore_errors=True)
     figures["load_avg_end"] = round(os.getloadavg()[0], 2)
     print(f"machine: {figures['cpus']} CPUs, 1-min load average {figures['load_avg_start']} at "

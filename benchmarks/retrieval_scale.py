@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from retrieval.points import Chunk
-from retrieval.store import close_stores, open_store
+from retrieval.store import open_store
 from supportgraph.models.embeddings import DIMENSIONS
 
 COLLECTION = "scale"
@@ -106,8 +106,9 @@ def main(argv: list[str] | None = None) -> int:
                                   "optimized": not args.no_optimize,
                                   "cpus": os.cpu_count(),
                                   "load_avg_start": round(os.getloadavg()[0], 2)}
+    store = None
     try:
-        store = open_store(home=home, url=args.url)
+        store = open_store(home=home, url=args.url)  # vectors are given: no embedder needed
         store.ensure_collection(COLLECTION)
         started = time.perf_counter()
         for start in range(0, args.points, args.batch):
@@ -167,7 +168,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{figures['upsert_p50_ms']} ms, p95 {figures['upsert_p95_ms']} ms; "
               f"RSS {figures['rss_mb']} MB")
     finally:
-        close_stores()
+        if store is not None:
+            store.close()
         shutil.rmtree(home, ignore_errors=True)
     print(json.dumps(figures))
     return 0

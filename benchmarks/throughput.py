@@ -56,9 +56,7 @@ def classifier_texts(ticket: dict) -> list[str]:
 
 def run_level(runner: Any, in_flight: int, batch: list[dict]) -> dict[str, Any]:
     """Run `batch` with `in_flight` threads; tickets/s, latency and model texts per ticket."""
-    from supportgraph.models.embeddings import get_embedder
-
-    stats = get_embedder().stats
+    stats = runner.services.embedder.stats
     texts_before = stats.texts
     latencies: list[float] = []
     ends: list[str] = []  # list.append is atomic across threads; a dict increment is not
@@ -83,11 +81,8 @@ def run_level(runner: Any, in_flight: int, batch: list[dict]) -> dict[str, Any]:
     }
 
 
-def model_rate(sample: list[str], seconds: float, batch: int = 32) -> float:
+def model_rate(embedder: Any, sample: list[str], seconds: float, batch: int = 32) -> float:
     """Texts/s of the bare model (no cache) on `sample`, batched, for about `seconds`."""
-    from supportgraph.models.embeddings import get_embedder
-
-    embedder = get_embedder()
     cache_size = embedder.cache_size
     embedder.configure(cache_size=0)
     # Batches of similar length, as a batch job would make them: cycling the texts in file
@@ -145,11 +140,12 @@ def main(argv: list[str] | None = None) -> None:
         # Measured before and after the runs, in small and large batches; the best rate is the
         # ceiling (the machine is shared, and a ceiling measured in a busy moment would flatter
         # the workflow; on a loaded 2-core box small passes on one thread beat large ones).
-        rates = [model_rate(sample, seconds, batch) for batch in (8, 32)]
+        embedder = runner.services.embedder
+        rates = [model_rate(embedder, sample, seconds, batch) for batch in (8, 32)]
         figures["load_before"] = load_average()
         for level in levels:
             n = args.tickets or (max(16, level) if args.quick else max(48, level))
-            forget_seen_texts()  # every level meets its texts for the first time
+            forget_seen_texts(runner.services.encoders)  # each level meets new texts
             result = run_level(runner, level, tickets(n, f"tp-{level}", start=8))
             for key, value in result.items():
                 figures[f"c{level}_{key}"] = value
@@ -161,7 +157,7 @@ def main(argv: list[str] | None = None) -> None:
             figures[f"c{level}_empty_graph_tickets_per_s"] = floor["tickets_per_s"]
             figures[f"c{level}_empty_graph_cpu_ms_per_ticket"] = floor["cpu_ms_per_ticket"]
         per_ticket = max(figures[f"c{lv}_model_texts_per_ticket"] for lv in levels)
-        rates.extend(model_rate(sample, seconds, batch) for batch in (8, 32))
+        rates.extend(model_rate(embedder, sample, seconds, b) for b in (8, 32))
         figures["model_texts_per_s"] = round(max(rates), 1)
         figures["model_texts_per_s_runs"] = [round(r, 1) for r in rates]
         figures["ceiling_tickets_per_s"] = round(max(rates) / per_ticket, 3)

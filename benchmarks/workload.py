@@ -97,18 +97,14 @@ def prepare_home(target: Path, template: str | None) -> Path:
     return target
 
 
-def forget_seen_texts() -> None:
+def forget_seen_texts(encoders: Any) -> None:
     """Clear the classifier's and embedder's caches, so a wave of new tickets is new to them.
 
     The demo set has 170 texts; without this, a wave reusing texts an earlier wave classified
     would skip the model and look faster than fresh traffic. Pinned knowledge-base sentence
     vectors (computed at ingest) stay: that is how the workflow always runs.
     """
-    from supportgraph.models import intent_encoder
-    from supportgraph.models.embeddings import get_embedder
-
-    intent_encoder.clear_cache()
-    get_embedder().clear_cache()
+    encoders.clear_cache()
 
 
 def quiet_logs() -> None:

@@ -91,7 +91,8 @@ def run_command(args: argparse.Namespace) -> int:
     from evals.plots import write_plots
     from evals.report import build_report, diff_rows, diff_text, markdown
     from evals.run import EvalSetupError, exclusive, make_home, release, run_eval
-    from graph.context import Context
+    from supportgraph.app.services import services_for
+    from supportgraph.app.settings import run_context
 
     checked = _validate(args)
     ignored = unknown_fields(args.dataset)
@@ -99,7 +100,7 @@ def run_command(args: argparse.Namespace) -> int:
         print(f"supportgraph: note: ignoring dataset fields {', '.join(ignored)}",
               file=sys.stderr)
     out: Path = checked["out"]
-    team = Context()
+    team = run_context()
     try:
         with exclusive(out):
             home = make_home(out)
@@ -109,12 +110,14 @@ def run_command(args: argparse.Namespace) -> int:
                 records, wall = run_eval(ctx, team, checked["tickets"],
                                          concurrency=args.concurrency, review=args.review,
                                          progress=not args.no_progress)
+                meta["wall_seconds"] = round(wall, 2)
+                # scored with the run's own embedder, before its root is closed
+                report = build_report(records, meta,
+                                      services_for(ctx.settings).embedder.encode)
             finally:
                 release(ctx)
     except EvalSetupError as exc:
         raise EvalInputError(str(exc)) from None
-    meta["wall_seconds"] = round(wall, 2)
-    report = build_report(records, meta)
     with (out / "records.jsonl").open("w", encoding="utf-8") as fh:
         for record in records:
             fh.write(json.dumps(record.to_json(), ensure_ascii=False) + "\n")

@@ -132,12 +132,6 @@ def rouge_l(candidate: str, reference: str) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
-def _default_embed(texts: list[str]) -> np.ndarray:
-    from supportgraph.models.embeddings import get_embedder
-
-    return get_embedder().encode(texts)
-
-
 class GoldCitationPrecision:
     """Of the auto-sent tickets that have gold source ids, the share citing at least one.
 
@@ -163,8 +157,8 @@ class AnswerSimilarity:
 
     name = "answer_similarity"
 
-    def __init__(self, embed: Callable[[list[str]], np.ndarray] | None = None) -> None:
-        self.embed = embed or _default_embed
+    def __init__(self, embed: Callable[[list[str]], np.ndarray]) -> None:
+        self.embed = embed
 
     def evaluate(self, records: Sequence[EvalRecord]) -> dict[str, Score]:
         """Score the records."""
@@ -371,7 +365,7 @@ def worst_tickets(records: Sequence[EvalRecord], k: int = 10) -> list[dict[str, 
     return rows[:k]
 
 
-def default_evaluators(embed: Callable[[list[str]], np.ndarray] | None = None) -> list[Any]:
+def default_evaluators(embed: Callable[[list[str]], np.ndarray]) -> list[Any]:
     """Every evaluator of a full report, in report order."""
     return [IntentAccuracy(), RouteAccuracy(), EscalationPrecisionRecall(), AutoSendPrecision(),
             GoldCitationPrecision(), AnswerSimilarity(embed), Groundedness(), CostPerTicket(),

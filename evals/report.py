@@ -51,8 +51,8 @@ def _values(scores: dict[str, Score], keys: Sequence[str]) -> dict[str, Any]:
 
 
 def build_report(records: Sequence[EvalRecord], meta: dict[str, Any],
-                 embed: Callable[[list[str]], np.ndarray] | None = None) -> dict[str, Any]:
-    """Score the records and assemble the report dict."""
+                 embed: Callable[[list[str]], np.ndarray]) -> dict[str, Any]:
+    """Score the records and assemble the report dict (`embed`: the run root's embedder)."""
     scores = score_all(records, default_evaluators(embed))
     answer_calibration = confidence_reliability(records)
     scores["confidence_ece"] = Score(answer_calibration["ece"], answer_calibration["n"])

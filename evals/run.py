@@ -127,9 +127,7 @@ def prepare(ctx: Context, team: Context, say: Progress | None = None) -> None:
         say("loading the intent model")
         res.intent_model.predict(["warm-up"])
     say("loading the embedding model")
-    from supportgraph.models.embeddings import get_embedder
-
-    get_embedder().encode_one("warm-up")
+    res.embedder.encode_one("warm-up")
     say("loading the answerability model")
     res.answerability  # noqa: B018 - loaded (or stored with the KB profile) before any ticket runs
 

@@ -1,17 +1,21 @@
 """Per-run settings: one `Context` dataclass, LangGraph's `context_schema`.
 
-Every field `some_name` can be set from `SUPPORTGRAPH_SOME_NAME`; environment values fill only the
-fields a caller left at their default, so an explicit per-run setting always wins.
+A plain dataclass: it reads nothing. The edge completes it (`supportgraph.app.settings.run_context`
+for what we start; the composition root's `Services.bind` for every run, including the ones the
+LangGraph server builds from a request): it attaches the deployment `Settings` and fills the
+fields the caller left at their default from the deployment's `SUPPORTGRAPH_<FIELD>` values
+(`with_defaults`), so an explicit per-run setting always wins.
 
 Where data lives and how it is hashed (home, database URL, Qdrant URL, PII salt) is deployment
-`Settings` (app/settings.py), not a field here: a run's context comes from whoever starts the
+`Settings` (graph/settings.py), not a field here: a run's context comes from whoever starts the
 run (under `langgraph dev`, any API caller), and a run must never move storage or change the
-salt. A Context carries the Settings of the process that built it, outside the schema.
+salt. A Context carries the Settings the edge attached, outside the schema.
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
@@ -92,22 +96,43 @@ class Context:
         default=True, metadata={"description": "Add resolved cases to `resolved_cases`."}
     )
 
-    def __post_init__(self) -> None:
-        from supportgraph.app.settings import env_defaults, read_settings
+    def with_defaults(self, defaults: Mapping[str, Any]) -> Context:
+        """A copy whose fields left at their default (and not set explicitly) take `defaults`.
 
-        object.__setattr__(self, "_settings", read_settings())
-
-        explicit: frozenset[str] = getattr(self, "_explicit", frozenset())
+        `defaults`: the deployment's per-run defaults by field name (read at the edge). Applied
+        once: a context that has them is returned as it is.
+        """
+        if self.__dict__.get("_defaults_applied"):
+            return self
+        clone = copy.copy(self)
+        explicit: frozenset[str] = self.__dict__.get("_explicit", frozenset())
         for f in fields(self):
-            if f.name not in explicit and getattr(self, f.name) == f.default:
-                value = env_defaults(f.name, f.type)
-                if value is not None:
-                    setattr(self, f.name, value)
+            value = defaults.get(f.name)
+            if value is not None and f.name not in explicit and getattr(self, f.name) == f.default:
+                setattr(clone, f.name, value)
+        object.__setattr__(clone, "_defaults_applied", True)
+        return clone
+
+    @property
+    def complete(self) -> bool:
+        """Whether the edge attached the deployment settings and applied its defaults."""
+        return "_settings" in self.__dict__ and bool(self.__dict__.get("_defaults_applied"))
+
+    @property
+    def has_settings(self) -> bool:
+        """Whether deployment settings are attached (`with_settings`)."""
+        return "_settings" in self.__dict__
 
     @property
     def settings(self) -> Settings:
         """The deployment settings this run uses (never from the run's own input)."""
-        return self.__dict__["_settings"]
+        try:
+            return self.__dict__["_settings"]
+        except KeyError:
+            raise RuntimeError(
+                "no deployment settings on this Context: the edge attaches them "
+                "(supportgraph.app.settings.run_context, Services.bind, or with_settings)"
+            ) from None
 
     @property
     def home_path(self) -> Path:
@@ -145,9 +170,12 @@ class Context:
         unknown = set(changes) - names
         if unknown:
             raise TypeError(f"unknown Context fields: {', '.join(sorted(unknown))}")
-        clone = copy.copy(self)  # no __post_init__: the environment must not override these
+        clone = copy.copy(self)
         for name, value in changes.items():
             setattr(clone, name, value)
+        # explicit: deployment defaults applied later never override these
+        object.__setattr__(clone, "_explicit",
+                           self.__dict__.get("_explicit", frozenset()) | frozenset(changes))
         return clone
 
 

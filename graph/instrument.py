@@ -159,6 +159,18 @@ def services_of(ctx: Context, config: Any) -> Any:
     return services
 
 
+def run_context(runtime: Runtime[Context]) -> Context:
+    """The run's Context, completed by its root (Settings, per-run defaults) if it is not yet.
+
+    A runner's context is complete already; the LangGraph server's is the caller's JSON, so the
+    routers read their thresholds through here, as the node wrapper does.
+    """
+    ctx = runtime.context if isinstance(runtime.context, Context) else Context()
+    if ctx.complete:
+        return ctx
+    return services_of(ctx, _current_config()).bind(ctx)
+
+
 def _current_config() -> Any:
     """The running graph's config; None when a node is called directly (benchmarks, tests)."""
     try:
@@ -191,7 +203,11 @@ def node(
             ticket_id = ticket_id_of(state)
             thread_id = (info.thread_id if info and info.thread_id else f"ticket:{ticket_id}")
             config = _current_config()
-            res = services_of(ctx, config).for_run(ctx)
+            services = services_of(ctx, config)
+            # the server's context is the caller's JSON: the root adds the deployment's
+            # Settings and per-run defaults (a runner's context has them: two lookups)
+            ctx = services.bind(ctx)
+            res = services.for_run(ctx)
             ctx = res.with_salt(ctx)
             identity = authenticated_identity(config)
             step = Step(name=name, ctx=ctx, res=res, ticket_id=ticket_id,

@@ -13,6 +13,7 @@ from typing import Literal
 from langgraph.runtime import Runtime
 
 from graph.context import Context
+from graph.instrument import run_context
 from graph.reasons import ReviewReason, error_code
 from graph.state import State
 
@@ -21,7 +22,7 @@ DELIVER: list[Literal["send", "learn"]] = ["send", "learn"]
 
 
 def _ctx(runtime: Runtime[Context]) -> Context:
-    return runtime.context if isinstance(runtime.context, Context) else Context()
+    return run_context(runtime)
 
 
 def review_reason_after_classify(state: State, ctx: Context) -> ReviewReason | None:

@@ -65,7 +65,6 @@ def confidence(state: State, step: Step) -> dict:
         stopwords,
         unknown_object,
     )
-    from supportgraph.models.embeddings import get_embedder
 
     passages = state.get("passages") or []
     intent = state["intent"]
@@ -86,7 +85,7 @@ def confidence(state: State, step: Step) -> dict:
         query = state["query"][:4000]
         cited = _cited(state, passages)
         values, missing = features(query, cited, model.profile,
-                                   route=state.get("route") or "", embed=get_embedder().encode,
+                                   route=state.get("route") or "", embed=step.res.embedder.encode,
                                    intent_confidence=float(intent["confidence"]),
                                    oos_score=float(intent.get("oos_score") or 0.0),
                                    stop=stopwords())

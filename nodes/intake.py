@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from graph.instrument import Step, node, now_iso
 from graph.persistence import DEFAULT_TENANT
 from graph.reasons import error_text
@@ -13,12 +11,6 @@ from supportgraph.text.mail import email_parts, parse_eml
 from supportgraph.text.pii import model_text, redact
 from supportgraph.text.screening import injection_signals, normalise_for_screening, quoted_injection
 from supportgraph.text.tickets import TicketError, parse_chat
-
-
-def _encode(texts: list[str]) -> Any:
-    from supportgraph.models.embeddings import get_embedder
-
-    return get_embedder().encode(texts)
 
 
 @node("intake")
@@ -59,7 +51,7 @@ def intake(state: State, step: Step) -> dict:
     # the clean demo tickets (trained on one-line benign texts), so by default it is recorded,
     # not enforced (see README, "Prompt injection").
     probability, _ = step.res.injection_head.score(normalise_for_screening(model_text(text)),
-                                                   _encode)
+                                                   step.res.embedder.encode)
     learned = probability >= step.res.injection_head.threshold
     step.detail.update(injection_probability=round(probability, 4), injection_learned=learned)
     if learned and step.ctx.learned_injection_flags:

@@ -37,7 +37,6 @@ def retrieve(state: State, step: Step) -> dict:
     from retrieval.cases import search_cases
     from retrieval.store import RetrievalUnavailable
     from supportgraph.models.answerability import correct_spelling, stopwords
-    from supportgraph.models.embeddings import get_embedder
 
     ctx = step.ctx
     query = state["query"][:2000]
@@ -53,7 +52,7 @@ def retrieve(state: State, step: Step) -> dict:
                 query, update["query"] = corrected[:2000], corrected
                 step.detail["reformulated"] = True
         collections = _collections(state, step.res.kb_collections())
-        vector = get_embedder().encode_one(query)
+        vector = step.res.embedder.encode_one(query)
         hits = []
         for collection in collections:
             hits.extend(step.res.store.search(collection, query, k=ctx.retrieval_k,

@@ -2,10 +2,10 @@
 
 The offline answerer scores every sentence of the retrieved passages against the ticket. The
 knowledge base changes only at ingest, so its sentences are embedded there, once, and kept in
-the home (`cache/kb-sentences.npz`); each process pins them into the embedder when it opens the
-store. Measured before this existed: 185 ms of a 480 ms offline ticket went to re-embedding
-sentences, and 8 of its 10 embeddings. A missing, stale or unreadable file only costs speed:
-sentences it lacks are embedded on demand, as before.
+the home (`cache/kb-sentences.npz`); the composition root pins them into its embedder when it
+opens the store. Measured before this existed: 185 ms of a 480 ms offline ticket went to
+re-embedding sentences, and 8 of its 10 embeddings. A missing, stale or unreadable file only
+costs speed: sentences it lacks are embedded on demand, as before.
 
 The file holds a float32 matrix and the sentences as JSON bytes (no pickle is ever loaded).
 """
@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from supportgraph.models.embeddings import DIMENSIONS, MODEL_NAME, pin
+from supportgraph.models.embeddings import DIMENSIONS, MODEL_NAME, Embedder
 from supportgraph.models.offline import passage_sentences
 
 log = logging.getLogger(__name__)
@@ -48,8 +48,8 @@ def _read(path: Path) -> tuple[list[str], np.ndarray]:
     return texts, vectors
 
 
-def load(home: Path) -> int:
-    """Pin the home's sentence vectors into this process's embedder; returns how many."""
+def load(home: Path, embedder: Embedder) -> int:
+    """Pin the home's sentence vectors into `embedder` (the root's); returns how many."""
     path = cache_path(home)
     if not path.is_file():
         return 0
@@ -58,7 +58,7 @@ def load(home: Path) -> int:
     except _UNREADABLE as exc:
         log.warning("ignoring %s (%s); knowledge-base sentences are embedded on demand", path, exc)
         return 0
-    return pin(texts, vectors)
+    return embedder.pin(texts, vectors)
 
 
 def build(store: Any, home: Path, collections: Iterable[str]) -> int:
@@ -93,5 +93,5 @@ def build(store: Any, home: Path, collections: Iterable[str]) -> int:
         np.savez(tmp, vectors=vectors, texts=np.frombuffer(json.dumps(known).encode(), np.uint8),
                  model=np.frombuffer(MODEL_NAME.encode(), np.uint8))
         os.replace(tmp, path)  # readers see the old file or the new one, never half of one
-    pin(known, vectors)
+    store.embedder.pin(known, vectors)
     return len(fresh)

@@ -15,7 +15,6 @@ as `RetrievalUnavailable` with a one-line reason, within the timeout.
 
 from __future__ import annotations
 
-import atexit
 import fcntl
 import logging
 import math
@@ -52,7 +51,7 @@ from retrieval.points import (
     make_hit,
     point_id,
 )
-from supportgraph.models.embeddings import Embedder, get_embedder
+from supportgraph.models.embeddings import Embedder
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +64,8 @@ _T = TypeVar("_T")
 
 __all__ = [
     "ANY_TENANT", "DENSE", "Chunk", "Hit", "KnowledgeStore", "RetrievalUnavailable",
-    "close_store", "close_stores", "content_hash", "distinct_documents", "embedding_text",
-    "open_store", "point_id",
+    "StoreRegistry", "content_hash", "distinct_documents", "embedding_text", "open_store",
+    "point_id",
 ]
 
 
@@ -85,9 +84,14 @@ class KnowledgeStore:
 
     @property
     def embedder(self) -> Embedder:
-        """The shared embedder (loaded on first use, not when the store opens)."""
+        """The embedder its opener gave (the composition root's); its weights load on first use.
+
+        A store opened without one (administration: counts, scrolls, migration) can still read
+        and write given vectors; embedding text with it is a programming error.
+        """
         if self._embedder is None:
-            self._embedder = get_embedder()
+            raise RuntimeError(f"the store at {self.location} was opened without an embedder "
+                               "(pass embedder= to open_store)")
         return self._embedder
 
     def _call(self, what: str, fn: Callable[[], _T]) -> _T:
@@ -432,55 +436,86 @@ class _HomeLock:
             self.handle = -1
 
 
-_stores: dict[tuple[str, ...], KnowledgeStore] = {}
-"""Open stores by location: an embedded home admits one holder per process (file lock), so a
-second `open_store` of it must get the same engine. The composition root
-(`supportgraph.app.services`) owns its store and gives it back with `close_store`."""
-_stores_lock = threading.Lock()
-_atexit_registered = False
-
-
 def open_store(*, home: Path, url: str | None = None, api_key: str | None = None,
-               timeout: float = 3.0) -> KnowledgeStore:
-    """Return the process-wide store for `url`, or else for the embedded home `home/qdrant_edge`.
+               timeout: float = 3.0, embedder: Embedder | None = None) -> KnowledgeStore:
+    """Open the store at `url`, or else the embedded home `home/qdrant_edge`.
 
-    An embedded home is held by one process at a time (a second one gets RetrievalUnavailable
-    naming the holder), so stores are cached per location and shared by every thread. A home
-    still holding qdrant-client local-mode data (`home/qdrant`) is migrated on first open.
-    Opening does not contact a server; the first call that does raises RetrievalUnavailable
-    within about `timeout` seconds if it is down.
+    Each call opens a new engine; the caller closes it. An embedded home is held by one engine
+    at a time (a second open, even in this process, gets RetrievalUnavailable naming the
+    holder): a process that opens a home from several places shares one engine through a
+    `StoreRegistry`, as the composition root does. A home still holding qdrant-client
+    local-mode data (`home/qdrant`) is migrated on first open. Opening does not contact a
+    server; the first call that does raises RetrievalUnavailable within about `timeout`
+    seconds if it is down.
     """
     if url:
-        key: tuple[str, ...] = ("url", url.rstrip("/"), api_key or "")
-    else:
-        key = ("path", str((Path(home) / EMBEDDED_DIR).resolve()))
-    global _atexit_registered
-    with _stores_lock:
-        store = _stores.get(key)
-        if store is not None:
-            return store
-        if not _atexit_registered:  # close engines before interpreter teardown breaks them
-            atexit.register(close_stores)
-            _atexit_registered = True
-        if url:
-            from qdrant_client import QdrantClient
+        from qdrant_client import QdrantClient
 
-            client = QdrantClient(url=url, api_key=api_key, timeout=max(1, math.ceil(timeout)),
-                                  check_compatibility=False)
-            store = KnowledgeStore(ClientBackend(client, location=url, server=True))
-        else:
-            store = _open_embedded(Path(key[1]), Path(home))
-        _stores[key] = store
-        return store
+        client = QdrantClient(url=url, api_key=api_key, timeout=max(1, math.ceil(timeout)),
+                              check_compatibility=False)
+        return KnowledgeStore(ClientBackend(client, location=url, server=True),
+                              embedder=embedder)
+    return _open_embedded((Path(home) / EMBEDDED_DIR).resolve(), Path(home), embedder)
 
 
-def _open_embedded(root: Path, home: Path) -> KnowledgeStore:
+class StoreRegistry:
+    """Open stores by location, shared by whoever opens the same one, closed with the last user.
+
+    An embedded home admits one engine per process, so two composition roots of one process
+    naming the same home (e.g. one database URL each) must share its engine; the process's
+    root registry (`supportgraph.app.services`) owns one of these. Counted: `release` closes a
+    store only when its last opener gave it back, so closing one root never pulls the engine
+    from under another.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._open: dict[tuple[str, ...], list[Any]] = {}  # key -> [store, users]
+
+    def open(self, *, home: Path, url: str | None = None, api_key: str | None = None,
+             timeout: float = 3.0, embedder: Embedder | None = None) -> KnowledgeStore:
+        """The store of this location (opened on first use); give it back with `release`.
+
+        The first opener's embedder is the store's (every root's embedder carries the same
+        weights, so a vector does not depend on which one made it).
+        """
+        key: tuple[str, ...] = (("url", url.rstrip("/"), api_key or "") if url
+                                else ("path", str((Path(home) / EMBEDDED_DIR).resolve())))
+        with self._lock:
+            entry = self._open.get(key)
+            if entry is None:
+                entry = self._open[key] = [open_store(home=home, url=url, api_key=api_key,
+                                                      timeout=timeout, embedder=embedder), 0]
+            entry[1] += 1
+            return entry[0]
+
+    def release(self, store: KnowledgeStore) -> None:
+        """One opener is done with `store`: close it when it was the last."""
+        with self._lock:
+            for key, entry in list(self._open.items()):
+                if entry[0] is store:
+                    entry[1] -= 1
+                    if entry[1] > 0:
+                        return
+                    del self._open[key]
+        close_quietly(store)
+
+    def close_all(self) -> None:
+        """Close every store (process exit)."""
+        with self._lock:
+            stores = [entry[0] for entry in self._open.values()]
+            self._open.clear()
+        for store in stores:
+            close_quietly(store)
+
+
+def _open_embedded(root: Path, home: Path, embedder: Embedder | None) -> KnowledgeStore:
     try:
         lock = _HomeLock(root)
     except OSError as exc:
         raise RetrievalUnavailable(f"cannot open embedded qdrant at {root}: {exc}") from exc
     try:
-        store = KnowledgeStore(EdgeBackend(root), on_close=lock.release)
+        store = KnowledgeStore(EdgeBackend(root), embedder=embedder, on_close=lock.release)
         from retrieval.migrate import migrate_local_mode
 
         migrate_local_mode(store, home / "qdrant")
@@ -495,30 +530,16 @@ def _open_embedded(root: Path, home: Path) -> KnowledgeStore:
     return store
 
 
-def open_client_store(client: Any, *, location: str, server: bool = True) -> KnowledgeStore:
+def open_client_store(client: Any, *, location: str, server: bool = True,
+                      embedder: Embedder | None = None) -> KnowledgeStore:
     """A store on a given qdrant-client (tests: local mode standing in for a server)."""
-    return KnowledgeStore(ClientBackend(client, location=location, server=server))
+    return KnowledgeStore(ClientBackend(client, location=location, server=server),
+                          embedder=embedder)
 
 
-def close_store(store: KnowledgeStore) -> None:
-    """Close one store and forget it, so the next `open_store` of its location opens anew."""
-    with _stores_lock:
-        for key, value in list(_stores.items()):
-            if value is store:
-                del _stores[key]
+def close_quietly(store: KnowledgeStore) -> None:
+    """Close a store; a failure is logged, not raised (closing is best effort)."""
     try:
         store.close()
     except Exception as exc:  # closing is best effort; report, do not mask the caller
         log.warning("closing qdrant store at %s failed: %s", store.location, exc)
-
-
-def close_stores() -> None:
-    """Close every cached store (tests and CLI shutdown; frees embedded home locks)."""
-    with _stores_lock:
-        stores = list(_stores.values())
-        _stores.clear()
-    for store in stores:
-        try:
-            store.close()
-        except Exception as exc:  # closing is best effort; report, do not mask the caller
-            log.warning("closing qdrant store at %s failed: %s", store.location, exc)

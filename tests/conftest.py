@@ -24,6 +24,21 @@ _PROVIDER_ENV = (
 _DEAD_BASE_URL = "http://127.0.0.1:9/"
 
 
+@pytest.fixture(scope="session")
+def encoders() -> object:
+    """MiniLM encoders over the process's shared weights, as a composition root has them."""
+    from supportgraph.app.services import shared_weights
+    from supportgraph.models.encoders import Encoders
+
+    return Encoders(shared_weights())
+
+
+@pytest.fixture
+def embedder(encoders: object) -> object:
+    """The sentence embedder of `encoders`."""
+    return encoders.embedder  # type: ignore[attr-defined]
+
+
 @pytest.fixture(autouse=True)
 def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Give every test its own SUPPORTGRAPH_HOME and no credentials or service URLs."""

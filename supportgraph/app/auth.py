@@ -49,9 +49,9 @@ if auth_disabled():  # the server imports this module once per start: warn on ev
 
 def _context() -> Any:
     """The server's own settings (from its environment, never from a request)."""
-    from graph.context import Context
+    from supportgraph.app.settings import run_context
 
-    return Context()
+    return run_context()
 
 
 def _lookup(key: str) -> dict[str, str] | None:

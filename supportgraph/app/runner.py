@@ -26,7 +26,7 @@ from supportgraph.app.delivery import keep_deliverable
 from supportgraph.app.leases import ThreadBusy
 from supportgraph.app.observability import configure_tracing
 from supportgraph.app.services import Services, services_for
-from supportgraph.app.settings import checkpoint_aes_key
+from supportgraph.app.settings import checkpoint_aes_key, read_settings
 from supportgraph.text.pii import redact, redact_obj
 from supportgraph.text.screening import quoted_injection
 from supportgraph.text.tickets import parse_chat
@@ -74,7 +74,10 @@ class Runner:
     """
 
     def __init__(self, ctx: Context, services: Services | None = None) -> None:
-        self.services = services if services is not None else services_for(ctx.settings)
+        if services is None:
+            services = services_for(ctx.settings if ctx.has_settings else read_settings())
+        self.services = services
+        ctx = services.bind(ctx)  # the deployment's Settings and per-run defaults
         self.res = self.services.for_run(ctx)
         self.ctx = self.res.with_salt(ctx).with_services(self.services)
         self.db = self.services.db

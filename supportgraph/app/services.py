@@ -1,9 +1,11 @@
 """The composition root: every long-lived handle of one deployment, built from `Settings`.
 
-`Services` opens the database, the Qdrant store, the models (intent, injection head, tone,
-answerability, the offline and remote providers) and the lease keeper, each on first use, and
-closes them all with one `close()`. `prepare()` does the start-up work (the demo intent model
-and the demo knowledge base), so no node ever trains or ingests anything.
+`Services` opens the database, the Qdrant store, the MiniLM encoders (the embedder and the
+intent features, with their caches), the models (intent, injection head, tone, answerability,
+the offline and remote providers) and the lease keeper, each on first use, hands them to the
+code that uses them, and closes them all with one `close()`. `prepare()` does the start-up work
+(the demo intent model and the demo knowledge base), so no node ever trains or ingests
+anything. `bind(ctx)` completes a run's Context with the deployment's Settings and defaults.
 
 How nodes reach it (LangGraph's runtime; see docs/architecture.md):
 - the CLI, the runner, tests and benchmarks attach it to the run's `Context`
@@ -25,12 +27,16 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from graph.context import Context
 from graph.instrument import SERVICES_KEY
 from supportgraph.app import settings as app_settings
 from supportgraph.app.settings import Settings
+
+if TYPE_CHECKING:
+    from retrieval.store import StoreRegistry
+    from supportgraph.models.encoders import Encoders, MiniLMWeights
 
 NO_DEMO_MARKER = "no-demo"
 """File in a home made by `init --no-demo`: no demo KB or demo intent model there."""
@@ -50,10 +56,16 @@ class Services:
     depends on per-run `Context` values (routing, an explicit intent model) is in `for_run`.
     """
 
-    def __init__(self, settings: Settings, environ: Mapping[str, str] | None = None) -> None:
+    def __init__(self, settings: Settings, environ: Mapping[str, str] | None = None, *,
+                 weights: MiniLMWeights | None = None, stores: StoreRegistry | None = None
+                 ) -> None:
+        """`weights` and `stores` default to the process's (see `shared_weights`)."""
         self.settings = settings
         self._environ = environ
+        self._weights = weights if weights is not None else shared_weights()
+        self._stores = stores if stores is not None else shared_stores()
         self._cache: dict[str, Any] = {}
+        self._run_defaults: dict[str, Any] | None = None
         self._lock = threading.RLock()
         self._closed = False
 
@@ -66,19 +78,23 @@ class Services:
         self.close()
 
     def close(self) -> None:
-        """Close the database and the Qdrant store (frees the embedded home's lock); idempotent."""
+        """Close the database, give the store back, drop the encoders' caches; idempotent.
+
+        The store's last user frees the embedded home's lock.
+        """
         with self._lock:
             if self._closed:
                 return
             self._closed = True
             store, db = self._cache.pop("store", None), self._cache.pop("db", None)
+            encoders = self._cache.pop("encoders", None)
             self._cache.clear()
         if store is not None:
-            from retrieval.store import close_store
-
-            close_store(store)
+            self._stores.release(store)
         if db is not None:
             db.close()
+        if encoders is not None:
+            encoders.clear_cache()
 
     @property
     def closed(self) -> bool:
@@ -117,13 +133,29 @@ class Services:
                 if not ctx.intent_model_dir:
                     from supportgraph.models.intent import ensure_default_model
 
-                    ensure_default_model(self.settings.home_path)
+                    ensure_default_model(self.settings.home_path, encoders=self.encoders)
                 try:
                     self.demo_kb_ready(ctx.demo_kb)
                 except RetrievalUnavailable as exc:
                     log.warning("the demo knowledge base was not checked: %s", exc)
                     return
             self._cache[flag] = True
+
+    def bind(self, ctx: Context) -> Context:
+        """`ctx` completed for this deployment: its Settings, and its per-run defaults.
+
+        Every run passes here (the runner, and the node wrapper for runs the LangGraph server
+        built from a request, whose Context is the caller's JSON): fields the caller left at
+        their default take the deployment's `SUPPORTGRAPH_*` values (read once per root), and
+        a context without Settings gets this root's. A complete context costs two lookups.
+        """
+        if ctx.complete:
+            return ctx
+        if not ctx.has_settings:
+            ctx = ctx.with_settings(self.settings)
+        if self._run_defaults is None:  # read once; a dict, not a handle: nothing to close
+            self._run_defaults = app_settings.run_defaults(self._environ)
+        return ctx.with_defaults(self._run_defaults)
 
     def for_run(self, ctx: Context) -> RunServices:
         """What a run with `ctx` sees (its intent model and routing depend on `ctx`)."""
@@ -151,22 +183,27 @@ class Services:
         """The Qdrant knowledge store (local folder or server)."""
         def build() -> Any:
             from retrieval import sentence_cache
-            from retrieval.store import open_store
 
-            store = open_store(home=self.settings.home_path,
-                               url=self.settings.qdrant_url or None,
-                               api_key=app_settings.qdrant_api_key(self._environ))
-            sentence_cache.load(self.settings.home_path)
+            store = self._stores.open(home=self.settings.home_path,
+                                      url=self.settings.qdrant_url or None,
+                                      api_key=app_settings.qdrant_api_key(self._environ),
+                                      embedder=self.embedder)
+            sentence_cache.load(self.settings.home_path, self.embedder)
             return store
 
         return self._get("store", build)
 
     @property
-    def embedder(self) -> Any:
-        """The sentence embedder (one loaded model per process: see models/embeddings.py)."""
-        from supportgraph.models.embeddings import get_embedder
+    def encoders(self) -> Encoders:
+        """The MiniLM encoders of this root: its caches and batchers over the shared weights."""
+        from supportgraph.models.encoders import Encoders
 
-        return get_embedder()
+        return self._get("encoders", lambda: Encoders(self._weights))
+
+    @property
+    def embedder(self) -> Any:
+        """The sentence embedder (the store, the offline provider and the nodes use it)."""
+        return self.encoders.embedder
 
     def intent_model(self, directory: Path) -> Any:
         """The intent classifier stored in `directory` (loaded once)."""
@@ -177,7 +214,7 @@ class Services:
             if not (directory / META_FILE).is_file():
                 raise ServiceMissing(f"no intent model in {directory}: run `supportgraph init` "
                                      "(or train one with `supportgraph train-intents`)")
-            return IntentModel.load(directory)
+            return IntentModel.load(directory, encoders=self.encoders)
 
         return self._get(f"intent_model:{directory}", build)
 
@@ -214,7 +251,7 @@ class Services:
         """The offline provider (no network, no key)."""
         from supportgraph.models.offline import OfflineProvider
 
-        return self._get("offline", OfflineProvider)
+        return self._get("offline", lambda: OfflineProvider(embedder=self.embedder))
 
     def remote_providers(self) -> dict[str, Any]:
         """The OpenAI/Anthropic providers the environment configures, rebuilt when it changes."""
@@ -432,32 +469,77 @@ class RunServices:
 
 # --------------------------------------------------------------------------- one per process
 
+# The process registry. It is the composition root's own bookkeeping, the one module-level
+# state the product keeps, and each part is here because the process, not a deployment, is
+# its unit: the roots by storage location, the engines an embedded home allows once per
+# process, and the model weights a process should load once.
+
 _open: dict[tuple[str, str, str], Services] = {}
 """The process's roots, one per storage location (home, database, Qdrant): an embedded Qdrant
 home and a SQLite file admit one holder per process, so two contexts naming the same place must
 share one root. Emptied (and everything closed) by `close_services()`, also at exit."""
-_open_lock = threading.Lock()
+_open_lock = threading.RLock()  # services_for builds a root, which asks for the shared parts
 _atexit_registered = False
+_weights: MiniLMWeights | None = None
+"""The MiniLM weights every root of this process reads. Read-only once loaded and the same for
+every deployment (nothing in them depends on a home, a tenant or a run), so sharing them hands
+no root anything of another's; what does depend on use (the LRU caches, the pinned KB
+sentences, the batchers) is each root's own `Encoders`. One copy, because a second costs
+~0.3 GB and seconds to load, and tests and the CLI open and close roots many times per process:
+kept until the process ends (`close_services()` closes roots, not weights)."""
+_stores: StoreRegistry | None = None
+"""The Qdrant engines the roots have open, by location: an embedded home admits one engine per
+process, so two roots on the same home (different databases) share it; counted, so closing
+one root never closes it under another."""
+
+
+def shared_weights() -> MiniLMWeights:
+    """The MiniLM weights of this process (loaded when a root first encodes a text)."""
+    global _weights
+    from supportgraph.models.encoders import MiniLMWeights
+
+    with _open_lock:
+        if _weights is None:
+            _weights = MiniLMWeights()
+        return _weights
+
+
+def shared_stores() -> StoreRegistry:
+    """The registry of the Qdrant engines this process has open."""
+    global _stores
+    from retrieval.store import StoreRegistry
+
+    with _open_lock:
+        if _stores is None:
+            _stores = StoreRegistry()
+            _register_exit()
+        return _stores
+
+
+def _register_exit() -> None:
+    """Close what is open before interpreter teardown breaks the engines (under `_open_lock`)."""
+    global _atexit_registered
+    if not _atexit_registered:
+        atexit.register(_at_exit)
+        _atexit_registered = True
 
 
 def services_for(settings: Settings) -> Services:
     """The process's root for these settings' storage (opened on first use)."""
-    global _atexit_registered
     key = (str(settings.home_path.resolve()), settings.database_url, settings.qdrant_url)
     with _open_lock:
         services = _open.get(key)
         if services is None or services.closed:
             app_settings.apply_library_defaults()  # before the root loads its first model
             services = _open[key] = Services(settings)
-            if not _atexit_registered:
-                atexit.register(close_services)
-                _atexit_registered = True
+            _register_exit()
         return services
 
 
 def run_services(ctx: Context) -> RunServices:
-    """The view a run with `ctx` gets of its process root."""
-    return services_for(ctx.settings).for_run(ctx)
+    """The view a run with `ctx` gets of its process root (the environment's if it has none)."""
+    services = services_for(ctx.settings if ctx.has_settings else app_settings.read_settings())
+    return services.for_run(services.bind(ctx))
 
 
 @contextmanager
@@ -488,6 +570,13 @@ def close_services() -> None:
         services.close()
 
 
+def _at_exit() -> None:
+    """Close the roots, then any engine a root built outside `services_for` left open."""
+    close_services()
+    if _stores is not None:
+        _stores.close_all()
+
+
 async def server_graph() -> Any:
     """`langgraph.json`'s graph factory: the workflow bound to this server process's root.
 
@@ -501,5 +590,5 @@ async def server_graph() -> Any:
 
 def _process_graph() -> Any:
     services = services_for(app_settings.read_settings())
-    services.prepare(Context())
+    services.prepare(services.bind(Context()))
     return services.server_graph()

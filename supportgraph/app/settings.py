@@ -2,7 +2,8 @@
 
 `Settings` holds what a deployment decides and a run must never choose: where the data lives
 (home, database URL, Qdrant URL), the salt of redaction hashes and the inbox's signing
-secret. `Context` asks here for a per-run default it was not given explicitly. Provider API keys
+secret. The deployment's per-run defaults (`SUPPORTGRAPH_<CONTEXT FIELD>`) are read here too
+(`run_defaults`) and applied by the edge to each run's `Context`. Provider API keys
 are not Context fields: they are read here and handed straight to the provider clients, so they
 never reach state, checkpoints or audit rows.
 """
@@ -11,10 +12,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, MutableMapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from graph.settings import Settings as Settings
 from graph.settings import SettingsError as SettingsError
+
+if TYPE_CHECKING:
+    from graph.context import Context
 
 # Fields whose conventional variable has no SUPPORTGRAPH_ prefix.
 _PLAIN_NAMES = {"database_url": "DATABASE_URL", "qdrant_url": "QDRANT_URL"}
@@ -43,6 +47,28 @@ def read_settings(environ: Mapping[str, str] | None = None, **explicit: str) -> 
 def env_name(field_name: str) -> str:
     """The `SUPPORTGRAPH_*` variable for a Context field."""
     return f"SUPPORTGRAPH_{field_name.upper()}"
+
+
+def run_defaults(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The deployment's per-run defaults: every Context field its variable sets, converted."""
+    from dataclasses import fields
+
+    from graph.context import Context
+
+    found = {f.name: env_defaults(f.name, f.type, environ) for f in fields(Context)}
+    return {name: value for name, value in found.items() if value is not None}
+
+
+def run_context(environ: Mapping[str, str] | None = None, **explicit: Any) -> Context:
+    """A complete run Context for what the edge starts itself (CLI, evals, the inbox).
+
+    `explicit` values win; fields left out take the deployment's defaults, and the deployment
+    Settings are attached (all read from the environment, here).
+    """
+    from graph.context import Context
+
+    return (Context(**explicit).with_defaults(run_defaults(environ))
+            .with_settings(read_settings(environ)))
 
 
 def env_defaults(

@@ -204,16 +204,12 @@ def kb_sections(store: Any) -> list[dict[str, Any]]:
 
 
 def kb_collections(store: Any) -> list[str]:
-    """The knowledge-base collections (`kb_*`) that hold at least one passage."""
-    from retrieval.store import RetrievalUnavailable
+    """The knowledge-base collections (`kb_*`) that hold at least one passage.
 
-    try:
-        listed = store.collections()
-    except RetrievalUnavailable:
-        raise
-    except Exception as exc:  # the engine raises many types; all mean "cannot answer"
-        raise RetrievalUnavailable(f"could not list collections: {type(exc).__name__}") from exc
-    names = sorted(name for name in listed if name.startswith(KB_PREFIX))
+    An engine failure reaches the caller as the store's `RetrievalUnavailable` (every
+    `KnowledgeStore` call converts it), so model code needs no import of retrieval.
+    """
+    names = sorted(name for name in store.collections() if name.startswith(KB_PREFIX))
     return [n for n in names if store.count(n) > 0]
 
 

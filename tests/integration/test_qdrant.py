@@ -9,24 +9,30 @@ import pytest
 
 from retrieval.cases import COLLECTION, delete_case, search_cases, upsert_case
 from retrieval.ingest import ensure_demo_kb, ingest_paths, retrieve_file
-from retrieval.store import RetrievalUnavailable, close_stores, open_client_store, open_store
+from retrieval.store import (
+    RetrievalUnavailable,
+    StoreRegistry,
+    open_client_store,
+    open_store,
+)
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "retrieval"
 
 
 @pytest.fixture(params=["embedded", "client"])
-def store(request, tmp_path):
+def store(request, tmp_path, embedder):
     """Both engines: qdrant-edge in the home, and qdrant-client (local mode standing in for a
     server: same Query API, same request shapes)."""
     if request.param == "embedded":
-        opened = open_store(home=tmp_path / "home")
+        opened = open_store(home=tmp_path / "home", embedder=embedder)
         yield opened
-        close_stores()
+        opened.close()
         return
     from qdrant_client import QdrantClient
 
     opened = open_client_store(QdrantClient(path=str(tmp_path / "client")),
-                               location=str(tmp_path / "client"), server=False)
+                               location=str(tmp_path / "client"), server=False,
+                               embedder=embedder)
     yield opened
     opened.close()
 
@@ -44,13 +50,23 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_open_store_is_shared_per_location(tmp_path):
-    store = open_store(home=tmp_path / "home")
+def test_a_registry_shares_a_store_per_location_until_its_last_user_leaves(tmp_path):
+    registry = StoreRegistry()
+    store = registry.open(home=tmp_path / "home")
+    other = registry.open(home=tmp_path / "other")
     try:
-        assert open_store(home=tmp_path / "home") is store
-        assert open_store(home=tmp_path / "other") is not store
+        assert registry.open(home=tmp_path / "home") is store  # a second root, same home
+        assert other is not store
+        # an embedded home admits one engine, even within a process: a raw open is refused
+        with pytest.raises(RetrievalUnavailable, match="in use by pid"):
+            open_store(home=tmp_path / "home")
+        registry.release(store)  # one user left: still open for it
+        assert store.collections() == []
+        registry.release(store)  # the last one: closed, and the home is free again
+        again = open_store(home=tmp_path / "home")
+        again.close()
     finally:
-        close_stores()
+        registry.close_all()
 
 
 def test_ingest_is_idempotent(store, kb):
@@ -151,9 +167,9 @@ def test_missing_collection_is_retrieval_unavailable(store):
     assert search_cases(store, "anything", k=3, tenant=None) == []
 
 
-def test_unreachable_server_fails_fast(tmp_path):
+def test_unreachable_server_fails_fast(tmp_path, embedder):
     url = f"http://127.0.0.1:{free_port()}"
-    remote = open_store(home=tmp_path, url=url, timeout=2.0)
+    remote = open_store(home=tmp_path, url=url, timeout=2.0, embedder=embedder)
     try:
         for call in (
             lambda: remote.search("kb_billing", "refund", k=3),
@@ -168,7 +184,7 @@ def test_unreachable_server_fails_fast(tmp_path):
             assert time.monotonic() - start < 5
             assert url in str(err.value) and "\n" not in str(err.value)
     finally:
-        close_stores()
+        remote.close()
 
 
 def case(store, ticket_id, text, *, tenant="acme", intent="refund_request", reply="Refunded."):
@@ -332,7 +348,7 @@ def test_hostile_collection_names_are_refused(store):
             store.ensure_collection(name)
 
 
-def test_a_server_collection_of_an_older_release_still_answers(tmp_path, caplog):
+def test_a_server_collection_of_an_older_release_still_answers(tmp_path, caplog, embedder):
     """No BM25 sparse vectors in it: searches and learning go on, dense only, with a warning."""
     import numpy as np
     from qdrant_client import QdrantClient, models
@@ -340,7 +356,7 @@ def test_a_server_collection_of_an_older_release_still_answers(tmp_path, caplog)
     client = QdrantClient(path=str(tmp_path / "server"))
     client.create_collection(COLLECTION, vectors_config={"dense": models.VectorParams(
         size=384, distance=models.Distance.COSINE)})
-    remote = open_client_store(client, location="old-server", server=False)
+    remote = open_client_store(client, location="old-server", server=False, embedder=embedder)
     try:
         assert case(remote, "o1", "Refund the duplicate charge on my invoice") == "added"
         [hit] = search_cases(remote, "duplicate charge refund", k=3, tenant="acme")

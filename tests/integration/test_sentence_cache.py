@@ -14,7 +14,6 @@ from retrieval.ingest import DEMO_COLLECTIONS, ingest_paths
 from supportgraph.app.runner import Runner
 from supportgraph.app.services import run_services
 from supportgraph.app.settings import Settings
-from supportgraph.models.embeddings import get_embedder
 from supportgraph.models.offline import passage_sentences
 
 TICKET = {"id": "sc-1", "channel": "chat",
@@ -27,13 +26,13 @@ def kb_sentences(home: Path) -> set[str]:
             for s in passage_sentences(p["text"])}
 
 
-def test_init_stores_a_vector_for_every_knowledge_base_sentence(demo_home: Path) -> None:
+def test_init_stores_a_vector_for_every_knowledge_base_sentence(demo_home: Path,
+                                                                 embedder) -> None:
     path = sentence_cache.cache_path(demo_home)
     assert path.is_file()
     texts, vectors = sentence_cache._read(path)
     assert set(texts) == kb_sentences(demo_home)
     assert vectors.shape == (len(texts), 384)
-    embedder = get_embedder()
     embedder.configure(cache_size=0)
     try:
         fresh = embedder.encode(texts[:5])
@@ -43,8 +42,9 @@ def test_init_stores_a_vector_for_every_knowledge_base_sentence(demo_home: Path)
 
 
 def test_drafting_a_ticket_embeds_no_knowledge_base_sentence(demo_home: Path) -> None:
-    runner = Runner(Context().with_settings(Settings(home=str(demo_home))))
-    embedder = get_embedder()
+    ctx = Context().with_settings(Settings(home=str(demo_home)))
+    runner = Runner(ctx)
+    embedder = run_services(ctx).embedder  # the root's, which the run uses
     before = embedder.stats.texts
     outcome = runner.run(TICKET)
     assert outcome.summary["status"] in ("sent", "awaiting_review")
@@ -58,7 +58,7 @@ def test_drafting_a_ticket_embeds_no_knowledge_base_sentence(demo_home: Path) ->
 
 @pytest.mark.parametrize("content", [b"", b"not a zip file at all", "object-array"])
 def test_a_damaged_file_is_ignored_and_tickets_still_run(
-    demo_home: Path, content: bytes | str, caplog: pytest.LogCaptureFixture
+    demo_home: Path, content: bytes | str, caplog: pytest.LogCaptureFixture, embedder
 ) -> None:
     path = sentence_cache.cache_path(demo_home)
     if content == "object-array":  # only a pickle could load it; pickles are never loaded
@@ -67,19 +67,20 @@ def test_a_damaged_file_is_ignored_and_tickets_still_run(
     else:
         path.write_bytes(content)
     with caplog.at_level(logging.WARNING, logger="retrieval.sentence_cache"):
-        assert sentence_cache.load(demo_home) == 0
+        assert sentence_cache.load(demo_home, embedder) == 0
     assert "ignoring" in caplog.text
     assert Runner(Context()
                   .with_settings(Settings(home=str(demo_home)))).run(TICKET).summary["status"] in (
         "sent", "awaiting_review")
 
 
-def test_vectors_from_another_model_are_not_used(demo_home: Path) -> None:
+def test_vectors_from_another_model_are_not_used(demo_home: Path, embedder) -> None:
     path = sentence_cache.cache_path(demo_home)
     np.savez(path, vectors=np.zeros((1, 384), np.float32),
              texts=np.frombuffer(b'["a sentence"]', np.uint8),
              model=np.frombuffer(b"some-other-model", np.uint8))
-    assert sentence_cache.load(demo_home) == 0
+    assert sentence_cache.load(demo_home, embedder) == 0
+    assert embedder.pinned_count == 0 or "a sentence" not in embedder._pinned
 
 
 def test_ingesting_a_collection_adds_its_sentences_and_keeps_the_others(

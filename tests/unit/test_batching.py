@@ -77,38 +77,33 @@ def test_micro_batcher_reports_a_failed_pass_to_every_caller_and_recovers() -> N
     assert batcher.submit(["fine"])[0].shape == (1, 1)  # the leader slot was released
 
 
-def test_intent_encoder_batches_concurrent_tickets_without_changing_results() -> None:
-    from supportgraph.models import intent_encoder
-
+def test_intent_encoder_batches_concurrent_tickets_without_changing_results(encoders) -> None:
     texts = [f"I was charged twice for order {i}, please refund the extra charge"
              for i in range(24)]
-    alone = intent_encoder.get_layer_encoder().encode(texts)
-    before = intent_encoder.STATS.forward_passes
+    alone = encoders.layer_encoder().encode(texts)
+    before = encoders.layer_stats.forward_passes
     barrier = threading.Barrier(24)
     results: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     def call(i: int) -> None:
         barrier.wait()
-        results[i] = intent_encoder.encode_cached([texts[i]])
+        results[i] = encoders.features([texts[i]])
 
     threads = [threading.Thread(target=call, args=(i,)) for i in range(24)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(60)
-    assert intent_encoder.STATS.forward_passes - before < 24
+    assert encoders.layer_stats.forward_passes - before < 24
     for i in range(24):
         np.testing.assert_allclose(results[i][0][0], alone[0][i], atol=1e-5)
         np.testing.assert_allclose(results[i][1][0], alone[1][i], atol=1e-5)
 
 
-def test_classifying_a_ticket_hands_its_vector_to_the_embedder() -> None:
-    from supportgraph.models import intent_encoder
-    from supportgraph.models.embeddings import get_embedder
-
-    embedder = get_embedder()
+def test_classifying_a_ticket_hands_its_vector_to_the_embedder(encoders) -> None:
+    embedder = encoders.embedder
     text = "Our webhook deliveries stopped after we rotated the signing secret yesterday"
-    intent_encoder.encode_cached([text])
+    encoders.features([text])
     before = embedder.stats.forward_passes
     vector = embedder.encode_one(text)
     assert embedder.stats.forward_passes == before  # no second pass for the same text

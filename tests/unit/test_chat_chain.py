@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from evals.builders import shared_data
-from supportgraph.models.breaker import CircuitBreakers, default_breakers
+from supportgraph.models.breaker import CircuitBreakers
 from supportgraph.models.chain import (
     OFFLINE_SPEC,
     ModelChain,
@@ -127,7 +127,9 @@ def test_build_chain_names_the_missing_provider() -> None:
     offline = ScriptedProvider("offline")
     chain = build_chain("offline", providers={"offline": offline}, prices=load_prices())
     assert chain.spec == OFFLINE_SPEC
-    assert chain.breaker is default_breakers()
+    # Without breakers given, a chain keeps its own: no state is shared through the process.
+    again = build_chain("offline", providers={"offline": offline}, prices=load_prices())
+    assert isinstance(chain.breaker, CircuitBreakers) and again.breaker is not chain.breaker
     with pytest.raises(ValueError, match="'anthropic'.*ANTHROPIC_API_KEY"):
         build_chain("anthropic:claude-haiku-4-5,offline", providers={"offline": offline})
 

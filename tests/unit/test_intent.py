@@ -30,15 +30,15 @@ OUT_OF_SCOPE = [
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def trained(encoders, tmp_path_factory):
     out = tmp_path_factory.mktemp("intent") / "model"
-    report = train_from_files(SMALL, SMALL_ROUTES, out)
+    report = train_from_files(SMALL, SMALL_ROUTES, out, encoders=encoders)
     return out, report
 
 
 @pytest.fixture(scope="module")
-def model(trained):
-    return IntentModel.load(trained[0])
+def model(encoders, trained):
+    return IntentModel.load(trained[0], encoders=encoders)
 
 
 def write(path: Path, text: str) -> Path:
@@ -72,20 +72,20 @@ def test_saved_model_has_reproducibility_metadata(trained):
     assert not list(trained[0].glob("*.pkl"))
 
 
-def test_predictions_are_deterministic_and_survive_save_load(model, tmp_path):
+def test_predictions_are_deterministic_and_survive_save_load(encoders, model, tmp_path):
     texts = ["I was charged twice", "429 errors from the API", "locked out, lost my 2FA phone"]
     first = model.predict(texts)
     assert model.predict(texts) == first
     model.save(tmp_path / "copy")
-    assert IntentModel.load(tmp_path / "copy").predict(texts) == first
+    assert IntentModel.load(tmp_path / "copy", encoders=encoders).predict(texts) == first
 
 
-def test_training_is_deterministic():
+def test_training_is_deterministic(encoders):
     texts, intents = read_labelled(SMALL)
     routes = load_routes(SMALL_ROUTES)
-    encoded = encode(texts)
-    a = IntentModel.train(texts, intents, routes, seed=3, encoded=encoded)
-    b = IntentModel.train(texts, intents, routes, seed=3, encoded=encoded)
+    encoded = encode(texts, encoders)
+    a = IntentModel.train(texts, intents, routes, seed=3, encoded=encoded, encoders=encoders)
+    b = IntentModel.train(texts, intents, routes, seed=3, encoded=encoded, encoders=encoders)
     np.testing.assert_array_equal(a.weight, b.weight)
     assert a.oos_threshold == b.oos_threshold
     assert a.data_sha256 == b.data_sha256
@@ -106,15 +106,15 @@ def test_empty_and_non_text_inputs(model):
     assert model.predict([]) == []
 
 
-def test_oos_threshold_can_be_overridden(model, trained):
-    fresh = IntentModel.load(trained[0])
+def test_oos_threshold_can_be_overridden(encoders, model, trained):
+    fresh = IntentModel.load(trained[0], encoders=encoders)
     fresh.oos_threshold = math.inf
     assert not any(p.out_of_scope for p in fresh.predict(OUT_OF_SCOPE))
     fresh.oos_threshold = -math.inf
     assert all(p.route == "human" for p in fresh.predict(["I was charged twice"]))
 
 
-def test_classify_file_keeps_order_fields_and_bad_lines(trained, tmp_path):
+def test_classify_file_keeps_order_fields_and_bad_lines(encoders, trained, tmp_path):
     lines = [
         json.dumps({"id": "a", "text": "how much is the Scale plan", "meta": {"k": 1}}),
         "{not json",
@@ -125,7 +125,7 @@ def test_classify_file_keeps_order_fields_and_bad_lines(trained, tmp_path):
                     "body": "signature verification fails"}),
     ]
     src = write(tmp_path / "in.jsonl", "\n".join(lines) + "\n")
-    counts = classify_file(trained[0], src, tmp_path / "out.jsonl")
+    counts = classify_file(trained[0], src, tmp_path / "out.jsonl", encoders=encoders)
     rows = [json.loads(x) for x in (tmp_path / "out.jsonl").read_text().splitlines()]
     assert len(rows) == 5 and counts["n"] == 5 and counts["errors"] == 2
     assert [r.get("id") for r in rows] == ["a", None, "b", "c", "d"]
@@ -137,11 +137,11 @@ def test_classify_file_keeps_order_fields_and_bad_lines(trained, tmp_path):
     assert rows[4]["intent"] == "webhooks" and rows[4]["channel"] == "email"
 
 
-def test_routes_file_errors(tmp_path):
+def test_routes_file_errors(encoders, tmp_path):
     texts, intents = read_labelled(SMALL)
     routes = write(tmp_path / "r.toml", '[routes]\nbilling = ["refund_request", "nope", "zzz"]\n')
     with pytest.raises(TrainingDataError, match="unknown labels in routes file: nope, zzz"):
-        IntentModel.train(texts, intents, load_routes(routes))
+        IntentModel.train(texts, intents, load_routes(routes), encoders=encoders)
     bad_route = write(tmp_path / "b.toml", '[routes]\nsales = ["refund_request"]\n')
     with pytest.raises(TrainingDataError, match="unknown route names.*sales"):
         load_routes(bad_route)
@@ -152,18 +152,18 @@ def test_routes_file_errors(tmp_path):
         load_routes(write(tmp_path / "m.toml", "[routes\nbilling = 1"))
 
 
-def test_rejects_too_few_examples_or_intents(tmp_path):
+def test_rejects_too_few_examples_or_intents(encoders, tmp_path):
     one_each = write(tmp_path / "one.jsonl", "\n".join(
         json.dumps({"text": f"example {i}", "intent": f"intent_{i}"}) for i in range(3)
     ))
     empty_routes = write(tmp_path / "empty.toml", "[routes]\n")
     with pytest.raises(TrainingDataError, match="fewer than 2 examples.*intent_0, intent_1"):
-        train_from_files(one_each, empty_routes, tmp_path / "m")
+        train_from_files(one_each, empty_routes, tmp_path / "m", encoders=encoders)
     single = write(tmp_path / "single.jsonl", "\n".join(
         json.dumps({"text": f"refund please {i}", "intent": "refund"}) for i in range(5)
     ))
     with pytest.raises(TrainingDataError, match="at least 2 intents.*found 1 \\(refund\\)"):
-        train_from_files(single, empty_routes, tmp_path / "m")
+        train_from_files(single, empty_routes, tmp_path / "m", encoders=encoders)
     with pytest.raises(TrainingDataError, match="empty"):
         read_labelled(write(tmp_path / "e.jsonl", ""))
 
@@ -176,49 +176,49 @@ def test_read_labelled_csv_and_bad_rows(tmp_path):
         read_labelled(bad)
 
 
-def test_load_rejects_missing_corrupt_or_foreign_models(trained, tmp_path):
+def test_load_rejects_missing_corrupt_or_foreign_models(encoders, trained, tmp_path):
     with pytest.raises(FileNotFoundError):
-        IntentModel.load(tmp_path / "nowhere")
+        IntentModel.load(tmp_path / "nowhere", encoders=encoders)
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="not an intent model"):
-        IntentModel.load(tmp_path / "empty")
+        IntentModel.load(tmp_path / "empty", encoders=encoders)
     foreign = tmp_path / "foreign"
-    IntentModel.load(trained[0]).save(foreign)
+    IntentModel.load(trained[0], encoders=encoders).save(foreign)
     meta = json.loads((foreign / "model.json").read_text())
     meta["embedding_model"] = "some-other-encoder"
     (foreign / "model.json").write_text(json.dumps(meta))
     with pytest.raises(ValueError, match="some-other-encoder"):
-        IntentModel.load(foreign)
+        IntentModel.load(foreign, encoders=encoders)
     (foreign / "model.json").write_text("{truncated")
     with pytest.raises(ValueError, match="corrupt"):
-        IntentModel.load(foreign)
+        IntentModel.load(foreign, encoders=encoders)
 
 
-def test_ensure_default_model_trains_once_and_retrains_on_edit(tmp_path):
+def test_ensure_default_model_trains_once_and_retrains_on_edit(encoders, tmp_path):
     data = tmp_path / "demo.jsonl"
     data.write_bytes(SMALL.read_bytes())
     home = tmp_path / "home"
-    directory = ensure_default_model(home, data=data, routes=SMALL_ROUTES)
+    directory = ensure_default_model(home, encoders=encoders, data=data, routes=SMALL_ROUTES)
     assert directory == default_model_dir(home)
     created = json.loads((directory / "model.json").read_text())["created"]
     stamp = (directory / "head.npz").stat().st_mtime_ns
-    assert ensure_default_model(home, data=data, routes=SMALL_ROUTES) == directory
+    again = ensure_default_model(home, encoders=encoders, data=data, routes=SMALL_ROUTES)
+    assert again == directory
     assert (directory / "head.npz").stat().st_mtime_ns == stamp
     with data.open("a") as handle:
         handle.write(json.dumps({"text": "what do you charge for sms", "intent": "plans_pricing"}))
-    ensure_default_model(home, data=data, routes=SMALL_ROUTES)
+    ensure_default_model(home, encoders=encoders, data=data, routes=SMALL_ROUTES)
     meta = json.loads((directory / "model.json").read_text())
     assert meta["metrics"]["n_examples"] == 81 and meta["created"] >= created
-    assert IntentModel.load(directory).predict(["refund me"])[0].route == "billing"
+    reloaded = IntentModel.load(directory, encoders=encoders)
+    assert reloaded.predict(["refund me"])[0].route == "billing"
 
 
-def test_encoding_does_not_depend_on_batch_composition():
+def test_encoding_does_not_depend_on_batch_composition(encoders):
     # Texts are padded per token-count bucket: a text's features must not change with its
     # neighbours, its position, or a huge text truncated in the same call. The encoder is
     # called directly: `encode` would answer the single texts from its cache.
-    from supportgraph.models.intent_encoder import get_layer_encoder
-
-    encoder = get_layer_encoder()
+    encoder = encoders.layer_encoder()
     texts = ["hi", "where is the invoice for my April subscription payment", "webhook", "x " * 3000]
     sentence, features = encoder.encode(texts)
     assert features.shape == (4, 1536) and sentence.shape == (4, 384)
@@ -230,8 +230,8 @@ def test_encoding_does_not_depend_on_batch_composition():
         np.testing.assert_allclose(sentence[i], alone_sentence[0], atol=1e-5)
     reversed_features = encoder.encode(texts[::-1])[1]
     np.testing.assert_allclose(reversed_features[::-1], features, atol=1e-5)
-    np.testing.assert_allclose(encode(texts)[1], features, atol=1e-5)
-    empty_sentence, empty_features = encode([])
+    np.testing.assert_allclose(encode(texts, encoders)[1], features, atol=1e-5)
+    empty_sentence, empty_features = encode([], encoders)
     assert empty_sentence.shape == (0, 384) and empty_features.shape == (0, 1536)
 
 
@@ -241,8 +241,9 @@ def test_a_fresh_process_can_classify_one_ticket_first():
     import subprocess
     import sys
 
-    code = ("from supportgraph.models.intent import encode; "
-            "s, f = encode(['where is my invoice']); print(s.shape, f.shape)")
+    code = ("from supportgraph.models.encoders import Encoders; "
+            "from supportgraph.models.intent import encode; "
+            "s, f = encode(['where is my invoice'], Encoders()); print(s.shape, f.shape)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=120, cwd=Path(__file__).resolve().parents[2])
     assert done.returncode == 0, done.stderr[-500:]
@@ -251,12 +252,13 @@ def test_a_fresh_process_can_classify_one_ticket_first():
 
 # ------------------------------------------------------------ fine-tuned encoder
 @pytest.fixture(scope="module")
-def tuned(tmp_path_factory):
+def tuned(encoders, tmp_path_factory):
     from supportgraph.models.intent_tune import TuneConfig
 
     texts, intents = read_labelled(SMALL)
     model = IntentModel.train(texts, intents, load_routes(SMALL_ROUTES), seed=1,
-                              tune=TuneConfig(epochs=2, min_examples=0, max_texts=40))
+                              tune=TuneConfig(epochs=2, min_examples=0, max_texts=40),
+                              encoders=encoders)
     out = tmp_path_factory.mktemp("tuned") / "model"
     model.save(out)
     return model, out
@@ -268,8 +270,7 @@ def test_small_training_sets_keep_the_frozen_encoder(model, trained):
     assert not (trained[0] / "encoder.npz").exists()
 
 
-def test_tuned_encoder_is_saved_and_loaded_with_the_model(tuned, tmp_path):
-    from supportgraph.models.intent_encoder import get_layer_encoder
+def test_tuned_encoder_is_saved_and_loaded_with_the_model(encoders, tuned, tmp_path):
 
     model, out = tuned
     # The default tuning trains all of MiniLM's layers (the token embeddings stay frozen).
@@ -277,40 +278,38 @@ def test_tuned_encoder_is_saved_and_loaded_with_the_model(tuned, tmp_path):
     assert model.metrics["tuned_examples"] == 40  # max_texts caps the tuning set (64 here)
     meta = json.loads((out / "model.json").read_text())
     assert meta["features"].endswith("+tuned-top-6") and meta["tune_config"]["layers"] == 6
-    base = get_layer_encoder().top_state_dict(6)
+    base = encoders.layer_encoder().top_state_dict(6)
     assert set(model.tuned) == set(base)
     assert any(not np.allclose(model.tuned[n], base[n]) for n in base)  # tuning changed weights
-    loaded = IntentModel.load(out)
+    loaded = IntentModel.load(out, encoders=encoders)
     texts = ["I was charged twice", "webhook signature verification fails", *OUT_OF_SCOPE]
     first = loaded.predict(texts)
-    assert IntentModel.load(out).predict(texts) == first
+    assert IntentModel.load(out, encoders=encoders).predict(texts) == first
     assert [p.route for p in first[:2]] == ["billing", "technical"]
     assert all(p.out_of_scope for p in first[2:])
-    frozen_features = encode(texts[:2])[1]
+    frozen_features = encode(texts[:2], encoders)[1]
     assert not np.allclose(loaded.encode(texts[:2])[1], frozen_features, atol=1e-3)
     # classify goes through the same loader.
     src = write(tmp_path / "in.jsonl", json.dumps({"id": "a", "text": texts[0]}) + "\n")
-    classify_file(out, src, tmp_path / "out.jsonl")
+    classify_file(out, src, tmp_path / "out.jsonl", encoders=encoders)
     row = json.loads((tmp_path / "out.jsonl").read_text())
     assert row["intent"] == first[0].intent and row["route"] == "billing"
 
 
-def test_tuned_encoder_still_hands_retrieval_the_untuned_embedding(tuned):
+def test_tuned_encoder_still_hands_retrieval_the_untuned_embedding(encoders, tuned):
     # Retrieval's query vectors come from the shipped MiniLM: a ticket classified by a tuned
     # model must offer that vector, not the tuned layer's.
-    from supportgraph.models.embeddings import get_embedder
-    from supportgraph.models.intent_encoder import get_layer_encoder
 
     model = tuned[0]
-    encoder = get_layer_encoder(model.encoder_key, model.tuned)
+    encoder = encoders.layer_encoder(model.encoder_key, model.tuned)
     texts = ["where is my April invoice", "my API key stopped working"]
     sentence, _, base = encoder.encode(texts, base_sentence=True)
-    reference = get_embedder()._model.encode(texts, normalize_embeddings=True)
+    reference = encoders.embedder._model.encode(texts, normalize_embeddings=True)
     np.testing.assert_allclose(base, reference, atol=1e-5)
     assert not np.allclose(sentence, reference, atol=1e-3)
 
 
-def test_load_refuses_tampered_tuned_encoder(tuned, tmp_path):
+def test_load_refuses_tampered_tuned_encoder(encoders, tuned, tmp_path):
     import shutil
 
     model, out = tuned
@@ -328,13 +327,13 @@ def test_load_refuses_tampered_tuned_encoder(tuned, tmp_path):
         if arrays is not None:
             np.savez(copy / "encoder.npz", **arrays)
         with pytest.raises(ValueError, match="corrupt"):
-            IntentModel.load(copy)
+            IntentModel.load(copy, encoders=encoders)
     pickled = tmp_path / "pickled"
     shutil.copytree(out, pickled)
     with (pickled / "encoder.npz").open("wb") as handle:
         np.save(handle, np.array([object()], dtype=object), allow_pickle=True)
     with pytest.raises(ValueError, match="corrupt"):
-        IntentModel.load(pickled)
+        IntentModel.load(pickled, encoders=encoders)
 
 
 def test_threshold_is_cross_validated_over_folds():
@@ -382,10 +381,11 @@ def test_threshold_keeps_in_scope_texts_once_the_recall_floor_is_met():
     assert choose_threshold(in_scores, None, 0.01) == pytest.approx(np.quantile(in_scores, 0.99))
 
 
-def test_training_with_oos_examples_reports_the_threshold_spread():
+def test_training_with_oos_examples_reports_the_threshold_spread(encoders):
     texts, intents = read_labelled(SMALL)
     model = IntentModel.train(texts, intents, load_routes(SMALL_ROUTES), oos_texts=OUT_OF_SCOPE
-                              + ["", "   "], encoded=encode(texts), tune=None)
+                              + ["", "   "], encoded=encode(texts, encoders), tune=None,
+                              encoders=encoders)
     cv = model.metrics["threshold_cv"]
     assert cv["folds"] >= 2 and model.metrics["n_oos_examples"] == 4
     assert model.oos_threshold == pytest.approx(np.median(cv["fold_thresholds"]), abs=1e-5)

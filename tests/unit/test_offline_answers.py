@@ -28,10 +28,15 @@ def passages(*files: str) -> list[dict]:
     return out
 
 
-def draft(query: str, *files: str) -> str:
+@pytest.fixture(scope="module")
+def provider(encoders) -> OfflineProvider:
+    return OfflineProvider(embedder=encoders.embedder)
+
+
+def draft(provider: OfflineProvider, query: str, *files: str) -> str:
     request = ChatRequest(task="draft", system="s", user="u",
                           data={"query": query, "passages": passages(*files)})
-    return OfflineProvider().complete(request, "offline-v1", timeout=5.0).text
+    return provider.complete(request, "offline-v1", timeout=5.0).text
 
 
 def answer_of(text: str) -> str:
@@ -54,8 +59,8 @@ BILLING = ("billing/finding-and-downloading-invoices.md", "billing/reissuing-inv
            "billing/duplicate-charges.md", "billing/payment-receipts.md")
 
 
-def test_invoice_pdf_reply_contains_the_whole_procedure():
-    text = draft(INVOICE_PDF, *BILLING)
+def test_invoice_pdf_reply_contains_the_whole_procedure(provider):
+    text = draft(provider, INVOICE_PDF, *BILLING)
     answer = answer_of(text)
     assert "Dashboard > Billing > Invoices" in answer
     assert 'Click "Download PDF"' in answer
@@ -65,8 +70,8 @@ def test_invoice_pdf_reply_contains_the_whole_procedure():
     assert {d.split("#")[0] for d in cited} == {"billing/finding-and-downloading-invoices.md"}
 
 
-def test_rate_limited_reply_has_no_markdown_debris():
-    text = draft("What does the 429 rate_limited error mean and how long should I wait?",
+def test_rate_limited_reply_has_no_markdown_debris(provider):
+    text = draft(provider, "What does the 429 rate_limited error mean and how long should I wait?",
                  "technical/rate-limits.md", "technical/error-codes-reference.md")
     answer = answer_of(text)
     assert "rate_limited" in answer
@@ -85,8 +90,8 @@ def test_rate_limited_reply_has_no_markdown_debris():
                                               "technical/sending-domains-spf-dkim-dmarc.md")),
     ("Can I pay in GBP?", ("billing/uk-vat.md", "billing/billing-currencies.md")),
 ])
-def test_replies_never_name_internal_articles(query, files):
-    answer = answer_of(draft(query, *files))
+def test_replies_never_name_internal_articles(provider, query, files):
+    answer = answer_of(draft(provider, query, *files))
     assert not re.search(r"\bsee\s+\"", answer, re.I), answer
     assert "(see below)" not in answer and "(see above)" not in answer
 
@@ -96,8 +101,8 @@ MULTI_PART = ("PO number on invoices\nOur procurement department rejects invoice
               "And is it possible to get the March invoice redone with it?")
 
 
-def test_multi_part_ticket_gets_one_section_per_part_never_stitched():
-    text = draft(MULTI_PART, "billing/invoice-details-po-vat-address.md",
+def test_multi_part_ticket_gets_one_section_per_part_never_stitched(provider):
+    text = draft(provider, MULTI_PART, "billing/invoice-details-po-vat-address.md",
                  "billing/reissuing-invoices.md", "billing/duplicate-charges.md")
     answer = answer_of(text)
     assert "Billing > Details" in answer
@@ -114,15 +119,16 @@ def test_multi_part_ticket_gets_one_section_per_part_never_stitched():
     "Do you have a free plan? And is there a free trial of Growth? Also what happens at the end?",
     INVOICE_PDF,
 ])
-def test_no_sentence_is_repeated(query):
-    text = draft(query, "billing/plans-and-pricing.md", "billing/free-trial.md",
+def test_no_sentence_is_repeated(provider, query):
+    text = draft(provider, query, "billing/plans-and-pricing.md", "billing/free-trial.md",
                  "billing/invoice-details-po-vat-address.md", *BILLING)
     said = sentences(text)
     assert said and len(said) == len(set(said)), text
 
 
-def test_reply_opens_with_a_sentence_then_steps_then_sources():
-    text = draft("how do i rotate my api key", "technical/api-keys-creating-and-rotating.md")
+def test_reply_opens_with_a_sentence_then_steps_then_sources(provider):
+    text = draft(provider, "how do i rotate my api key",
+                 "technical/api-keys-creating-and-rotating.md")
     greeting, _, rest = text.partition("\n\n")
     assert greeting == "Hi there,"
     first_line = rest.splitlines()[0]
@@ -131,8 +137,8 @@ def test_reply_opens_with_a_sentence_then_steps_then_sources():
     assert rest.index("1. ") < rest.index("\nSources:\n[")
 
 
-def test_code_blocks_and_header_names_are_kept():
-    text = draft("how do I authenticate, which header?",
+def test_code_blocks_and_header_names_are_kept(provider):
+    text = draft(provider, "how do I authenticate, which header?",
                  "technical/authentication-401-vs-403.md")
     answer = answer_of(text)
     assert '-H "Authorization: Bearer rp_live_xxxxxxxxxxxx"' in answer
@@ -192,7 +198,7 @@ def test_huge_and_hostile_markdown_is_rendered_quickly():
     assert isinstance(out, str)
 
 
-def test_a_fact_repeated_across_sections_is_said_once():
+def test_a_fact_repeated_across_sections_is_said_once(provider):
     said_twice = "Your templates and domains are kept for as long as the account exists."
     near_copy = "Your templates and domains are kept, for as long as the account exists!"
     passages = [
@@ -205,6 +211,6 @@ def test_a_fact_repeated_across_sections_is_said_once():
     request = ChatRequest(task="draft", system="s", user="u", data={
         "query": "How do I start the trial? And what happens when the trial ends?",
         "passages": passages})
-    text = OfflineProvider().complete(request, "offline-v1", timeout=5.0).text
+    text = provider.complete(request, "offline-v1", timeout=5.0).text
     assert "moves to the Free plan" in text and "sign up at relaypoint.example" in text
     assert answer_of(text).count("as long as the account exists") == 1, text

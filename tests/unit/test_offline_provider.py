@@ -37,8 +37,8 @@ SOURCE_LINE = re.compile(r"^\[(?P<n>\d+)\] (?P<title>.+) \((?P<doc>[^()]+)\)$")
 
 
 @pytest.fixture(scope="module")
-def provider() -> OfflineProvider:
-    return OfflineProvider()
+def provider(encoders) -> OfflineProvider:
+    return OfflineProvider(embedder=encoders.embedder)
 
 
 def draft_request(passages=PASSAGES, query=QUERY, **data) -> ChatRequest:
@@ -92,12 +92,12 @@ def test_numbering_matches_the_sources_list(drafted):
             assert sentence in passage["text"], (sentence, passage["doc_id"])
 
 
-def test_citations_map_back_to_the_passages_used():
+def test_citations_map_back_to_the_passages_used(provider):
     from nodes.draft import citations_of
 
     # The answering passage is ranked last: its number must still name it.
     reordered = [PASSAGES[2], PASSAGES[1], PASSAGES[0]]
-    text = OfflineProvider().complete(draft_request(passages=reordered), "m", timeout=5).text
+    text = provider.complete(draft_request(passages=reordered), "m", timeout=5).text
     body, sources = split_draft(text)
     assert re.search(r"download every invoice as a PDF[^\n]* \[3\]$", body, re.M), body
     assert citations_of(text, reordered)[-1] == "billing/invoices.md#where"
@@ -112,12 +112,12 @@ def test_draft_answers_from_the_relevant_passage(drafted):
 
 def test_draft_is_deterministic(provider, drafted):
     assert complete(provider, draft_request()) == drafted
-    assert complete(OfflineProvider(), draft_request()) == drafted
+    assert complete(OfflineProvider(embedder=provider.embedder), draft_request()) == drafted
 
 
-def test_draft_respects_max_sections():
+def test_draft_respects_max_sections(provider):
     two_asks = "Where can I download the PDF of last month's invoice? Also, can I get a refund?"
-    text = OfflineProvider(max_sections=1).complete(
+    text = OfflineProvider(max_sections=1, embedder=provider.embedder).complete(
         draft_request(query=two_asks), "m", timeout=5).text
     body, sources = split_draft(text)
     assert len(sources) == 1

@@ -7,7 +7,6 @@ import numpy as np
 from retrieval.ingest import markdown_sections, slugify, split_words
 from retrieval.points import Chunk, content_hash, embedding_text, point_id
 from retrieval.sparse import AVG_LEN, K1, B, document_vector, query_vector, stem, tokenize
-from supportgraph.models.embeddings import get_embedder
 
 
 def test_tokenize_drops_stopwords_and_stems_plurals():
@@ -58,8 +57,7 @@ def test_point_ids_and_hashes_are_deterministic():
     assert embedding_text("Refunds", "Annual plans ...") == "Refunds\nAnnual plans ..."
 
 
-def test_micro_batching_merges_concurrent_callers_into_few_forward_passes():
-    embedder = get_embedder()
+def test_micro_batching_merges_concurrent_callers_into_few_forward_passes(embedder):
     embedder.configure(micro_batching=True, max_wait_ms=3.0)
     texts = [f"how do I rotate api key number {i}" for i in range(32)]
     expected = embedder._forward(texts)
@@ -82,8 +80,7 @@ def test_micro_batching_merges_concurrent_callers_into_few_forward_passes():
         assert np.allclose(results[i], expected[i], atol=1e-4)
 
 
-def test_lone_call_is_not_delayed_by_batching():
-    embedder = get_embedder()
+def test_lone_call_is_not_delayed_by_batching(embedder):
     embedder.configure(micro_batching=True, max_wait_ms=3.0)
     embedder.encode_one("warm up")
     waits = []
@@ -96,8 +93,7 @@ def test_lone_call_is_not_delayed_by_batching():
     assert statistics.median(waits) < 20, waits
 
 
-def test_repeated_texts_come_from_the_cache_without_a_forward_pass():
-    embedder = get_embedder()
+def test_repeated_texts_come_from_the_cache_without_a_forward_pass(embedder):
     texts = [f"cache probe {time.time()} {i}" for i in range(3)]
     first = embedder.encode(texts)
     before = embedder.stats.forward_passes
@@ -106,8 +102,7 @@ def test_repeated_texts_come_from_the_cache_without_a_forward_pass():
     assert np.array_equal(again, first[[2, 0]])
 
 
-def test_large_batches_go_straight_through():
-    embedder = get_embedder()
+def test_large_batches_go_straight_through(embedder):
     before = embedder.stats.forward_passes
     vectors = embedder.encode([f"text {i}" for i in range(40)])
     assert vectors.shape == (40, 384)

@@ -7,10 +7,12 @@ from langgraph.runtime import Runtime
 
 from graph import routing
 from graph.context import Context
+from graph.settings import Settings
 
 
 def rt(**settings) -> Runtime:
-    return Runtime(context=Context(**settings))
+    # complete, as the edge makes it: no deployment defaults, default Settings
+    return Runtime(context=Context(**settings).with_defaults({}).with_settings(Settings()))
 
 
 def intent(confidence: float = 0.95, *, route: str = "billing", oos: bool = False) -> dict:
@@ -88,9 +90,12 @@ def test_classify_error_goes_to_human_review():
     assert routing.after_classify(state, rt()) == "human_review"
 
 
-def test_runtime_without_a_context_uses_defaults():
-    state = classified(intent=intent(0.84))  # below the default 0.85
-    assert routing.after_classify(state, Runtime(context=None)) == "planner"
+def test_a_router_without_a_complete_context_or_a_root_refuses_in_one_line():
+    # In a run the root completes the context (the server's comes from the request); outside
+    # one there is nothing to take the deployment's thresholds from, and guessing is wrong.
+    state = classified(intent=intent(0.84))
+    with pytest.raises(RuntimeError, match="no services for this run"):
+        routing.after_classify(state, Runtime(context=None))
 
 
 # --------------------------------------------------------------------------- retrieve

@@ -103,3 +103,24 @@ def test_a_run_cannot_supply_its_services_through_the_context(hostile: str) -> N
     with pytest.raises(TypeError):
         Context(services=hostile)  # type: ignore[call-arg]
     assert Context().services is None
+
+
+def test_two_roots_on_one_home_share_its_engine_and_the_weights_not_their_caches(
+    tmp_path: Path,
+) -> None:
+    """An embedded home admits one engine per process: a second root (e.g. another database)
+    gets the same one, and closing the first does not pull it from under the second."""
+    settings = Settings(home=str(tmp_path / "home"))
+    first, second = Services(settings), Services(settings)
+    try:
+        assert first.store is second.store
+        assert first.encoders is not second.encoders  # caches and pinned vectors per root
+        assert first.encoders.weights is second.encoders.weights  # one model per process
+        first.store.ensure_collection("kb_probe")
+        first.close()
+        assert second.store.exists("kb_probe")  # still open for the root that uses it
+    finally:
+        first.close()
+        second.close()
+    with Services(settings) as third:  # the last user closed it: the home is free again
+        assert third.store.exists("kb_probe")

@@ -50,6 +50,8 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
 def cmd_train_intents(args: argparse.Namespace) -> int:
     """Train an intent model directory from labelled examples and a routes file."""
+    from supportgraph.app.services import shared_weights
+    from supportgraph.models.encoders import Encoders
     from supportgraph.models.intent import TrainingDataError, train_from_files
 
     for path in (args.data, args.routes, *([args.oos_data] if args.oos_data else [])):
@@ -57,6 +59,7 @@ def cmd_train_intents(args: argparse.Namespace) -> int:
             raise BadInput(f"no such file: {path}")
     try:
         report = train_from_files(Path(args.data), Path(args.routes), Path(args.out),
+                                  encoders=Encoders(shared_weights()),
                                   oos_data=Path(args.oos_data) if args.oos_data else None)
     except TrainingDataError as exc:
         raise BadInput(str(exc)) from None
@@ -66,12 +69,15 @@ def cmd_train_intents(args: argparse.Namespace) -> int:
 
 def cmd_classify(args: argparse.Namespace) -> int:
     """Classify a JSONL file of texts with a trained model directory."""
+    from supportgraph.app.services import shared_weights
+    from supportgraph.models.encoders import Encoders
     from supportgraph.models.intent import classify_file
 
     if not Path(args.input).is_file():
         raise BadInput(f"no such file: {args.input}")
     try:
-        counts = classify_file(Path(args.model), Path(args.input), Path(args.output))
+        counts = classify_file(Path(args.model), Path(args.input), Path(args.output),
+                               encoders=Encoders(shared_weights()))
     except (FileNotFoundError, ValueError) as exc:
         raise BadInput(str(exc)) from None
     print(json.dumps(counts))

@@ -19,13 +19,13 @@ class BadInput(Exception):
 
 def context(args: argparse.Namespace) -> Any:
     """The run's Context from the command's options (settings are read at the edge)."""
-    from graph.context import Context
+    from supportgraph.app.settings import run_context
 
     overrides = {}
     for name in ("intent_model_dir",):
         if getattr(args, name, None):
             overrides[name] = getattr(args, name)
-    return Context(**overrides)
+    return run_context(**overrides)
 
 
 def print_summary(outcome: Any, as_json: bool, runner: Any = None,

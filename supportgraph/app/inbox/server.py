@@ -21,10 +21,10 @@ from supportgraph.app.inbox.web import InboxSettings, create_app
 
 def _resources() -> tuple[Any, Any]:
     """The server's own settings (from its environment, never a request's) with the salt."""
-    from graph.context import Context
     from supportgraph.app.services import run_services
+    from supportgraph.app.settings import run_context
 
-    ctx = Context()
+    ctx = run_context()
     res = run_services(ctx)
     return res.with_salt(ctx).settings, res
 
