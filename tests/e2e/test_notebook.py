@@ -27,6 +27,8 @@ def test_walkthrough_notebook_runs(demo_home: Path, tmp_path: Path,
     client.execute()
     outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
+    # The last cell removes the eval's scratch folder: a run leaves nothing behind in /tmp.
+    assert nb.cells[-1].outputs[-1]["data"]["text/plain"] == "False"
     images = [o for o in outputs if o.output_type == "display_data" and "image/png" in o.data]
     assert len(images) == 3
     text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
