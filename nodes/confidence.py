@@ -94,8 +94,11 @@ def confidence(state: State, step: Step) -> dict:
         signals.update({k: round(v, 4) for k, v in values.items()})
         score = model.probability(values)
         signals["logit"] = round(model.logit(values), 4)
-        unknown = unknown_object(query, [str(p["title"]) for p in cited], model.profile,
-                                 stopwords())
+        # `features` has read the request's object; name the thing only when it is unknown
+        # (with no passage to cite, `features` stops early and reads nothing)
+        if values["unknown_object"] or not cited:
+            unknown = unknown_object(query, [str(p["title"]) for p in cited], model.profile,
+                                     stopwords())
         if unknown:
             # The request is about something the KB never describes: whatever the reply says
             # about the KB's own things, it answers a look-alike question.

@@ -339,8 +339,9 @@ def features(question: str, cited: Sequence[Mapping[str, Any]], profile: KbProfi
         "topic_terms": topic_share(question, [str(p["title"]) for p in cited], profile, stop),
         "part_title": float(_cos(part_vecs, title_vecs).max(axis=1).min()),
         "salient": salient(ask_terms, cited, profile, stop),
-        "unknown_object": float(bool(unknown_object(question, [str(p["title"]) for p in cited],
-                                                    profile, stop))),
+        "unknown_object": float(bool(_object_unknown(ask_text, ask_terms,
+                                                     [str(p["title"]) for p in cited],
+                                                     profile, stop))),
     }
     return values, missing
 
@@ -403,6 +404,12 @@ def unknown_object(question: str, cited_titles: Sequence[str], profile: KbProfil
     backstory, and their other words give the context).
     """
     ask_text, ask_terms = the_ask(question, stop)
+    return _object_unknown(ask_text, ask_terms, cited_titles, profile, stop)
+
+
+def _object_unknown(ask_text: str, ask_terms: Sequence[str], cited_titles: Sequence[str],
+                    profile: KbProfile, stop: frozenset[str]) -> str:
+    """`unknown_object` on an ask already read (`features` has it in hand)."""
     if len(ask_terms) > SHORT_ASK_TERMS:
         return ""
     objects = request_objects(ask_text, stop)
