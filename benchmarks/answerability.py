@@ -412,18 +412,12 @@ def cross_validate(records: list[dict[str, Any]], names: list[str], folds: int =
 
 
 def ece(records: list[dict[str, Any]], bins: int = 10) -> float | None:
-    scored = [r for r in records if r["confidence"] is not None]
-    if not scored:
-        return None
-    conf = np.array([r["confidence"] for r in scored])
-    right = np.array([float(r["right"]) for r in scored])
-    edges = np.linspace(0, 1, bins + 1)
-    total = 0.0
-    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
-        mask = (conf >= lo) & ((conf < hi) if hi < 1 else (conf <= hi))
-        if mask.any():
-            total += mask.sum() / len(conf) * abs(conf[mask].mean() - right[mask].mean())
-    return round(float(total), 4)
+    """ECE of the records' confidence against `right`, as the eval's report computes it."""
+    from evals.evaluators import calibration_bins
+
+    pairs = [(float(r["confidence"]), float(r["right"])) for r in records
+             if r["confidence"] is not None]
+    return calibration_bins(pairs, bins)["ece"] if pairs else None
 
 
 def figures(records: list[dict[str, Any]], t: float) -> dict[str, Any]:

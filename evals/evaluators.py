@@ -273,7 +273,7 @@ def reliability(records: Sequence[EvalRecord], bins: int = 10) -> dict[str, Any]
     """Intent confidence against intent correctness, binned, with the calibration error (ECE)."""
     pairs = [(r.intent_confidence, float(r.intent == r.gold_intent)) for r in records
              if r.gold_intent and r.intent_confidence is not None]
-    return _binned(pairs, bins)
+    return calibration_bins(pairs, bins)
 
 
 # Escalations that only the confidence threshold decided: a lower threshold would have sent them.
@@ -313,7 +313,8 @@ def answer_correct(record: EvalRecord) -> bool:
     return record.gold_outcome == "sent" and record.cites_gold is not False
 
 
-def _binned(pairs: Sequence[tuple[float, float]], bins: int) -> dict[str, Any]:
+def calibration_bins(pairs: Sequence[tuple[float, float]], bins: int = 10) -> dict[str, Any]:
+    """Reliability bins of (confidence, right) pairs and their ECE (the one definition)."""
     rows = []
     for b in range(bins):
         low, high = b / bins, (b + 1) / bins
@@ -334,8 +335,9 @@ def confidence_reliability(records: Sequence[EvalRecord], bins: int = 10) -> dic
     """
     pairs = [(min(1.0, max(0.0, float(r.confidence))), float(answer_correct(r)))
              for r in records if r.confidence is not None]
-    return {**_binned(pairs, bins), "label": "gold outcome sent, and the draft cites a gold "
-                                             "source when the ticket has gold source ids"}
+    return {**calibration_bins(pairs, bins),
+            "label": "gold outcome sent, and the draft cites a gold source when the ticket has "
+                     "gold source ids"}
 
 
 WORST_KINDS = {"wrongly_auto_sent": "sent with no human, gold outcome human",
